@@ -1,1 +1,21 @@
+//! tollgate: a reverse proxy that enforces OAuth 2.0 / OpenID Connect access tokens.
+//!
+//! One request travels one straight line, a module a step:
+//! `server` (listener) → `routing` (which API) → `policy::extract` (token) → `validate` (who: a
+//! [`validate::Principal`], cached) → `policy::authorize` (may they) → `forward` (upstream).
+//! Any step may end the request with a [`policy::Rejection`], rendered in one place.
+//! `config` turns the file into an immutable [`runtime::Runtime`]; `provider` is the only code that
+//! speaks HTTP to the identity provider.
 
+pub mod admin;
+pub mod body;
+pub mod clock;
+pub mod config;
+pub mod forward;
+pub mod policy;
+pub mod provider;
+pub mod routing;
+pub mod runtime;
+pub mod server;
+pub mod telemetry;
+pub mod validate;

@@ -1,0 +1,52 @@
+//! The admin listener: `/healthz` (liveness: the process serves) and `/readyz` (readiness: the
+//! provider's endpoints are resolved, so tokens can be validated).
+
+use std::convert::Infallible;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+use crate::body::{ProxyBody, full};
+use crate::runtime::RuntimeHandle;
+
+pub async fn serve(listener: TcpListener, runtime: RuntimeHandle) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let runtime = runtime.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let response = answer(&req, &runtime);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn answer(req: &Request<Incoming>, runtime: &RuntimeHandle) -> Response<ProxyBody> {
+    let (status, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "ok\n"),
+        (&Method::GET | &Method::HEAD, "/readyz") => {
+            if runtime.current().provider.is_ready() {
+                (StatusCode::OK, "ready\n")
+            } else {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: provider endpoints unresolved\n",
+                )
+            }
+        }
+        _ => (StatusCode::NOT_FOUND, "not found\n"),
+    };
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response
+}

@@ -1,0 +1,555 @@
+//! Checks the raw file structs and turns them into [`Settings`]: every default applied, every URL
+//! parsed, every contradiction refused with the key path and the reason.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use http::Method;
+use url::Url;
+
+use super::ConfigError;
+use super::raw::{
+    ClientAuth, LogFormat, RawApi, RawCache, RawConfig, RawListen, RawProvider, RawRule,
+    ScopeMatch, TokenSource, ValidationMode,
+};
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: ListenSettings,
+    pub log: LogSettings,
+    pub provider: ProviderSettings,
+    pub cache: CacheSettings,
+    pub apis: Vec<ApiSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenSettings {
+    pub address: SocketAddr,
+    pub admin_address: SocketAddr,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// A secret from the configuration: never printed, never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    /// Kept as written: the metadata's `issuer` and tokens' `iss` must equal it byte for byte.
+    pub issuer: String,
+    pub authorize_url: Option<Url>,
+    pub token_url: Option<Url>,
+    pub introspection_url: Option<Url>,
+    pub jwks_url: Option<Url>,
+    pub registration_url: Option<Url>,
+    pub introspection_client_id: String,
+    pub introspection_client_secret: Secret,
+    pub introspection_auth: ClientAuth,
+    pub registration_authorization: Option<Secret>,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    pub max_entries: u64,
+    pub max_ttl: Duration,
+    pub negative_ttl: Duration,
+    pub stale_if_error: Duration,
+}
+
+/// Who may call: exact client ids, or no check at all (Anypoint's "skip client id validation").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCheck {
+    Skip,
+    Contracts(HashSet<String>),
+}
+
+/// What a request must carry to pass: scopes and a client contract.
+#[derive(Debug, Clone)]
+pub struct PolicySettings {
+    pub scopes: Vec<String>,
+    pub scope_match: ScopeMatch,
+    pub clients: ClientCheck,
+}
+
+#[derive(Debug, Clone)]
+pub struct RuleSettings {
+    pub methods: Option<Vec<Method>>,
+    pub paths: Option<GlobSet>,
+    pub public: bool,
+    pub policy: PolicySettings,
+}
+
+/// Where an API's requests go: `http://authority` plus a base path (without trailing `/`).
+#[derive(Debug, Clone)]
+pub struct UpstreamTarget {
+    pub url: Url,
+    pub authority: http::uri::Authority,
+    pub base_path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub name: String,
+    pub host: Option<String>,
+    pub path_prefix: String,
+    pub upstream: UpstreamTarget,
+    pub strip_prefix: bool,
+    pub timeout: Duration,
+    pub validation: ValidationMode,
+    pub policy: PolicySettings,
+    pub expose_headers: bool,
+    /// As written: the exposed headers' prefix.
+    pub expose_headers_prefix: String,
+    /// The same, lowercase with `_` read as `-`: client headers matching it are removed.
+    pub strip_headers_prefix: String,
+    pub token_sources: Vec<TokenSource>,
+    pub max_form_bytes: usize,
+    pub rules: Vec<RuleSettings>,
+}
+
+/// hyper refuses smaller read buffers; a smaller head limit would be a panic, not a setting.
+const MIN_HEADER_BYTES: usize = 8192;
+
+pub(super) fn compile(raw: RawConfig) -> Result<Settings, ConfigError> {
+    let listen = listen(raw.listen)?;
+    let level = raw.log.level.unwrap_or_else(|| "info".to_owned());
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&level) {
+        return Err(ConfigError::at(
+            "log.level",
+            format!("{level:?} is not a log filter: {e}"),
+        ));
+    }
+    let log = LogSettings {
+        format: raw.log.format.unwrap_or_default(),
+        level,
+    };
+    let provider = provider(raw.provider)?;
+    let cache = cache(raw.cache)?;
+    if raw.apis.is_empty() {
+        return Err(ConfigError::at("api", "at least one [[api]] is required"));
+    }
+    let mut apis = Vec::with_capacity(raw.apis.len());
+    let mut seen_names = HashSet::new();
+    let mut seen_routes = HashSet::new();
+    for (i, raw_api) in raw.apis.into_iter().enumerate() {
+        let path = format!("api[{i}]");
+        let api = api(raw_api, &path, listen.request_timeout)?;
+        if !seen_names.insert(api.name.clone()) {
+            return Err(ConfigError::at(
+                format!("{path}.name"),
+                format!("duplicate API name {:?}", api.name),
+            ));
+        }
+        if !seen_routes.insert((api.host.clone(), api.path_prefix.clone())) {
+            return Err(ConfigError::at(
+                format!("{path}.path_prefix"),
+                "another API already routes this host and path_prefix",
+            ));
+        }
+        apis.push(api);
+    }
+    Ok(Settings {
+        listen,
+        log,
+        provider,
+        cache,
+        apis,
+    })
+}
+
+fn listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
+    let addr = |value: Option<String>, key: &str, default: &str| {
+        let text = value.unwrap_or_else(|| default.to_owned());
+        text.parse::<SocketAddr>().map_err(|_| {
+            ConfigError::at(
+                format!("listen.{key}"),
+                format!("{text:?} is not an IP:port socket address"),
+            )
+        })
+    };
+    let max_header_bytes = raw.max_header_bytes.unwrap_or(16 * 1024);
+    if max_header_bytes < MIN_HEADER_BYTES {
+        return Err(ConfigError::at(
+            "listen.max_header_bytes",
+            format!("must be at least {MIN_HEADER_BYTES}"),
+        ));
+    }
+    let max_connections = raw.max_connections.unwrap_or(1024);
+    if max_connections == 0 {
+        return Err(ConfigError::at(
+            "listen.max_connections",
+            "must be at least 1",
+        ));
+    }
+    Ok(ListenSettings {
+        address: addr(raw.address, "address", "127.0.0.1:8080")?,
+        admin_address: addr(raw.admin_address, "admin_address", "127.0.0.1:9901")?,
+        max_connections,
+        max_header_bytes,
+        header_read_timeout: positive(raw.header_read_timeout, "listen.header_read_timeout", 10)?,
+        request_timeout: positive(raw.request_timeout, "listen.request_timeout", 30)?,
+    })
+}
+
+fn positive(
+    value: Option<super::duration::ConfigDuration>,
+    path: &str,
+    default_secs: u64,
+) -> Result<Duration, ConfigError> {
+    let d = value.map_or(Duration::from_secs(default_secs), |d| d.0);
+    if d.is_zero() {
+        return Err(ConfigError::at(path, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+fn provider(raw: RawProvider) -> Result<ProviderSettings, ConfigError> {
+    let issuer_url = http_url(&raw.issuer, "provider.issuer")?;
+    if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
+        return Err(ConfigError::at(
+            "provider.issuer",
+            "an issuer has no query or fragment (RFC 8414 §2)",
+        ));
+    }
+    let endpoint = |value: &Option<String>, key: &str| {
+        value
+            .as_deref()
+            .map(|v| http_url(v, &format!("provider.{key}")))
+            .transpose()
+    };
+    non_empty(
+        &raw.introspection_client_id,
+        "provider.introspection_client_id",
+    )?;
+    non_empty(
+        &raw.introspection_client_secret,
+        "provider.introspection_client_secret",
+    )?;
+    if let Some(auth) = &raw.registration_authorization {
+        non_empty(auth, "provider.registration_authorization")?;
+        if http::HeaderValue::from_str(auth).is_err() {
+            return Err(ConfigError::at(
+                "provider.registration_authorization",
+                "not a valid header value",
+            ));
+        }
+    }
+    Ok(ProviderSettings {
+        authorize_url: endpoint(&raw.authorize_url, "authorize_url")?,
+        token_url: endpoint(&raw.token_url, "token_url")?,
+        introspection_url: endpoint(&raw.introspection_url, "introspection_url")?,
+        jwks_url: endpoint(&raw.jwks_url, "jwks_url")?,
+        registration_url: endpoint(&raw.registration_url, "registration_url")?,
+        issuer: raw.issuer,
+        introspection_client_id: raw.introspection_client_id,
+        introspection_client_secret: Secret(raw.introspection_client_secret),
+        introspection_auth: raw.introspection_auth.unwrap_or_default(),
+        registration_authorization: raw.registration_authorization.map(Secret),
+        request_timeout: positive(raw.request_timeout, "provider.request_timeout", 5)?,
+    })
+}
+
+fn cache(raw: RawCache) -> Result<CacheSettings, ConfigError> {
+    let max_entries = raw.max_entries.unwrap_or(10_000);
+    if max_entries == 0 {
+        return Err(ConfigError::at("cache.max_entries", "must be at least 1"));
+    }
+    Ok(CacheSettings {
+        max_entries,
+        max_ttl: positive(raw.max_ttl, "cache.max_ttl", 300)?,
+        negative_ttl: raw.negative_ttl.map_or(Duration::from_secs(30), |d| d.0),
+        stale_if_error: raw.stale_if_error.map_or(Duration::ZERO, |d| d.0),
+    })
+}
+
+fn api(raw: RawApi, path: &str, default_timeout: Duration) -> Result<ApiSettings, ConfigError> {
+    let key = |k: &str| format!("{path}.{k}");
+    non_empty(&raw.name, &key("name"))?;
+    let host = raw
+        .host
+        .map(|h| {
+            let valid = !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
+            if valid {
+                Ok(h.to_ascii_lowercase())
+            } else {
+                Err(ConfigError::at(
+                    key("host"),
+                    format!("{h:?} is not a host name"),
+                ))
+            }
+        })
+        .transpose()?;
+    let path_prefix = path_prefix(
+        raw.path_prefix.as_deref().unwrap_or("/"),
+        &key("path_prefix"),
+    )?;
+    let upstream = upstream(&raw.upstream, &key("upstream"))?;
+    let policy = policy(
+        raw.scopes,
+        raw.scope_match.unwrap_or_default(),
+        raw.clients,
+        raw.skip_client_id_validation,
+        path,
+    )?;
+    let prefix = raw
+        .expose_headers_prefix
+        .unwrap_or_else(|| "X-AGW-".to_owned());
+    if prefix.is_empty() || http::HeaderName::from_bytes(prefix.as_bytes()).is_err() {
+        return Err(ConfigError::at(
+            key("expose_headers_prefix"),
+            format!("{prefix:?} is not a valid header name prefix"),
+        ));
+    }
+    let token_sources = raw
+        .token_sources
+        .unwrap_or_else(|| vec![TokenSource::Header]);
+    if token_sources.is_empty() {
+        return Err(ConfigError::at(
+            key("token_sources"),
+            "at least one of \"header\", \"query\", \"form\" is required",
+        ));
+    }
+    let mut rules = Vec::with_capacity(raw.rules.len());
+    for (i, rule) in raw.rules.into_iter().enumerate() {
+        rules.push(compile_rule(rule, &format!("{path}.rule[{i}]"), &policy)?);
+    }
+    Ok(ApiSettings {
+        name: raw.name,
+        host,
+        path_prefix,
+        upstream,
+        strip_prefix: raw.strip_prefix,
+        timeout: raw.timeout.map_or(default_timeout, |d| d.0),
+        validation: raw.validation.unwrap_or_default(),
+        policy,
+        expose_headers: raw.expose_headers,
+        strip_headers_prefix: normalise_prefix(&prefix),
+        expose_headers_prefix: prefix,
+        token_sources,
+        max_form_bytes: raw.max_form_bytes.unwrap_or(64 * 1024),
+        rules,
+    })
+}
+
+/// Header prefixes compare case-insensitively with `_` read as `-` (some servers treat them alike).
+pub(crate) fn normalise_prefix(prefix: &str) -> String {
+    prefix.to_ascii_lowercase().replace('_', "-")
+}
+
+fn path_prefix(prefix: &str, key: &str) -> Result<String, ConfigError> {
+    let normalised = crate::routing::normalise_path(prefix)
+        .map_err(|e| ConfigError::at(key, format!("{prefix:?} is not a usable path ({e})")))?;
+    if normalised != prefix && normalised.trim_end_matches('/') != prefix.trim_end_matches('/') {
+        return Err(ConfigError::at(
+            key,
+            format!("{prefix:?} is not in normal form (write {normalised:?})"),
+        ));
+    }
+    let trimmed = prefix.trim_end_matches('/');
+    Ok(if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    })
+}
+
+fn upstream(text: &str, key: &str) -> Result<UpstreamTarget, ConfigError> {
+    let url = Url::parse(text)
+        .map_err(|e| ConfigError::at(key, format!("{text:?} is not a URL: {e}")))?;
+    if url.scheme() != "http" {
+        return Err(ConfigError::at(
+            key,
+            format!(
+                "scheme {:?} is not supported: upstreams are http://",
+                url.scheme()
+            ),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(ConfigError::at(
+            key,
+            "an upstream has no query, fragment or user info",
+        ));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| ConfigError::at(key, "the upstream URL has no host"))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let authority = format!("{host}:{port}")
+        .parse::<http::uri::Authority>()
+        .map_err(|e| ConfigError::at(key, format!("bad authority: {e}")))?;
+    let base_path = url.path().trim_end_matches('/').to_owned();
+    Ok(UpstreamTarget {
+        url,
+        authority,
+        base_path,
+    })
+}
+
+fn policy(
+    scopes: Vec<String>,
+    scope_match: ScopeMatch,
+    clients: Vec<String>,
+    skip: bool,
+    path: &str,
+) -> Result<PolicySettings, ConfigError> {
+    check_scopes(&scopes, &format!("{path}.scopes"))?;
+    let clients = if skip {
+        ClientCheck::Skip
+    } else {
+        if clients.is_empty() {
+            return Err(ConfigError::at(
+                format!("{path}.clients"),
+                "client-id validation is on but no clients are listed: list the client ids \
+                 holding a contract, or set skip_client_id_validation = true",
+            ));
+        }
+        for (i, c) in clients.iter().enumerate() {
+            non_empty(c, &format!("{path}.clients[{i}]"))?;
+        }
+        ClientCheck::Contracts(clients.into_iter().collect())
+    };
+    Ok(PolicySettings {
+        scopes,
+        scope_match,
+        clients,
+    })
+}
+
+/// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+fn check_scopes(scopes: &[String], path: &str) -> Result<(), ConfigError> {
+    for (i, s) in scopes.iter().enumerate() {
+        let valid = !s.is_empty()
+            && s.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+        if !valid {
+            return Err(ConfigError::at(
+                format!("{path}[{i}]"),
+                format!("{s:?} is not a scope token (RFC 6749 §3.3)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn compile_rule(
+    raw: RawRule,
+    path: &str,
+    api_policy: &PolicySettings,
+) -> Result<RuleSettings, ConfigError> {
+    let methods = raw
+        .methods
+        .map(|ms| {
+            ms.iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                        ConfigError::at(
+                            format!("{path}.methods[{i}]"),
+                            format!("{m:?} is not an HTTP method"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let paths = raw.paths.map(|ps| globs(&ps, path)).transpose()?;
+    if raw.public && (raw.scopes.is_some() || raw.clients.is_some() || raw.scope_match.is_some()) {
+        return Err(ConfigError::at(
+            format!("{path}.public"),
+            "a public rule requires no token, so it cannot also require scopes or clients",
+        ));
+    }
+    let policy = PolicySettings {
+        scopes: match raw.scopes {
+            Some(s) => {
+                check_scopes(&s, &format!("{path}.scopes"))?;
+                s
+            }
+            None => api_policy.scopes.clone(),
+        },
+        scope_match: raw.scope_match.unwrap_or(api_policy.scope_match),
+        clients: match raw.clients {
+            Some(c) if c.is_empty() => {
+                return Err(ConfigError::at(
+                    format!("{path}.clients"),
+                    "an empty list would admit no client: omit the key to inherit the API's",
+                ));
+            }
+            Some(c) => ClientCheck::Contracts(c.into_iter().collect()),
+            None => api_policy.clients.clone(),
+        },
+    };
+    Ok(RuleSettings {
+        methods,
+        paths,
+        public: raw.public,
+        policy,
+    })
+}
+
+fn globs(patterns: &[String], path: &str) -> Result<GlobSet, ConfigError> {
+    let mut set = GlobSetBuilder::new();
+    for (i, p) in patterns.iter().enumerate() {
+        let key = format!("{path}.paths[{i}]");
+        if !p.starts_with('/') {
+            return Err(ConfigError::at(key, format!("{p:?} must start with /")));
+        }
+        let glob = GlobBuilder::new(p)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| ConfigError::at(key, format!("bad pattern: {e}")))?;
+        set.add(glob);
+    }
+    set.build()
+        .map_err(|e| ConfigError::at(format!("{path}.paths"), e.to_string()))
+}
+
+fn http_url(text: &str, key: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(text)
+        .map_err(|e| ConfigError::at(key, format!("{text:?} is not a URL: {e}")))?;
+    match url.scheme() {
+        "https" | "http" if url.host_str().is_some() => Ok(url),
+        _ => Err(ConfigError::at(
+            key,
+            format!("{text:?} must be an http(s) URL with a host"),
+        )),
+    }
+}
+
+fn non_empty(value: &str, key: &str) -> Result<(), ConfigError> {
+    if value.is_empty() {
+        Err(ConfigError::at(key, "must not be empty"))
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,83 @@
+//! The human summary `tollgate check` prints: what is in force, secrets shown only as `<set>`.
+
+use std::fmt::Write;
+
+use super::{ClientCheck, PolicySettings, Settings};
+
+pub fn describe(s: &Settings) -> String {
+    let mut out = String::new();
+    let p = &s.provider;
+    let _ = writeln!(
+        out,
+        "listen: {} (admin {})",
+        s.listen.address, s.listen.admin_address
+    );
+    let _ = writeln!(out, "provider: issuer {}", p.issuer);
+    let _ = writeln!(
+        out,
+        "  introspection client {} ({:?}), secret <set>, registration_authorization {}",
+        p.introspection_client_id,
+        p.introspection_auth,
+        if p.registration_authorization.is_some() {
+            "<set>"
+        } else {
+            "<unset>"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "cache: max_entries {}, max_ttl {:?}, negative_ttl {:?}, stale_if_error {:?}",
+        s.cache.max_entries, s.cache.max_ttl, s.cache.negative_ttl, s.cache.stale_if_error
+    );
+    for api in &s.apis {
+        let _ = writeln!(
+            out,
+            "api {}: host {} path_prefix {} -> {}{} ({:?}, sources {:?})",
+            api.name,
+            api.host.as_deref().unwrap_or("*"),
+            api.path_prefix,
+            api.upstream.url,
+            if api.strip_prefix {
+                " (prefix stripped)"
+            } else {
+                ""
+            },
+            api.validation,
+            api.token_sources,
+        );
+        let _ = writeln!(out, "  default: {}", policy(&api.policy));
+        for (i, rule) in api.rules.iter().enumerate() {
+            let methods = rule.methods.as_ref().map_or_else(
+                || "any method".to_owned(),
+                |m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","),
+            );
+            let what = if rule.public {
+                "public".to_owned()
+            } else {
+                policy(&rule.policy)
+            };
+            let _ = writeln!(
+                out,
+                "  rule {i}: {methods}{}: {what}",
+                if rule.paths.is_some() {
+                    " on paths"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    out
+}
+
+fn policy(p: &PolicySettings) -> String {
+    let clients = match &p.clients {
+        ClientCheck::Skip => "client ids not checked".to_owned(),
+        ClientCheck::Contracts(c) => format!("{} client(s) with contracts", c.len()),
+    };
+    format!(
+        "scopes [{}] ({:?}), {clients}",
+        p.scopes.join(" "),
+        p.scope_match
+    )
+}

@@ -1,0 +1,58 @@
+//! Configuration: `config/tollgate.toml` → raw serde structs (unknown keys refused, errors with key
+//! paths) → `${VAR}` from an injected [`Env`] → checked [`Settings`]. `runtime` builds the request
+//! path from `Settings`; nothing on the request path reads the file structs.
+
+mod compile;
+mod describe;
+mod duration;
+mod interpolate;
+pub mod raw;
+
+use std::path::Path;
+
+pub use compile::{
+    ApiSettings, CacheSettings, ClientCheck, ListenSettings, LogSettings, PolicySettings,
+    ProviderSettings, RuleSettings, Secret, Settings, UpstreamTarget,
+};
+pub use describe::describe;
+pub use interpolate::{Env, ProcessEnv};
+pub use raw::{ClientAuth, LogFormat, ScopeMatch, TokenSource, ValidationMode};
+
+/// A configuration problem, with the key path it concerns (e.g. `api[0].clients`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{reason}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+pub struct ConfigError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn at(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Reads, interpolates and checks a configuration file.
+pub fn load_file(path: &Path, env: &dyn Env) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::at("", format!("cannot read {}: {e}", path.display())))?;
+    parse(&text, env)
+}
+
+/// Parses, interpolates and checks configuration text.
+pub fn parse(text: &str, env: &dyn Env) -> Result<Settings, ConfigError> {
+    let mut doc: toml::Value = toml::from_str::<toml::Table>(text)
+        .map(toml::Value::Table)
+        // The TOML parser's message names the line and column; it never echoes values wholesale.
+        .map_err(|e| ConfigError::at("", format!("not valid TOML: {}", e.message())))?;
+    interpolate::interpolate(&mut doc, "", env)?;
+    let raw: raw::RawConfig = serde_path_to_error::deserialize(doc).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        ConfigError::at(path, e.into_inner().to_string())
+    })?;
+    compile::compile(raw)
+}

@@ -1,0 +1,145 @@
+//! The file format: serde structs mirroring `config/tollgate.toml` key for key. Unknown keys are
+//! errors (`deny_unknown_fields`). Nothing on the request path reads these; `config::compile` turns
+//! them into checked settings first.
+
+use serde::Deserialize;
+
+use super::duration::ConfigDuration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub listen: RawListen,
+    #[serde(default)]
+    pub log: RawLog,
+    pub provider: RawProvider,
+    #[serde(default)]
+    pub cache: RawCache,
+    #[serde(default, rename = "api")]
+    pub apis: Vec<RawApi>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    pub address: Option<String>,
+    pub admin_address: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub header_read_timeout: Option<ConfigDuration>,
+    pub request_timeout: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<LogFormat>,
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub issuer: String,
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub introspection_url: Option<String>,
+    pub jwks_url: Option<String>,
+    pub registration_url: Option<String>,
+    pub introspection_client_id: String,
+    pub introspection_client_secret: String,
+    pub introspection_auth: Option<ClientAuth>,
+    pub registration_authorization: Option<String>,
+    pub request_timeout: Option<ConfigDuration>,
+}
+
+/// How tollgate authenticates to the introspection endpoint (RFC 7662 §2.1, RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    #[default]
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub max_entries: Option<u64>,
+    pub max_ttl: Option<ConfigDuration>,
+    pub negative_ttl: Option<ConfigDuration>,
+    pub stale_if_error: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    pub name: String,
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    pub upstream: String,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    pub timeout: Option<ConfigDuration>,
+    pub validation: Option<ValidationMode>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub scope_match: Option<ScopeMatch>,
+    #[serde(default)]
+    pub clients: Vec<String>,
+    #[serde(default)]
+    pub skip_client_id_validation: bool,
+    #[serde(default)]
+    pub expose_headers: bool,
+    pub expose_headers_prefix: Option<String>,
+    pub token_sources: Option<Vec<TokenSource>>,
+    pub max_form_bytes: Option<usize>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValidationMode {
+    #[default]
+    Introspection,
+}
+
+/// Anypoint's scope validation criteria: AND (`all`) or OR (`any`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScopeMatch {
+    #[default]
+    All,
+    Any,
+}
+
+/// Where a bearer token may travel (RFC 6750 §2.1–2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenSource {
+    Header,
+    Query,
+    Form,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub methods: Option<Vec<String>>,
+    pub paths: Option<Vec<String>>,
+    #[serde(default)]
+    pub public: bool,
+    pub scopes: Option<Vec<String>>,
+    pub scope_match: Option<ScopeMatch>,
+    pub clients: Option<Vec<String>>,
+}

@@ -1,0 +1,247 @@
+//! Forwarding to the upstream: pooled HTTP/1.1 connections, streaming bodies both ways, hop-by-hop
+//! hygiene (RFC 9110 §7.6.1), `X-Forwarded-*`, and the identity headers, added last so that nothing
+//! a client sends (not even a `Connection` naming them) can remove or forge them. It never sees a
+//! token: the policy hands it a [`ForwardPlan`] in the request's extensions.
+
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::body::ProxyBody;
+use crate::policy::Rejection;
+
+/// Where and how to forward one allowed request: set by the policy, read here.
+#[derive(Debug, Clone)]
+pub struct ForwardPlan {
+    pub authority: http::uri::Authority,
+    /// The normalised path (re-encoded) and the query without any `access_token`.
+    pub path_and_query: http::uri::PathAndQuery,
+    pub timeout: Duration,
+    /// Client headers starting with this (lowercase, `_` read as `-`) are removed.
+    pub strip_header_prefix: String,
+    /// Identity headers to add, after every removal.
+    pub identity: Vec<(HeaderName, HeaderValue)>,
+    /// The original `Host` (or `:authority`), for `X-Forwarded-Host`.
+    pub original_host: Option<HeaderValue>,
+}
+
+/// The client's address, set by the listener on every request.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy ones proxies still see).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// The upstream client as a tower service.
+#[derive(Clone)]
+pub struct Forwarder {
+    client: Client<HttpConnector, ProxyBody>,
+}
+
+impl Default for Forwarder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Forwarder {
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Forwarder { client }
+    }
+
+    async fn forward(
+        client: Client<HttpConnector, ProxyBody>,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let Some(plan) = parts.extensions.remove::<ForwardPlan>() else {
+            // Only the policy sends requests here, always with a plan.
+            return Err(Rejection::UpstreamUnreachable);
+        };
+        let client_addr = parts.extensions.get::<ClientAddr>().map(|c| c.0);
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(plan.authority.clone())
+            .path_and_query(plan.path_and_query.clone())
+            .build()
+            .map_err(|_| Rejection::UpstreamUnreachable)?;
+        let mut headers = std::mem::take(&mut parts.headers);
+        remove_hop_by_hop(&mut headers);
+        strip_prefixed(&mut headers, &plan.strip_header_prefix);
+        headers.remove(HOST);
+        set_forwarded(&mut headers, client_addr, plan.original_host.clone());
+        for (name, value) in plan.identity {
+            headers.append(name, value);
+        }
+        let mut upstream_req = Request::new(body);
+        *upstream_req.method_mut() = parts.method;
+        *upstream_req.uri_mut() = uri;
+        *upstream_req.version_mut() = Version::HTTP_11;
+        *upstream_req.headers_mut() = headers;
+        if let Ok(host) = HeaderValue::from_str(plan.authority.as_str()) {
+            upstream_req.headers_mut().insert(HOST, host);
+        }
+        let response = tokio::time::timeout(plan.timeout, client.request(upstream_req))
+            .await
+            .map_err(|_| Rejection::UpstreamTimeout)?
+            .map_err(|e| {
+                tracing::warn!(upstream = %plan.authority, error = %crate::provider::error_chain(&e), "upstream request failed");
+                Rejection::UpstreamUnreachable
+            })?;
+        let (mut parts, body) = response.into_parts();
+        remove_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, body.boxed()))
+    }
+}
+
+impl tower::Service<Request<ProxyBody>> for Forwarder {
+    type Response = Response<ProxyBody>;
+    type Error = Rejection;
+    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Rejection>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The pooled client has no readiness of its own: connections are made per request.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+        Box::pin(Self::forward(self.client.clone(), req))
+    }
+}
+
+/// Removes hop-by-hop headers, including every header the `Connection` header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    // Framing is the connection's business: hyper sets it again for the upstream hop.
+    headers.remove(TRANSFER_ENCODING);
+}
+
+/// Removes every header whose name starts with `prefix`, read case-insensitively with `_` as `-`.
+fn strip_prefixed(headers: &mut HeaderMap, prefix: &str) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let name = name.as_str();
+            name.len() >= prefix.len()
+                && name
+                    .bytes()
+                    .zip(prefix.bytes())
+                    .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+fn set_forwarded(headers: &mut HeaderMap, client: Option<SocketAddr>, host: Option<HeaderValue>) {
+    const XFF: &str = "x-forwarded-for";
+    if let Some(addr) = client {
+        let ip = addr.ip().to_string();
+        let prior: Vec<&str> = headers
+            .get_all(XFF)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let value = if prior.is_empty() {
+            ip
+        } else {
+            format!("{}, {ip}", prior.join(", "))
+        };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(XFF, v);
+        }
+    }
+    // The listener is cleartext; what a client claims about the scheme is not trusted.
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    match host {
+        Some(h) => headers.insert("x-forwarded-host", h),
+        None => headers.remove("x-forwarded-host"),
+    };
+}
+
+/// Content-Length for a body the policy rewrote.
+pub fn set_content_length(headers: &mut HeaderMap, len: usize) {
+    headers.remove(TRANSFER_ENCODING);
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("close, X-Secret , x-agw-uid"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("5"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn prefixed_headers_go_whatever_their_case_or_underscores() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "x-agw-uid",
+            "X-AGW-client_id",
+            "x_agw_uid2",
+            "x-agw_x",
+            "x-agwz",
+            "x-other",
+        ] {
+            h.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        strip_prefixed(&mut h, "x-agw-");
+        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(h.contains_key("x-agwz") && h.contains_key("x-other"));
+    }
+}

@@ -1,0 +1,81 @@
+//! Authorisation, pure: may this principal pass this policy? Required scopes are exact tokens
+//! (`mulescopeX` does not satisfy `mulescope`), all or any of them; then the client contract.
+//! Comparisons are byte for byte: nothing is trimmed or case-folded.
+
+use super::Rejection;
+use crate::config::{ClientCheck, PolicySettings, ScopeMatch};
+use crate::validate::Principal;
+
+pub fn authorize(policy: &PolicySettings, principal: &Principal) -> Result<(), Rejection> {
+    let held = |scope: &String| principal.scopes.iter().any(|s| s == scope);
+    let scopes_ok = match policy.scope_match {
+        ScopeMatch::All => policy.scopes.iter().all(held),
+        ScopeMatch::Any => policy.scopes.is_empty() || policy.scopes.iter().any(held),
+    };
+    if !scopes_ok {
+        return Err(Rejection::InsufficientScope {
+            required: policy.scopes.join(" "),
+        });
+    }
+    match &policy.clients {
+        ClientCheck::Skip => Ok(()),
+        ClientCheck::Contracts(clients) => match &principal.client_id {
+            Some(id) if clients.contains(id) => Ok(()),
+            _ => Err(Rejection::NoContract),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(scopes: &[&str], m: ScopeMatch, clients: Option<&[&str]>) -> PolicySettings {
+        PolicySettings {
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            scope_match: m,
+            clients: match clients {
+                None => ClientCheck::Skip,
+                Some(c) => ClientCheck::Contracts(c.iter().map(|s| s.to_string()).collect()),
+            },
+        }
+    }
+
+    fn principal(scopes: &[&str], client: Option<&str>) -> Principal {
+        Principal {
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            client_id: client.map(str::to_owned),
+            ..Principal::default()
+        }
+    }
+
+    #[test]
+    fn scopes_are_exact_tokens() {
+        let all = policy(&["mulescope", "b"], ScopeMatch::All, None);
+        assert!(authorize(&all, &principal(&["b", "mulescope"], None)).is_ok());
+        assert!(authorize(&all, &principal(&["mulescope"], None)).is_err());
+        assert!(authorize(&all, &principal(&["mulescopeX", "b"], None)).is_err());
+        assert!(authorize(&all, &principal(&["Mulescope", "b"], None)).is_err());
+        let any = policy(&["mulescope", "b"], ScopeMatch::Any, None);
+        assert!(authorize(&any, &principal(&["b"], None)).is_ok());
+        assert_eq!(
+            authorize(&any, &principal(&["mulescopeX"], None)),
+            Err(Rejection::InsufficientScope {
+                required: "mulescope b".into()
+            })
+        );
+        assert!(authorize(&policy(&[], ScopeMatch::Any, None), &principal(&[], None)).is_ok());
+    }
+
+    #[test]
+    fn client_ids_are_exact() {
+        let p = policy(&[], ScopeMatch::All, Some(&["0oaABC"]));
+        assert!(authorize(&p, &principal(&[], Some("0oaABC"))).is_ok());
+        for other in [Some("0oaabc"), Some(" 0oaABC"), Some("0oaABC "), None] {
+            assert_eq!(
+                authorize(&p, &principal(&[], other)),
+                Err(Rejection::NoContract)
+            );
+        }
+    }
+}

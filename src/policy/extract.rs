@@ -1,0 +1,146 @@
+//! Finds the bearer token (RFC 6750 §2): the `Authorization` header (§2.1), and where the API allows
+//! them, the `access_token` form parameter (§2.2) and query parameter (§2.3). A client may use one
+//! method only; two credentials, or a malformed one, is `invalid_request`.
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+
+use super::Rejection;
+use crate::validate::BearerToken;
+
+/// The token's name in the query and form (RFC 6750 §2.2, §2.3).
+pub const ACCESS_TOKEN: &str = "access_token";
+
+/// The credential from the `Authorization` header: `Ok(None)` when there is none, or when it is of
+/// another scheme (then the client is challenged as if it sent nothing).
+pub fn from_header(headers: &HeaderMap) -> Result<Option<BearerToken>, Rejection> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Rejection::InvalidRequest(
+            "more than one Authorization header",
+        ));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| Rejection::InvalidRequest("malformed Authorization header"))?;
+    let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    if is_b64token(credentials) {
+        Ok(Some(BearerToken::new(credentials)))
+    } else {
+        Err(Rejection::InvalidRequest("malformed Bearer credentials"))
+    }
+}
+
+/// RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+/// Splits `access_token` out of an urlencoded string (a query, or a form body): the token if the
+/// string holds exactly one, and the string without it (`None` when nothing was removed).
+pub fn take_access_token(
+    encoded: &str,
+) -> Result<(Option<BearerToken>, Option<String>), Rejection> {
+    let mut token = None;
+    let mut kept: Vec<&str> = Vec::new();
+    let mut removed = false;
+    for pair in encoded.split('&') {
+        let name = pair.split('=').next().unwrap_or(pair);
+        let decoded_name: String = url::form_urlencoded::parse(name.as_bytes())
+            .next()
+            .map(|(k, _)| k.into_owned())
+            .unwrap_or_default();
+        if decoded_name != ACCESS_TOKEN {
+            kept.push(pair);
+            continue;
+        }
+        removed = true;
+        if token.is_some() {
+            return Err(Rejection::InvalidRequest(
+                "more than one access_token parameter",
+            ));
+        }
+        let value = url::form_urlencoded::parse(pair.as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        if !is_b64token(&value) {
+            return Err(Rejection::InvalidRequest(
+                "malformed access_token parameter",
+            ));
+        }
+        token = Some(BearerToken::new(value));
+    }
+    Ok((token, removed.then(|| kept.join("&"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn header(values: &[&str]) -> Result<Option<BearerToken>, Rejection> {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        }
+        from_header(&h)
+    }
+
+    #[test]
+    fn header_token_forms() {
+        assert_eq!(
+            header(&["Bearer abc.DEF-_~+/=="])
+                .unwrap()
+                .unwrap()
+                .expose(),
+            "abc.DEF-_~+/=="
+        );
+        assert_eq!(header(&["bEaReR xyz"]).unwrap().unwrap().expose(), "xyz");
+        assert_eq!(header(&[]).unwrap(), None);
+        assert_eq!(header(&["Basic dXNlcjpwYXNz"]).unwrap(), None);
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer  a",
+            "Bearer a,b",
+            "Bearer ===",
+            "Bearer a\"b",
+        ] {
+            assert!(
+                matches!(header(&[bad]), Err(Rejection::InvalidRequest(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            header(&["Bearer a", "Bearer b"]),
+            Err(Rejection::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn query_token_is_taken_out() {
+        let (t, rest) = take_access_token("a=1&access_token=tok&b=2").unwrap();
+        assert_eq!(t.unwrap().expose(), "tok");
+        assert_eq!(rest.as_deref(), Some("a=1&b=2"));
+        let (t, rest) = take_access_token("a=1").unwrap();
+        assert!(t.is_none() && rest.is_none());
+        let (t, rest) = take_access_token("access%5Ftoken=tok").unwrap();
+        assert_eq!(t.unwrap().expose(), "tok");
+        assert_eq!(rest.as_deref(), Some(""));
+        assert!(take_access_token("access_token=a&access_token=b").is_err());
+        assert!(take_access_token("access_token=").is_err());
+    }
+}

@@ -1,0 +1,348 @@
+//! The policy: a tower [`PolicyLayer`]/[`PolicyService`] around the forwarder that decides every
+//! request: route → normalise path → token → validate → authorise → forward. A refusal is a
+//! response (the service's error is `Infallible`), rendered by [`Rejection::into_response`].
+//! Routing happens here so a 404 goes through the same renderer. The current [`Runtime`] is read
+//! per request, so a reload applies mid-connection.
+
+mod authorize;
+pub mod extract;
+mod rejection;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
+use http::{HeaderName, HeaderValue, Method, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use tower::{Layer, Service, ServiceExt};
+
+pub use authorize::authorize;
+pub use rejection::{AccessRecord, Rejection};
+
+use crate::body::{ProxyBody, full};
+use crate::config::{PolicySettings, TokenSource};
+use crate::forward::{ForwardPlan, set_content_length};
+use crate::routing::{encode_path, normalise_path, request_host};
+use crate::runtime::{Api, Runtime, RuntimeHandle};
+use crate::validate::{BearerToken, Principal, ValidateError};
+
+/// Applies the gateway's policy in front of a forwarding service.
+#[derive(Clone)]
+pub struct PolicyLayer {
+    runtime: RuntimeHandle,
+}
+
+impl PolicyLayer {
+    pub fn new(runtime: RuntimeHandle) -> Self {
+        PolicyLayer { runtime }
+    }
+}
+
+impl<S> Layer<S> for PolicyLayer {
+    type Service = PolicyService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PolicyService {
+            inner,
+            runtime: self.runtime.clone(),
+        }
+    }
+}
+
+/// See [`PolicyLayer`].
+#[derive(Clone)]
+pub struct PolicyService<S> {
+    inner: S,
+    runtime: RuntimeHandle,
+}
+
+/// An allowed request, ready to forward.
+struct Allowed {
+    api: Arc<Api>,
+    principal: Option<Arc<Principal>>,
+    request: Request<ProxyBody>,
+}
+
+impl<S> Service<Request<ProxyBody>> for PolicyService<S>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Rejection>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Readiness of the inner service is awaited inside the call, after the decision: a
+        // refused request must not wait on (or reserve) the upstream.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+        // The future outlives `&mut self`: it takes its own clone of the inner service.
+        let inner = self.inner.clone();
+        let runtime = self.runtime.current();
+        Box::pin(async move {
+            let allowed = match decide(&runtime, req).await {
+                Ok(allowed) => allowed,
+                Err((rejection, api)) => {
+                    return Ok(rejection.into_response(api.as_ref().map(|a| &a.name), None));
+                }
+            };
+            let Allowed {
+                api,
+                principal,
+                request,
+            } = allowed;
+            let client_id = principal.as_ref().and_then(|p| p.client_id.clone());
+            Ok(match inner.oneshot(request).await {
+                Ok(mut response) => {
+                    response.extensions_mut().insert(AccessRecord {
+                        api: Some(api.name.clone()),
+                        decision: if principal.is_some() {
+                            "allowed"
+                        } else {
+                            "public"
+                        },
+                        reason: "-",
+                        client_id,
+                    });
+                    response
+                }
+                Err(rejection) => rejection.into_response(Some(&api.name), client_id),
+            })
+        })
+    }
+}
+
+type Refusal = (Rejection, Option<Arc<Api>>);
+
+/// Everything up to the forwarding decision.
+async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Allowed, Refusal> {
+    check_framing(&req).map_err(|r| (r, None))?;
+    let path = normalise_path(req.uri().path()).map_err(|e| (Rejection::BadPath(e), None))?;
+    let host_value = original_host(&req);
+    let host = host_value
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .map(request_host);
+    let api = runtime
+        .router
+        .route(host.as_deref(), &path)
+        .cloned()
+        .ok_or((Rejection::NoRoute, None))?;
+    let refuse = |r: Rejection| (r, Some(api.clone()));
+    let settings = &api.settings;
+
+    // RFC 6750 §2.3: the query token is taken out whether or not this API accepts it there, so it
+    // never reaches upstream logs.
+    let (query_token, query) = match req.uri().query() {
+        Some(q) => {
+            let (token, rest) = extract::take_access_token(q).map_err(refuse)?;
+            (token, rest.or_else(|| Some(q.to_owned())))
+        }
+        None => (None, None),
+    };
+    let query_token = query_token.filter(|_| settings.token_sources.contains(&TokenSource::Query));
+
+    let rule = settings.rules.iter().find(|rule| {
+        rule.methods
+            .as_ref()
+            .is_none_or(|ms| ms.contains(req.method()))
+            && rule.paths.as_ref().is_none_or(|ps| ps.is_match(&path))
+    });
+    let (mut req, principal) = if rule.is_some_and(|r| r.public) {
+        (req, None)
+    } else {
+        let policy = rule.map_or(&settings.policy, |r| &r.policy);
+        let (req, token) = find_token(req, &api, query_token).await.map_err(refuse)?;
+        let principal = validate_and_authorize(&api, policy, &token)
+            .await
+            .map_err(refuse)?;
+        (req, Some(principal))
+    };
+
+    let plan = plan(
+        &api,
+        &path,
+        query.as_deref(),
+        principal.as_deref(),
+        host_value,
+    )
+    .map_err(refuse)?;
+    req.extensions_mut().insert(plan);
+    Ok(Allowed {
+        api,
+        principal,
+        request: req,
+    })
+}
+
+/// RFC 9112 §6.3: a message with both Content-Length and Transfer-Encoding, or with several
+/// Content-Length values, can be read two ways; it is refused, never forwarded.
+fn check_framing(req: &Request<ProxyBody>) -> Result<(), Rejection> {
+    let headers = req.headers();
+    let lengths = headers.get_all(CONTENT_LENGTH).iter().count();
+    if lengths > 1 {
+        return Err(Rejection::BadFraming("more than one Content-Length"));
+    }
+    if lengths == 1 && headers.contains_key(TRANSFER_ENCODING) {
+        return Err(Rejection::BadFraming(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    if headers.get_all(HOST).iter().count() > 1 {
+        return Err(Rejection::BadFraming("more than one Host header"));
+    }
+    Ok(())
+}
+
+fn original_host(req: &Request<ProxyBody>) -> Option<HeaderValue> {
+    req.uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| req.headers().get(HOST).cloned())
+}
+
+/// Gathers the credentials the API accepts; exactly one may be present.
+async fn find_token(
+    req: Request<ProxyBody>,
+    api: &Api,
+    query_token: Option<BearerToken>,
+) -> Result<(Request<ProxyBody>, BearerToken), Rejection> {
+    let sources = &api.settings.token_sources;
+    let header_token = if sources.contains(&TokenSource::Header) {
+        extract::from_header(req.headers())?
+    } else {
+        None
+    };
+    let (req, form_token) = if sources.contains(&TokenSource::Form) && is_form_post(&req) {
+        take_form_token(req, api.settings.max_form_bytes).await?
+    } else {
+        (req, None)
+    };
+    let mut found = [header_token, query_token, form_token]
+        .into_iter()
+        .flatten();
+    let token = found.next().ok_or(Rejection::MissingToken)?;
+    if found.next().is_some() {
+        // RFC 6750 §2: clients MUST NOT use more than one method.
+        return Err(Rejection::InvalidRequest(
+            "more than one access token in the request",
+        ));
+    }
+    Ok((req, token))
+}
+
+/// RFC 6750 §2.2: a single-part urlencoded body, on a method that has body semantics.
+fn is_form_post(req: &Request<ProxyBody>) -> bool {
+    let form = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    form && req.method() != Method::GET && req.method() != Method::HEAD
+}
+
+/// Reads a (bounded) form body, takes `access_token` out of it, and re-frames what is left.
+async fn take_form_token(
+    req: Request<ProxyBody>,
+    limit: usize,
+) -> Result<(Request<ProxyBody>, Option<BearerToken>), Rejection> {
+    let (mut parts, body) = req.into_parts();
+    let bytes = Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|_| Rejection::FormTooLarge)?
+        .to_bytes();
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Rejection::InvalidRequest("the form body is not UTF-8"))?;
+    let (token, rest) = extract::take_access_token(text)?;
+    let body = match rest {
+        Some(rest) => {
+            set_content_length(&mut parts.headers, rest.len());
+            full(rest)
+        }
+        None => {
+            set_content_length(&mut parts.headers, bytes.len());
+            full(bytes)
+        }
+    };
+    Ok((Request::from_parts(parts, body), token))
+}
+
+async fn validate_and_authorize(
+    api: &Api,
+    policy: &PolicySettings,
+    token: &BearerToken,
+) -> Result<Arc<Principal>, Rejection> {
+    let principal = api.validator.validate(token).await.map_err(|e| match e {
+        ValidateError::Invalid(reason) => Rejection::InvalidToken(reason),
+        ValidateError::Unavailable(error) => {
+            tracing::warn!(api = %api.name, error = %error, "token validation unavailable");
+            Rejection::ProviderUnavailable(error)
+        }
+    })?;
+    authorize(policy, &principal)?;
+    Ok(principal)
+}
+
+/// The upstream target, path and identity headers for an allowed request.
+fn plan(
+    api: &Api,
+    path: &str,
+    query: Option<&str>,
+    principal: Option<&Principal>,
+    original_host: Option<HeaderValue>,
+) -> Result<ForwardPlan, Rejection> {
+    let settings = &api.settings;
+    let rest = if settings.strip_prefix && settings.path_prefix != "/" {
+        path.strip_prefix(settings.path_prefix.as_str())
+            .unwrap_or(path)
+    } else {
+        path
+    };
+    let mut target = String::with_capacity(settings.upstream.base_path.len() + rest.len() + 16);
+    target.push_str(&settings.upstream.base_path);
+    if !rest.starts_with('/') {
+        target.push('/');
+    }
+    target.push_str(&encode_path(rest));
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        target.push('?');
+        target.push_str(q);
+    }
+    let path_and_query = target
+        .parse()
+        .map_err(|_| Rejection::InvalidRequest("the request target cannot be forwarded"))?;
+    let identity = match principal {
+        Some(p) if settings.expose_headers => p
+            .attributes
+            .iter()
+            .filter_map(|(field, value)| {
+                let name = format!("{}{field}", settings.expose_headers_prefix);
+                HeaderName::from_bytes(name.as_bytes())
+                    .ok()
+                    .map(|n| (n, value.clone()))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(ForwardPlan {
+        authority: settings.upstream.authority.clone(),
+        path_and_query,
+        timeout: settings.timeout,
+        strip_header_prefix: settings.strip_headers_prefix.clone(),
+        identity,
+        original_host,
+    })
+}

@@ -1,0 +1,236 @@
+//! [`Rejection`]: every refusal the gateway makes, and the one place that renders them (RFC 6750
+//! §3 challenges, a JSON body with `error` and `error_description`, `Retry-After` for 503). The
+//! typed rejection also rides in the response's extensions as an [`AccessRecord`], so the access
+//! log records the reason once.
+
+use std::sync::Arc;
+
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::body::{ProxyBody, full};
+use crate::provider::ProviderError;
+use crate::routing::PathError;
+use crate::validate::InvalidReason;
+
+/// Why a request was not forwarded (or the upstream failed it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    NoRoute,
+    BadPath(PathError),
+    /// Ambiguous message framing (RFC 9112 §6.3): never forwarded.
+    BadFraming(&'static str),
+    /// RFC 6750 §3.1 `invalid_request`: a malformed credential or more than one.
+    InvalidRequest(&'static str),
+    FormTooLarge,
+    MissingToken,
+    InvalidToken(InvalidReason),
+    InsufficientScope {
+        required: String,
+    },
+    NoContract,
+    ProviderUnavailable(ProviderError),
+    UpstreamUnreachable,
+    UpstreamTimeout,
+}
+
+/// What the access log needs to know about a decision.
+#[derive(Debug, Clone, Default)]
+pub struct AccessRecord {
+    pub api: Option<Arc<str>>,
+    pub decision: &'static str,
+    pub reason: &'static str,
+    pub client_id: Option<String>,
+}
+
+impl Rejection {
+    /// The stable reason for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::NoRoute => "no_route",
+            Rejection::BadPath(_) => "bad_path",
+            Rejection::BadFraming(_) => "bad_framing",
+            Rejection::InvalidRequest(_) => "invalid_request",
+            Rejection::FormTooLarge => "form_too_large",
+            Rejection::MissingToken => "missing_token",
+            Rejection::InvalidToken(r) => r.reason(),
+            Rejection::InsufficientScope { .. } => "insufficient_scope",
+            Rejection::NoContract => "no_contract",
+            Rejection::ProviderUnavailable(_) => "provider_unavailable",
+            Rejection::UpstreamUnreachable => "upstream_unreachable",
+            Rejection::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Rejection::NoRoute => StatusCode::NOT_FOUND,
+            Rejection::BadPath(_) | Rejection::BadFraming(_) | Rejection::InvalidRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Rejection::FormTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::MissingToken | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Rejection::InsufficientScope { .. } | Rejection::NoContract => StatusCode::FORBIDDEN,
+            Rejection::ProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
+            Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// `(error, error_description)`: safe for clients; internal detail goes to logs only.
+    fn error(&self) -> (&'static str, String) {
+        match self {
+            Rejection::NoRoute => (
+                "not_found",
+                "no API is configured for this host and path".into(),
+            ),
+            Rejection::BadPath(e) => (
+                "invalid_request",
+                format!("the request path is refused: {e}"),
+            ),
+            Rejection::BadFraming(d) | Rejection::InvalidRequest(d) => {
+                ("invalid_request", (*d).into())
+            }
+            Rejection::FormTooLarge => (
+                "invalid_request",
+                "the form body is too large to read a token from".into(),
+            ),
+            Rejection::MissingToken => ("unauthorized", "an access token is required".into()),
+            Rejection::InvalidToken(r) => ("invalid_token", r.description().into()),
+            Rejection::InsufficientScope { required } => (
+                "insufficient_scope",
+                format!("the access token lacks the required scope ({required})"),
+            ),
+            Rejection::NoContract => (
+                "access_denied",
+                "the client has no contract for this API".into(),
+            ),
+            Rejection::ProviderUnavailable(_) => (
+                "temporarily_unavailable",
+                "the token could not be validated now; retry later".into(),
+            ),
+            Rejection::UpstreamUnreachable => {
+                ("bad_gateway", "the upstream could not be reached".into())
+            }
+            Rejection::UpstreamTimeout => (
+                "gateway_timeout",
+                "the upstream did not answer in time".into(),
+            ),
+        }
+    }
+
+    /// RFC 6750 §3: the challenge, for refusals about the credential.
+    fn challenge(&self, realm: &str, error: &str, description: &str) -> Option<String> {
+        let realm = quote(realm);
+        match self {
+            // §3.1: no error code when the request carried no authentication information.
+            Rejection::MissingToken => Some(format!("Bearer realm={realm}")),
+            Rejection::InvalidRequest(_) | Rejection::InvalidToken(_) | Rejection::NoContract => {
+                Some(format!(
+                    "Bearer realm={realm}, error={}, error_description={}",
+                    quote(error),
+                    quote(description)
+                ))
+            }
+            Rejection::InsufficientScope { required } => Some(format!(
+                "Bearer realm={realm}, error={}, error_description={}, scope={}",
+                quote(error),
+                quote(description),
+                quote(required)
+            )),
+            Rejection::NoRoute
+            | Rejection::BadPath(_)
+            | Rejection::BadFraming(_)
+            | Rejection::FormTooLarge
+            | Rejection::ProviderUnavailable(_)
+            | Rejection::UpstreamUnreachable
+            | Rejection::UpstreamTimeout => None,
+        }
+    }
+
+    /// Renders the refusal; `api` is the matched API, if any (the realm).
+    pub fn into_response(
+        self,
+        api: Option<&Arc<str>>,
+        client_id: Option<String>,
+    ) -> Response<ProxyBody> {
+        let (error, description) = self.error();
+        let mut body = serde_json::json!({ "error": error, "error_description": description });
+        if let Rejection::InsufficientScope { required } = &self {
+            body["scope"] = required.clone().into();
+        }
+        let mut response = Response::new(full(body.to_string()));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let realm = api.map_or("tollgate", |a| a);
+        if let Some(challenge) = self.challenge(realm, error, &description)
+            && let Ok(value) = HeaderValue::from_str(&challenge)
+        {
+            headers.insert(WWW_AUTHENTICATE, value);
+        }
+        if let Rejection::ProviderUnavailable(e) = &self {
+            headers.insert(RETRY_AFTER, HeaderValue::from(e.retry_after().as_secs()));
+        }
+        response.extensions_mut().insert(AccessRecord {
+            api: api.cloned(),
+            decision: "rejected",
+            reason: self.reason(),
+            client_id,
+        });
+        response
+    }
+}
+
+/// An RFC 9110 quoted-string.
+fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_follow_rfc_6750() {
+        let api: Arc<str> = Arc::from("orders");
+        let www = |r: Rejection| {
+            r.into_response(Some(&api), None)
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            www(Rejection::MissingToken).as_deref(),
+            Some(r#"Bearer realm="orders""#)
+        );
+        assert_eq!(
+            www(Rejection::InsufficientScope {
+                required: "a b".into()
+            })
+            .as_deref(),
+            Some(
+                r#"Bearer realm="orders", error="insufficient_scope", error_description="the access token lacks the required scope (a b)", scope="a b""#
+            )
+        );
+        assert!(
+            www(Rejection::InvalidToken(InvalidReason::Expired))
+                .unwrap()
+                .contains(r#"error="invalid_token""#)
+        );
+        assert_eq!(www(Rejection::NoRoute), None);
+        let r = Rejection::ProviderUnavailable(ProviderError::Timeout).into_response(None, None);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[RETRY_AFTER], "5");
+        assert_eq!(quote(r#"a"b\"#), r#""a\"b\\""#);
+    }
+}

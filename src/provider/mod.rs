@@ -1,0 +1,193 @@
+//! The only code that speaks HTTP to the identity provider: discovery of its endpoints, and token
+//! introspection. It never sees an incoming request.
+
+mod discovery;
+mod introspection;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use url::Url;
+
+use crate::clock::Clock;
+use crate::config::ProviderSettings;
+
+pub use discovery::discover;
+pub use introspection::Introspection;
+
+/// The provider's endpoints in force: configured ones, else discovered ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    pub authorize: Option<Url>,
+    pub token: Option<Url>,
+    pub introspection: Url,
+    pub jwks: Option<Url>,
+    pub registration: Option<Url>,
+}
+
+/// A failure to get an answer from the provider. Never a verdict on a token: it is not cached and
+/// the client gets 503 with `Retry-After` (fail closed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("the provider's endpoints are not resolved yet")]
+    NotReady,
+    #[error("cannot reach the provider: {0}")]
+    Unreachable(String),
+    #[error("the provider did not answer within the timeout")]
+    Timeout,
+    #[error("the provider answered HTTP {0}")]
+    Status(u16),
+    #[error("the provider is rate limiting")]
+    RateLimited { retry_after: Option<Duration> },
+    #[error("the provider's answer is malformed: {0}")]
+    Malformed(String),
+}
+
+impl ProviderError {
+    /// What `Retry-After` tells the client.
+    pub fn retry_after(&self) -> Duration {
+        match self {
+            ProviderError::RateLimited {
+                retry_after: Some(d),
+            } => (*d).clamp(Duration::from_secs(1), Duration::from_secs(300)),
+            ProviderError::NotReady
+            | ProviderError::Unreachable(_)
+            | ProviderError::Timeout
+            | ProviderError::Status(_)
+            | ProviderError::RateLimited { retry_after: None }
+            | ProviderError::Malformed(_) => Duration::from_secs(5),
+        }
+    }
+
+    fn from_reqwest(e: &reqwest::Error) -> Self {
+        if e.is_timeout() {
+            ProviderError::Timeout
+        } else if e.is_decode() || e.is_body() {
+            ProviderError::Malformed("unreadable body".to_owned())
+        } else {
+            // reqwest's message names the URL but never our credentials.
+            ProviderError::Unreachable(error_chain(e))
+        }
+    }
+}
+
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The provider as the gateway sees it: its settings, a pooled HTTP client, and the endpoints once
+/// resolved (readiness).
+pub struct Provider {
+    pub settings: ProviderSettings,
+    http: reqwest::Client,
+    endpoints: OnceLock<Endpoints>,
+    introspection: OnceLock<Introspection>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Bodies from the provider larger than this are refused rather than buffered.
+const MAX_PROVIDER_BODY: usize = 1024 * 1024;
+
+impl Provider {
+    pub fn new(
+        settings: ProviderSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, ProviderError> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.request_timeout)
+            .connect_timeout(settings.request_timeout)
+            // Keep-alive connections to the provider: one TLS handshake, many introspections.
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::Unreachable(error_chain(&e)))?;
+        Ok(Arc::new(Provider {
+            settings,
+            http,
+            endpoints: OnceLock::new(),
+            introspection: OnceLock::new(),
+            clock,
+        }))
+    }
+
+    /// The endpoints, once resolved.
+    pub fn endpoints(&self) -> Option<&Endpoints> {
+        self.endpoints.get()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.endpoints.get().is_some()
+    }
+
+    /// Resolves the endpoints once (discovery unless all are configured).
+    pub async fn resolve(&self) -> Result<&Endpoints, ProviderError> {
+        if let Some(e) = self.endpoints.get() {
+            return Ok(e);
+        }
+        let endpoints = discover(&self.http, &self.settings).await?;
+        Ok(self.endpoints.get_or_init(|| endpoints))
+    }
+
+    /// Keeps resolving with capped exponential backoff until it succeeds.
+    pub async fn resolve_with_retry(&self) {
+        let mut delay = Duration::from_millis(250);
+        loop {
+            match self.resolve().await {
+                Ok(endpoints) => {
+                    tracing::info!(
+                        issuer = %self.settings.issuer,
+                        introspection = %endpoints.introspection,
+                        "provider endpoints resolved"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(issuer = %self.settings.issuer, error = %e, retry_in_ms = delay.as_millis() as u64, "provider discovery failed");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// The introspection client, once the endpoint is known.
+    pub fn introspection(&self) -> Result<&Introspection, ProviderError> {
+        if let Some(i) = self.introspection.get() {
+            return Ok(i);
+        }
+        let endpoints = self.endpoints.get().ok_or(ProviderError::NotReady)?;
+        Ok(self.introspection.get_or_init(|| {
+            Introspection::new(
+                self.http.clone(),
+                endpoints.introspection.clone(),
+                &self.settings,
+                self.clock.clone(),
+            )
+        }))
+    }
+}
+
+/// Reads a body up to [`MAX_PROVIDER_BODY`].
+async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ProviderError::from_reqwest(&e))?
+    {
+        if body.len() + chunk.len() > MAX_PROVIDER_BODY {
+            return Err(ProviderError::Malformed("body too large".to_owned()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

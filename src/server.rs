@@ -1,0 +1,137 @@
+//! The listeners: the gateway (HTTP/1.1 and HTTP/2 cleartext on one port, with bounded head size,
+//! head read time and connection count) and the admin endpoints. The request path is the tower
+//! stack access log → policy → forwarder.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::Request;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::{ServiceBuilder, ServiceExt};
+
+use crate::admin;
+use crate::config::ListenSettings;
+use crate::forward::{ClientAddr, Forwarder};
+use crate::policy::PolicyLayer;
+use crate::runtime::RuntimeHandle;
+use crate::telemetry::AccessLogLayer;
+
+/// Both listeners, bound.
+pub struct Listeners {
+    pub proxy: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(settings: &ListenSettings) -> io::Result<Self> {
+        let proxy = TcpListener::bind(settings.address).await.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on {}: {e}", settings.address),
+            )
+        })?;
+        let admin = TcpListener::bind(settings.admin_address)
+            .await
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {}: {e}", settings.admin_address),
+                )
+            })?;
+        Ok(Listeners { proxy, admin })
+    }
+}
+
+/// Serves both listeners until `shutdown` completes.
+pub async fn serve(
+    runtime: RuntimeHandle,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) {
+    let settings = runtime.current().listen.clone();
+    let proxy_addr = listeners.proxy.local_addr().ok();
+    let admin_addr = listeners.admin.local_addr().ok();
+    tracing::info!(
+        proxy = %display_addr(proxy_addr),
+        admin = %display_addr(admin_addr),
+        "listening"
+    );
+    let admin_task = tokio::spawn(admin::serve(listeners.admin, runtime.clone()));
+    tokio::select! {
+        () = accept_loop(listeners.proxy, runtime, settings) => {}
+        () = shutdown => tracing::info!("shutting down"),
+    }
+    admin_task.abort();
+}
+
+fn display_addr(addr: Option<SocketAddr>) -> String {
+    addr.map_or_else(|| "-".to_owned(), |a| a.to_string())
+}
+
+async fn accept_loop(listener: TcpListener, runtime: RuntimeHandle, settings: ListenSettings) {
+    let stack = ServiceBuilder::new()
+        .layer(AccessLogLayer)
+        .layer(PolicyLayer::new(runtime))
+        .service(Forwarder::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(settings.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+    let builder = Arc::new(builder);
+    // Bounds concurrent connections: past the limit, new ones wait in the kernel's backlog.
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, remote) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // EMFILE and friends: log, back off a little, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let stack = stack.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let stack = stack.clone();
+                let mut req = req.map(|body| body.boxed());
+                req.extensions_mut().insert(ClientAddr(remote));
+                async move {
+                    Ok::<_, Infallible>(
+                        stack
+                            .oneshot(req)
+                            .await
+                            .unwrap_or_else(|never| match never {}),
+                    )
+                }
+            });
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}

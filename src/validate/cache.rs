@@ -1,0 +1,168 @@
+//! [`CachedValidator`]: a bounded verdict cache in front of another validator.
+//!
+//! Keyed by the token's SHA-256, never the token. Active verdicts live until min(`exp`, `max_ttl`);
+//! invalid ones for `negative_ttl`; an active answer without `exp` is used once and not kept (as
+//! Anypoint does). Concurrent misses for one token share one call to the inner validator (moka's
+//! `try_get_with`). Provider failures are never cached; with `stale_if_error`, a token seen valid
+//! within that window (and not past its `exp`) is still accepted while the provider fails.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use moka::Expiry;
+use moka::future::Cache;
+
+use super::{BearerToken, InvalidReason, Principal, TokenDigest, ValidateError, Validator};
+use crate::clock::Clock;
+use crate::config::CacheSettings;
+use crate::provider::ProviderError;
+
+/// A cached verdict and how long it may be trusted.
+#[derive(Clone)]
+enum Verdict {
+    Active(Arc<Principal>, Duration),
+    Invalid(InvalidReason, Duration),
+}
+
+/// Per-entry lifetime: each verdict carries its own.
+struct VerdictExpiry;
+
+impl Expiry<TokenDigest, Verdict> for VerdictExpiry {
+    fn expire_after_create(
+        &self,
+        _: &TokenDigest,
+        value: &Verdict,
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(match value {
+            Verdict::Active(_, ttl) | Verdict::Invalid(_, ttl) => *ttl,
+        })
+    }
+}
+
+struct StaleExpiry;
+
+impl Expiry<TokenDigest, (Arc<Principal>, Duration)> for StaleExpiry {
+    fn expire_after_create(
+        &self,
+        _: &TokenDigest,
+        value: &(Arc<Principal>, Duration),
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(value.1)
+    }
+}
+
+/// Caches the verdicts of an inner validator.
+pub struct CachedValidator<V> {
+    inner: Arc<V>,
+    verdicts: Cache<TokenDigest, Verdict>,
+    /// Recently valid principals, for `stale_if_error` only.
+    stale: Option<Cache<TokenDigest, (Arc<Principal>, Duration)>>,
+    settings: CacheSettings,
+    clock: Arc<dyn Clock>,
+}
+
+impl<V: Validator> CachedValidator<V> {
+    pub fn new(inner: V, settings: CacheSettings, clock: Arc<dyn Clock>) -> Self {
+        let verdicts = Cache::builder()
+            .max_capacity(settings.max_entries)
+            .expire_after(VerdictExpiry)
+            .build();
+        let stale = (!settings.stale_if_error.is_zero()).then(|| {
+            Cache::builder()
+                .max_capacity(settings.max_entries)
+                .expire_after(StaleExpiry)
+                .build()
+        });
+        CachedValidator {
+            inner: Arc::new(inner),
+            verdicts,
+            stale,
+            settings,
+            clock,
+        }
+    }
+
+    /// Entries held now (approximate, as moka counts them).
+    pub fn entry_count(&self) -> u64 {
+        self.verdicts.entry_count()
+    }
+
+    async fn lookup(&self, token: &BearerToken) -> Result<Arc<Principal>, ValidateError> {
+        let digest = token.digest();
+        let verdict = self
+            .verdicts
+            .try_get_with(digest, self.ask_inner(token, digest))
+            .await;
+        let now = self.clock.now_unix();
+        match verdict {
+            // The entry never outlives `exp`, but moka's clock is coarse: check again.
+            Ok(Verdict::Active(p, _)) if p.expires_at.is_some_and(|exp| exp <= now) => {
+                Err(ValidateError::Invalid(InvalidReason::Expired))
+            }
+            Ok(Verdict::Active(p, _)) => Ok(p),
+            Ok(Verdict::Invalid(r, _)) => Err(ValidateError::Invalid(r)),
+            Err(provider_error) => self.stale_or(digest, now, &provider_error).await,
+        }
+    }
+
+    /// The miss path: one call per token however many requests wait on it.
+    async fn ask_inner(
+        &self,
+        token: &BearerToken,
+        digest: TokenDigest,
+    ) -> Result<Verdict, ProviderError> {
+        match self.inner.validate(token).await {
+            Ok(principal) => {
+                let now = self.clock.now_unix();
+                let ttl = match principal.expires_at {
+                    Some(exp) => {
+                        Duration::from_secs(exp.saturating_sub(now)).min(self.settings.max_ttl)
+                    }
+                    None => Duration::ZERO,
+                };
+                if let (Some(stale), Some(exp)) = (&self.stale, principal.expires_at) {
+                    let window = (ttl + self.settings.stale_if_error)
+                        .min(Duration::from_secs(exp.saturating_sub(now)));
+                    stale.insert(digest, (principal.clone(), window)).await;
+                }
+                Ok(Verdict::Active(principal, ttl))
+            }
+            Err(ValidateError::Invalid(reason)) => {
+                Ok(Verdict::Invalid(reason, self.settings.negative_ttl))
+            }
+            Err(ValidateError::Unavailable(e)) => Err(e),
+        }
+    }
+
+    async fn stale_or(
+        &self,
+        digest: TokenDigest,
+        now: u64,
+        error: &ProviderError,
+    ) -> Result<Arc<Principal>, ValidateError> {
+        let recent = match &self.stale {
+            Some(stale) => stale.get(&digest).await,
+            None => None,
+        };
+        match recent {
+            Some((p, _)) if p.expires_at.is_some_and(|exp| exp > now) => {
+                tracing::warn!(error = %error, "provider failing: accepting a recently valid token (stale_if_error)");
+                Ok(p)
+            }
+            _ => Err(ValidateError::Unavailable(error.clone())),
+        }
+    }
+}
+
+impl<V: Validator> Validator for CachedValidator<V> {
+    fn validate<'a>(
+        &'a self,
+        token: &'a BearerToken,
+    ) -> BoxFuture<'a, Result<Arc<Principal>, ValidateError>> {
+        self.lookup(token).boxed()
+    }
+}
