@@ -46,13 +46,21 @@ pub fn load_file(path: &Path, env: &dyn Env) -> Result<Settings, ConfigError> {
 pub fn parse(text: &str, env: &dyn Env) -> Result<Settings, ConfigError> {
     let mut doc: toml::Value = toml::from_str::<toml::Table>(text)
         .map(toml::Value::Table)
-        // The TOML parser's message names the line and column; it never echoes values wholesale.
-        .map_err(|e| ConfigError::at("", format!("not valid TOML: {}", e.message())))?;
+        // The position, not the parser's snippet: the line could hold a literal secret.
+        .map_err(|e| {
+            let line = e
+                .span()
+                .map_or(0, |s| text[..s.start].matches('\n').count() + 1);
+            ConfigError::at("", format!("not valid TOML (line {line}): {}", e.message()))
+        })?;
     interpolate::interpolate(&mut doc, "", env)?;
     let raw: raw::RawConfig = serde_path_to_error::deserialize(doc).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        ConfigError::at(path, e.into_inner().to_string())
+        ConfigError::at(path, e.into_inner().message().to_owned())
     })?;
     compile::compile(raw)
 }
+
+#[cfg(test)]
+mod tests;

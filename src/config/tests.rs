@@ -1,0 +1,176 @@
+//! Configuration errors name the key path and the reason; defaults are applied.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::*;
+
+const PROVIDER: &str = r#"
+[provider]
+issuer = "https://idp.test/oauth2/default"
+introspection_client_id = "gw"
+introspection_client_secret = "${SECRET}"
+"#;
+
+const API: &str = r#"
+[[api]]
+name = "orders"
+path_prefix = "/orders"
+upstream = "http://127.0.0.1:9000"
+scopes = ["mulescope"]
+clients = ["app"]
+"#;
+
+fn env() -> HashMap<String, String> {
+    HashMap::from([("SECRET".to_owned(), "s3cret".to_owned())])
+}
+
+fn err(text: &str) -> ConfigError {
+    match parse(text, &env()) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn a_minimal_config_gets_its_defaults() {
+    let s = parse(&format!("{PROVIDER}{API}"), &env()).unwrap();
+    assert_eq!(s.provider.introspection_client_secret.expose(), "s3cret");
+    assert_eq!(
+        format!("{:?}", s.provider.introspection_client_secret),
+        "<redacted>"
+    );
+    assert_eq!(s.provider.request_timeout, Duration::from_secs(5));
+    assert_eq!(s.provider.introspection_auth, ClientAuth::ClientSecretBasic);
+    assert_eq!(s.cache.max_entries, 10_000);
+    assert_eq!(s.cache.stale_if_error, Duration::ZERO);
+    let api = &s.apis[0];
+    assert_eq!(api.token_sources, [TokenSource::Header]);
+    assert_eq!(api.expose_headers_prefix, "X-AGW-");
+    assert_eq!(api.strip_headers_prefix, "x-agw-");
+    assert_eq!(api.policy.scope_match, ScopeMatch::All);
+    assert_eq!(api.validation, ValidationMode::Introspection);
+    assert_eq!(s.listen.max_header_bytes, 16 * 1024);
+}
+
+#[test]
+fn errors_name_the_key_path() {
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            format!("{PROVIDER}{API}\n[cache]\nmax_entriez = 1"),
+            "cache.max_entriez",
+            "unknown field `max_entriez`",
+        ),
+        (
+            format!("{PROVIDER}{API}[[api.rule]]\nmethod = [\"GET\"]"),
+            "api[0].rule[0].method",
+            "unknown field `method`",
+        ),
+        (
+            format!("{PROVIDER}{API}").replace("${SECRET}", "${NOPE}"),
+            "provider.introspection_client_secret",
+            "NOPE is not set",
+        ),
+        (
+            format!("{PROVIDER}{API}").replace("clients = [\"app\"]", ""),
+            "api[0].clients",
+            "no clients are listed",
+        ),
+        (
+            format!("{PROVIDER}{API}").replace("http://127.0.0.1:9000", "127.0.0.1:9000"),
+            "api[0].upstream",
+            "not a URL",
+        ),
+        (
+            format!("{PROVIDER}{API}").replace("https://idp.test", "ftp://idp.test"),
+            "provider.issuer",
+            "http(s) URL",
+        ),
+        (
+            format!("{PROVIDER}request_timeout = \"5 parsecs\"\n{API}"),
+            "provider.request_timeout",
+            "invalid duration",
+        ),
+        (
+            format!("{PROVIDER}{API}").replace("\"mulescope\"", "\"mule scope\""),
+            "api[0].scopes[0]",
+            "not a scope token",
+        ),
+        (
+            format!("{PROVIDER}{API}scope_match = \"some\""),
+            "api[0].scope_match",
+            "unknown variant",
+        ),
+        (
+            format!("{PROVIDER}{API}[[api.rule]]\npublic = true\nscopes = [\"a\"]"),
+            "api[0].rule[0].public",
+            "cannot also require",
+        ),
+        (
+            format!("{PROVIDER}{API}[[api.rule]]\npaths = [\"orders/*\"]"),
+            "api[0].rule[0].paths[0]",
+            "must start with /",
+        ),
+        (
+            format!("{PROVIDER}{API}[[api.rule]]\nclients = []"),
+            "api[0].rule[0].clients",
+            "empty list",
+        ),
+        (
+            format!("{PROVIDER}{API}{API}"),
+            "api[1].name",
+            "duplicate API name",
+        ),
+        (
+            format!("{PROVIDER}{API}").replace("/orders", "/orders/../x"),
+            "api[0].path_prefix",
+            "normal form",
+        ),
+        (
+            format!("{PROVIDER}{API}\n[listen]\naddress = \"localhost\""),
+            "listen.address",
+            "socket address",
+        ),
+        (
+            format!("{PROVIDER}{API}\n[listen]\nmax_header_bytes = 100"),
+            "listen.max_header_bytes",
+            "at least",
+        ),
+        (
+            format!("{PROVIDER}{API}\n[log]\nlevel = \"[[\""),
+            "log.level",
+            "not a log filter",
+        ),
+        (PROVIDER.to_owned(), "api", "at least one"),
+        (API.to_owned(), "", "missing field `provider`"),
+    ];
+    for (text, path, reason) in cases {
+        let e = err(&text);
+        assert_eq!(e.path, path, "{e}");
+        assert!(e.reason.contains(reason), "{e} (wanted {reason:?})");
+    }
+}
+
+#[test]
+fn bad_toml_is_reported_without_panicking() {
+    let e = err("[provider\nissuer = 1");
+    assert!(e.reason.contains("not valid TOML"), "{e}");
+}
+
+#[test]
+fn rules_inherit_and_override_the_api_policy() {
+    let text = format!(
+        "{PROVIDER}{API}[[api.rule]]\nmethods = [\"delete\"]\npaths = [\"/orders/*\"]\nscopes = [\"admin\"]\n[[api.rule]]\nmethods = [\"OPTIONS\"]\npublic = true\n"
+    );
+    let s = parse(&text, &env()).unwrap();
+    let rules = &s.apis[0].rules;
+    assert_eq!(
+        rules[0].methods.as_deref(),
+        Some(&[http::Method::DELETE][..])
+    );
+    assert_eq!(rules[0].policy.scopes, ["admin"]);
+    assert_eq!(rules[0].policy.clients, s.apis[0].policy.clients);
+    let glob = rules[0].paths.as_ref().unwrap();
+    assert!(glob.is_match("/orders/1") && !glob.is_match("/orders/1/items"));
+    assert!(rules[1].public);
+}
