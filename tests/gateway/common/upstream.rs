@@ -1,0 +1,329 @@
+//! A real upstream HTTP/1.1 server (hyper, on 127.0.0.1:0) that records every request it receives, so
+//! tests can check exactly what the gateway forwarded (request-target, headers, body) or that it
+//! forwarded nothing at all. It also has a streaming mode to prove bodies are streamed both ways.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream;
+use http_body_util::{BodyExt, Either, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+/// How long the waiting helpers (`first_chunk_seen`, `wait_count`) wait before failing the test.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// One request as the upstream received it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    /// The request-target as sent on the wire (origin-form: path and query, untouched).
+    pub target: String,
+    /// Lowercase names. hyper groups the values of a repeated name together (in their received order),
+    /// and names appear in the order they were first received.
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    /// The first value of the header `name` (any case), lossily decoded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers_named(name).into_iter().next()
+    }
+
+    /// Every value of the header `name` (any case), in received order.
+    pub fn headers_named(&self, name: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    }
+
+    pub fn has_header(&self, name: &str) -> bool {
+        self.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// What the upstream answers.
+#[derive(Clone, Debug)]
+pub enum UpstreamBehaviour {
+    /// 200, `application/json` `{"upstream":"ok","target":<target>}`, `x-upstream: yes`.
+    Echo,
+    /// Like `Echo`, after waiting this long (the request is recorded before the wait): for 504 tests.
+    Delay(Duration),
+    /// Like `Echo`, with this status.
+    Status(u16),
+    /// Signals the first request-body chunk (`first_chunk_seen`), then answers 200 `text/plain` with a
+    /// chunked body: "first\n", then (after `release`) "second\n".
+    Stream,
+}
+
+/// State shared between the server task and the test.
+struct Shared {
+    behaviour: UpstreamBehaviour,
+    seen: Mutex<Vec<Seen>>,
+    /// Counts requests recorded, so tests can wait for one without sleeping.
+    recorded: watch::Sender<usize>,
+    /// Counts requests whose first body chunk has arrived (streaming proof).
+    first_chunks: watch::Sender<usize>,
+    /// One permit per `release()`: each streaming response consumes one before its second chunk.
+    release: Semaphore,
+}
+
+/// A running upstream; the server (and every connection it accepted) stops on drop.
+pub struct Upstream {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        // Aborting the accept task drops its JoinSet, which aborts every connection task too.
+        self.server.abort();
+    }
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        Self::start_with(UpstreamBehaviour::Echo).await
+    }
+
+    /// An upstream in `UpstreamBehaviour::Stream` mode.
+    pub async fn streaming() -> Upstream {
+        Self::start_with(UpstreamBehaviour::Stream).await
+    }
+
+    pub async fn start_with(behaviour: UpstreamBehaviour) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("upstream: bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("upstream: local_addr");
+        let shared = Arc::new(Shared {
+            behaviour,
+            seen: Mutex::new(Vec::new()),
+            recorded: watch::channel(0).0,
+            first_chunks: watch::channel(0).0,
+            release: Semaphore::new(0),
+        });
+        let server = tokio::spawn(serve(listener, shared.clone()));
+        Upstream {
+            addr,
+            shared,
+            server,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.shared.seen.lock().expect("upstream: lock").clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.shared.seen.lock().expect("upstream: lock").len()
+    }
+
+    /// The most recent request; panics when there was none.
+    pub fn last(&self) -> Seen {
+        self.requests().pop().expect("upstream saw no request")
+    }
+
+    /// Panics, listing what it saw, if any request reached the upstream.
+    pub fn assert_not_reached(&self) {
+        let seen = self.requests();
+        assert!(
+            seen.is_empty(),
+            "the upstream must not be reached, but it saw {} request(s): {}",
+            seen.len(),
+            describe(&seen)
+        );
+    }
+
+    /// Waits (5 s deadline) until at least `n` requests are recorded; returns them all.
+    pub async fn wait_count(&self, n: usize) -> Vec<Seen> {
+        let mut rx = self.shared.recorded.subscribe();
+        let waited = tokio::time::timeout(WAIT, rx.wait_for(|c| *c >= n)).await;
+        if !matches!(waited, Ok(Ok(_))) {
+            panic!(
+                "upstream: waited {WAIT:?} for {n} request(s), saw {}: {}",
+                self.count(),
+                describe(&self.requests())
+            );
+        }
+        self.requests()
+    }
+
+    /// Waits (5 s deadline) until the first body chunk of a request has arrived, while its body is
+    /// still incomplete (`Stream` mode only).
+    pub async fn first_chunk_seen(&self) {
+        let mut rx = self.shared.first_chunks.subscribe();
+        let waited = tokio::time::timeout(WAIT, rx.wait_for(|c| *c >= 1)).await;
+        assert!(
+            matches!(waited, Ok(Ok(_))),
+            "upstream: no request body chunk arrived within {WAIT:?} (recorded so far: {})",
+            describe(&self.requests())
+        );
+    }
+
+    /// Lets one streaming response send its second chunk and end (`Stream` mode). A release given
+    /// before the response waits is kept for it.
+    pub fn release(&self) {
+        self.shared.release.add_permits(1);
+    }
+}
+
+/// An `http://127.0.0.1:PORT` URL where nothing listens (bound, read, closed): for 502 tests.
+pub async fn closed_port_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("closed_port_url: bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("closed_port_url: local_addr");
+    drop(listener);
+    format!("http://{addr}")
+}
+
+fn describe(seen: &[Seen]) -> String {
+    seen.iter()
+        .map(|s| {
+            let headers: Vec<String> = s
+                .headers
+                .iter()
+                .map(|(n, v)| format!("{n}: {}", String::from_utf8_lossy(v)))
+                .collect();
+            format!(
+                "\n  {} {} [{}] body={:?}",
+                s.method,
+                s.target,
+                headers.join(", "),
+                String::from_utf8_lossy(&s.body)
+            )
+        })
+        .collect()
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            // Transient accept errors (e.g. EMFILE) must not kill the upstream mid-test.
+            Err(_) => continue,
+        };
+        // Reap finished connections so the set does not grow for the life of a long test.
+        while connections.try_join_next().is_some() {}
+        let shared = shared.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(req, shared.clone()));
+            // Connection errors (the gateway hanging up, e.g. after a 504) are expected in tests.
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+type UpBody =
+    Either<Full<Bytes>, StreamBody<stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>>>>;
+
+async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+) -> Result<Response<UpBody>, hyper::Error> {
+    let (parts, mut body) = req.into_parts();
+    let target = parts.uri.to_string();
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect();
+
+    // Read frame by frame (not `collect`) so the first chunk can be signalled while the rest is unsent.
+    let mut bytes = Vec::new();
+    let mut signalled = false;
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame?.data_ref() {
+            bytes.extend_from_slice(data);
+            if !signalled && !data.is_empty() {
+                signalled = true;
+                shared.first_chunks.send_modify(|c| *c += 1);
+            }
+        }
+    }
+
+    shared.seen.lock().expect("upstream: lock").push(Seen {
+        method: parts.method.to_string(),
+        target: target.clone(),
+        headers,
+        body: bytes,
+    });
+    shared.recorded.send_modify(|c| *c += 1);
+
+    let status = match shared.behaviour {
+        UpstreamBehaviour::Echo => 200,
+        UpstreamBehaviour::Delay(wait) => {
+            tokio::time::sleep(wait).await;
+            200
+        }
+        UpstreamBehaviour::Status(status) => status,
+        UpstreamBehaviour::Stream => return Ok(streaming_response(shared)),
+    };
+    let body = serde_json::json!({"upstream": "ok", "target": target}).to_string();
+    let response = Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("x-upstream", "yes")
+        .body(Either::Left(Full::new(Bytes::from(body))))
+        .expect("upstream: valid response");
+    Ok(response)
+}
+
+fn streaming_response(shared: Arc<Shared>) -> Response<UpBody> {
+    // State 0 sends "first\n" at once; state 1 waits for a release, then sends "second\n"; then end.
+    let chunks = stream::unfold(0u8, move |state| {
+        let shared = shared.clone();
+        async move {
+            match state {
+                0 => Some((Ok(Frame::data(Bytes::from_static(b"first\n"))), 1)),
+                1 => {
+                    let permit = shared
+                        .release
+                        .acquire()
+                        .await
+                        .expect("upstream: release semaphore is never closed");
+                    permit.forget();
+                    Some((Ok(Frame::data(Bytes::from_static(b"second\n"))), 2))
+                }
+                _ => None,
+            }
+        }
+    });
+    let body: stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>> = Box::pin(chunks);
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/plain")
+        .header("x-upstream", "yes")
+        .body(Either::Right(StreamBody::new(body)))
+        .expect("upstream: valid response")
+}

@@ -1,0 +1,15 @@
+//! The gateway integration tests: one binary, so the helpers in `common` compile once. Each capability
+//! gets a module beside this file (`tests/gateway/<capability>.rs`), declared below.
+
+// Panicking is how these tests fail, so unwrap/expect (with messages) are the point, not a smell.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+// Not every capability uses every helper; the unused ones must not fail the lint.
+#[allow(dead_code)]
+mod common;
+
+// Self-tests of the harness itself (no gateway binary needed).
+mod harness;
+
+// Capability modules.
+mod introspection;

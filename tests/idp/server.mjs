@@ -1,0 +1,167 @@
+// The real OpenID provider the integration tests run against: oidc-provider configured like an Okta
+// custom authorization server ("default"), on loopback, with per-endpoint request counters.
+//
+//   node tests/idp/server.mjs ['{"clients":[{"client_id","client_secret","scope"}],"accessTokenTtl":3600,"accessTokenFormat":"opaque"|"jwt"}']
+//
+// Prints exactly one line to stdout once listening: {"issuer":"http://127.0.0.1:PORT/oauth2/default","port":PORT}.
+// Everything else goes to stderr. Exits when stdin reaches EOF (the parent test process died or dropped
+// its handle) and on SIGTERM/SIGINT; by hand, run it from a terminal or keep stdin open
+// (`sleep infinity | node tests/idp/server.mjs`), since `< /dev/null` means exit at once.
+import http from 'node:http';
+import { generateKeyPairSync, randomUUID, verify } from 'node:crypto';
+
+// oidc-provider prints its notices with console.info (stdout); stdout carries only the ready line.
+console.log = console.info = console.error;
+// Imported after the redirect so nothing it prints at load time can reach stdout.
+const { default: Provider, errors } = await import('oidc-provider');
+
+const config = JSON.parse(process.argv[2] || '{}');
+const ttl = config.accessTokenTtl ?? 3600;
+const jwtAccessTokens = config.accessTokenFormat === 'jwt';
+const PREFIX = '/oauth2/default';
+const DEFAULT_AUDIENCE = 'api://default'; // Okta's default authorization server audience
+
+// Machine-to-machine clients. oidc-provider accepts client_secret_post from a client registered
+// for client_secret_basic (and vice versa), like Okta. Clients given in the config are added (same
+// client_id: replaced).
+const clients = new Map();
+for (const c of [
+  { client_id: 'tollgate-introspector', client_secret: 'introspector-secret', scope: 'openid' },
+  { client_id: 'orders-app', client_secret: 'orders-secret', scope: 'mulescope orders:admin mulescopeX' },
+  { client_id: 'other-app', client_secret: 'other-secret', scope: 'mulescope other' },
+  { client_id: 'noscope-app', client_secret: 'noscope-secret', scope: 'other mulescopeX' },
+  ...(config.clients ?? []),
+]) {
+  clients.set(c.client_id, {
+    token_endpoint_auth_method: 'client_secret_basic',
+    ...c,
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+  });
+}
+
+// A fresh signing key per run, so no development keys (and no warnings about them) are involved.
+const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: randomUUID(), use: 'sig', alg: 'RS256' };
+
+const counts = { total: 0, token: 0, introspection: 0, jwks: 0, discovery_openid: 0, discovery_oauth: 0 };
+const category = {
+  [`${PREFIX}/v1/token`]: 'token',
+  [`${PREFIX}/v1/introspect`]: 'introspection',
+  [`${PREFIX}/v1/keys`]: 'jwks',
+  [`${PREFIX}/.well-known/openid-configuration`]: 'discovery_openid',
+  // Okta serves OAuth metadata here; oidc-provider does not (404), so clients must fall back to
+  // openid-configuration. The RFC 8414 path-insertion form counts too.
+  [`${PREFIX}/.well-known/oauth-authorization-server`]: 'discovery_oauth',
+  [`/.well-known/oauth-authorization-server${PREFIX}`]: 'discovery_oauth',
+};
+
+let handle; // the provider's request handler, created once the port (hence the issuer) is known
+const server = http.createServer((req, res) => {
+  const path = req.url.split('?')[0];
+  if (path === '/__stats') {
+    // Not counted itself, so reading the stats does not change them.
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(counts));
+    return;
+  }
+  counts.total += 1;
+  if (category[path]) counts[category[path]] += 1;
+  if (path === PREFIX || path.startsWith(`${PREFIX}/`)) {
+    // Mount under the prefix the way express does: oidc-provider derives its mount path (and so
+    // every endpoint URL) from originalUrl minus url.
+    req.originalUrl = req.url;
+    req.baseUrl = PREFIX;
+    req.url = req.url.slice(PREFIX.length) || '/';
+    handle(req, res);
+    return;
+  }
+  res.writeHead(404, { 'content-type': 'application/json' });
+  res.end('{"error":"not_found"}');
+});
+
+server.listen(0, '127.0.0.1', () => {
+  const { port } = server.address();
+  const issuer = `http://127.0.0.1:${port}${PREFIX}`;
+  const provider = new Provider(issuer, {
+    clients: [...clients.values()],
+    jwks: { keys: [signingKey] },
+    scopes: ['openid', 'mulescope', 'mulescopeX', 'orders:admin', 'other'],
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
+    cookies: { keys: [randomUUID()] }, // unused (no interactions); set to silence its warning
+    // Okta custom authorization server endpoint layout, relative to the issuer.
+    routes: {
+      authorization: '/v1/authorize',
+      token: '/v1/token',
+      introspection: '/v1/introspect',
+      jwks: '/v1/keys',
+      registration: '/v1/clients',
+      revocation: '/v1/revoke',
+      userinfo: '/v1/userinfo',
+      end_session: '/v1/logout',
+    },
+    ttl: { ClientCredentials: ttl, AccessToken: ttl },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      // Like Okta: any authenticated confidential client may introspect any client's token (the
+      // gateway introspects tokens issued to other clients).
+      introspection: { enabled: true, allowedPolicy: async (ctx, client) => client.clientAuthMethod !== 'none' },
+      revocation: { enabled: true },
+      // Without a resource server, client_credentials tokens are opaque. In JWT mode every token is
+      // for Okta's default audience and is an RS256 JWT.
+      resourceIndicators: jwtAccessTokens
+        ? {
+          enabled: true,
+          defaultResource: async () => DEFAULT_AUDIENCE,
+          getResourceServerInfo: async (ctx, resourceIndicator) => {
+            if (resourceIndicator !== DEFAULT_AUDIENCE) throw new errors.InvalidTarget();
+            return {
+              scope: 'mulescope mulescopeX orders:admin other',
+              audience: DEFAULT_AUDIENCE,
+              accessTokenTTL: ttl,
+              accessTokenFormat: 'jwt',
+              jwt: { sign: { alg: 'RS256' } },
+            };
+          },
+        }
+        : { enabled: false },
+    },
+  });
+  if (jwtAccessTokens) introspectJwts(provider, issuer);
+  handle = provider.callback();
+  process.stdout.write(`${JSON.stringify({ issuer, port })}\n`);
+});
+
+// oidc-provider does not store JWT access tokens, so it cannot introspect them; Okta can. Teach
+// ClientCredentials.find (used by introspection and revocation) to accept our own valid JWTs, and
+// remember revoked ones.
+function introspectJwts(provider, issuer) {
+  const { ClientCredentials } = provider;
+  const find = ClientCredentials.find.bind(ClientCredentials);
+  const revoked = new Set();
+  provider.on('client_credentials.destroyed', (token) => revoked.add(token.jti));
+  ClientCredentials.find = async (value, options) => {
+    const parts = typeof value === 'string' ? value.split('.') : [];
+    if (parts.length !== 3) return find(value, options);
+    try {
+      const header = JSON.parse(Buffer.from(parts[0], 'base64url'));
+      const claims = JSON.parse(Buffer.from(parts[1], 'base64url'));
+      const signed = header.alg === 'RS256' && header.kid === signingKey.kid
+        && verify('RSA-SHA256', Buffer.from(`${parts[0]}.${parts[1]}`), publicKey, Buffer.from(parts[2], 'base64url'));
+      if (!signed || claims.iss !== issuer || revoked.has(claims.jti)) return undefined;
+      const { jti, iat, exp, aud, scope, client_id: clientId } = claims;
+      return ClientCredentials.instantiate({ jti, iat, exp, aud, scope, clientId });
+    } catch {
+      return undefined;
+    }
+  };
+}
+
+// Die with the parent: it holds our stdin; EOF means it has gone.
+process.stdin.on('end', () => process.exit(0));
+process.stdin.on('error', () => process.exit(0));
+process.stdin.resume();
+process.on('SIGTERM', () => process.exit(0));
+process.on('SIGINT', () => process.exit(0));
