@@ -12,6 +12,7 @@ pub mod body;
 pub mod clock;
 pub mod config;
 pub mod forward;
+pub mod framing;
 pub mod policy;
 pub mod provider;
 pub mod routing;

@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::Request;
+use http::{Request, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -21,6 +21,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use crate::admin;
 use crate::config::ListenSettings;
 use crate::forward::{ClientAddr, Forwarder};
+use crate::framing::{AmbiguousFraming, FramingGuard, FramingLog};
 use crate::policy::PolicyLayer;
 use crate::runtime::RuntimeHandle;
 use crate::telemetry::AccessLogLayer;
@@ -111,11 +112,20 @@ async fn accept_loop(listener: TcpListener, runtime: RuntimeHandle, settings: Li
         let _ = stream.set_nodelay(true);
         let stack = stack.clone();
         let builder = builder.clone();
+        let max_head = settings.max_header_bytes;
         tokio::spawn(async move {
+            let framing = Arc::new(FramingLog::default());
+            let io = TokioIo::new(FramingGuard::new(stream, max_head, framing.clone()));
             let service = service_fn(move |req: Request<Incoming>| {
                 let stack = stack.clone();
                 let mut req = req.map(|body| body.boxed());
                 req.extensions_mut().insert(ClientAddr(remote));
+                // HTTP/1 requests arrive in the order their heads were read.
+                if req.version() < Version::HTTP_2
+                    && let Some(reason) = framing.next_verdict()
+                {
+                    req.extensions_mut().insert(AmbiguousFraming(reason));
+                }
                 async move {
                     Ok::<_, Infallible>(
                         stack
@@ -125,10 +135,7 @@ async fn accept_loop(listener: TcpListener, runtime: RuntimeHandle, settings: Li
                     )
                 }
             });
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            if let Err(e) = builder.serve_connection(io, service).await {
                 tracing::debug!(%remote, error = %e, "connection ended with an error");
             }
             drop(permit);

@@ -3,6 +3,7 @@
 //! leaves in the response. Nothing here ever sees a token.
 
 use std::convert::Infallible;
+use std::io::IsTerminal;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -20,7 +21,9 @@ pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(std::io::stdout)
+        // Colour only for a person at a terminal; never escape codes in a log pipeline.
+        .with_ansi(std::io::stdout().is_terminal());
     let result = match settings.format {
         LogFormat::Json => builder
             .json()

@@ -24,6 +24,7 @@ pub use rejection::{AccessRecord, Rejection};
 use crate::body::{ProxyBody, full};
 use crate::config::{PolicySettings, TokenSource};
 use crate::forward::{ForwardPlan, set_content_length};
+use crate::framing::AmbiguousFraming;
 use crate::routing::{encode_path, normalise_path, request_host};
 use crate::runtime::{Api, Runtime, RuntimeHandle};
 use crate::validate::{BearerToken, Principal, ValidateError};
@@ -186,6 +187,10 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Allowed, R
 /// RFC 9112 §6.3: a message with both Content-Length and Transfer-Encoding, or with several
 /// Content-Length values, can be read two ways; it is refused, never forwarded.
 fn check_framing(req: &Request<ProxyBody>) -> Result<(), Rejection> {
+    // What hyper resolved before we saw it (see `framing`).
+    if let Some(AmbiguousFraming(reason)) = req.extensions().get::<AmbiguousFraming>() {
+        return Err(Rejection::BadFraming(reason));
+    }
     let headers = req.headers();
     let lengths = headers.get_all(CONTENT_LENGTH).iter().count();
     if lengths > 1 {

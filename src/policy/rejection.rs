@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::{ProxyBody, full};
@@ -168,6 +168,10 @@ impl Rejection {
             && let Ok(value) = HeaderValue::from_str(&challenge)
         {
             headers.insert(WWW_AUTHENTICATE, value);
+        }
+        if let Rejection::BadFraming(_) = &self {
+            // The rest of the connection cannot be trusted to be read the same way by everyone.
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         if let Rejection::ProviderUnavailable(e) = &self {
             headers.insert(RETRY_AFTER, HeaderValue::from(e.retry_after().as_secs()));

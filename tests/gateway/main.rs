@@ -12,4 +12,6 @@ mod common;
 mod harness;
 
 // Capability modules.
+mod cli;
+mod forwarding;
 mod introspection;
