@@ -101,6 +101,8 @@ pub struct PolicySettings {
 pub struct RuleSettings {
     pub methods: Option<Vec<Method>>,
     pub paths: Option<GlobSet>,
+    /// The patterns as written, for `check`.
+    pub path_patterns: Vec<String>,
     pub public: bool,
     pub policy: PolicySettings,
 }
@@ -481,7 +483,7 @@ fn compile_rule(
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
-    let paths = raw.paths.map(|ps| globs(&ps, path)).transpose()?;
+    let paths = raw.paths.as_ref().map(|ps| globs(ps, path)).transpose()?;
     if raw.public && (raw.scopes.is_some() || raw.clients.is_some() || raw.scope_match.is_some()) {
         return Err(ConfigError::at(
             format!("{path}.public"),
@@ -511,6 +513,7 @@ fn compile_rule(
     Ok(RuleSettings {
         methods,
         paths,
+        path_patterns: raw.paths.unwrap_or_default(),
         public: raw.public,
         policy,
     })

@@ -47,9 +47,11 @@ fn is_b64token(token: &str) -> bool {
 }
 
 /// Splits `access_token` out of an urlencoded string (a query, or a form body): the token if the
-/// string holds exactly one, and the string without it (`None` when nothing was removed).
+/// string holds exactly one, and the string without it (`None` when nothing was removed). With
+/// `accept` false the parameters are only removed: a source the API does not accept is not judged.
 pub fn take_access_token(
     encoded: &str,
+    accept: bool,
 ) -> Result<(Option<BearerToken>, Option<String>), Rejection> {
     let mut token = None;
     let mut kept: Vec<&str> = Vec::new();
@@ -65,6 +67,9 @@ pub fn take_access_token(
             continue;
         }
         removed = true;
+        if !accept {
+            continue;
+        }
         if token.is_some() {
             return Err(Rejection::InvalidRequest(
                 "more than one access_token parameter",
@@ -132,15 +137,18 @@ mod tests {
 
     #[test]
     fn query_token_is_taken_out() {
-        let (t, rest) = take_access_token("a=1&access_token=tok&b=2").unwrap();
+        let (t, rest) = take_access_token("a=1&access_token=tok&b=2", true).unwrap();
         assert_eq!(t.unwrap().expose(), "tok");
         assert_eq!(rest.as_deref(), Some("a=1&b=2"));
-        let (t, rest) = take_access_token("a=1").unwrap();
+        let (t, rest) = take_access_token("a=1", true).unwrap();
         assert!(t.is_none() && rest.is_none());
-        let (t, rest) = take_access_token("access%5Ftoken=tok").unwrap();
+        let (t, rest) = take_access_token("access%5Ftoken=tok", true).unwrap();
         assert_eq!(t.unwrap().expose(), "tok");
         assert_eq!(rest.as_deref(), Some(""));
-        assert!(take_access_token("access_token=a&access_token=b").is_err());
-        assert!(take_access_token("access_token=").is_err());
+        assert!(take_access_token("access_token=a&access_token=b", true).is_err());
+        assert!(take_access_token("access_token=", true).is_err());
+        let (t, rest) = take_access_token("access_token=a&x=1&access_token=", false).unwrap();
+        assert!(t.is_none());
+        assert_eq!(rest.as_deref(), Some("x=1"));
     }
 }

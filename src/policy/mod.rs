@@ -142,14 +142,14 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Allowed, R
 
     // RFC 6750 §2.3: the query token is taken out whether or not this API accepts it there, so it
     // never reaches upstream logs.
+    let accept_query = settings.token_sources.contains(&TokenSource::Query);
     let (query_token, query) = match req.uri().query() {
         Some(q) => {
-            let (token, rest) = extract::take_access_token(q).map_err(refuse)?;
+            let (token, rest) = extract::take_access_token(q, accept_query).map_err(refuse)?;
             (token, rest.or_else(|| Some(q.to_owned())))
         }
         None => (None, None),
     };
-    let query_token = query_token.filter(|_| settings.token_sources.contains(&TokenSource::Query));
 
     let rule = settings.rules.iter().find(|rule| {
         rule.methods
@@ -271,7 +271,7 @@ async fn take_form_token(
         .to_bytes();
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| Rejection::InvalidRequest("the form body is not UTF-8"))?;
-    let (token, rest) = extract::take_access_token(text)?;
+    let (token, rest) = extract::take_access_token(text, true)?;
     let body = match rest {
         Some(rest) => {
             set_content_length(&mut parts.headers, rest.len());
