@@ -82,7 +82,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     let listeners = Listeners::bind(&settings.listen)
         .await
         .map_err(|e| e.to_string())?;
-    tokio::spawn(async move { provider.resolve_with_retry().await });
+    tokio::spawn(provider.resolve_with_retry());
     server::serve(handle, listeners, shutdown_signal()).await;
     Ok(())
 }
@@ -129,6 +129,19 @@ async fn check(settings: Settings) -> Result<(), String> {
     println!("  introspection_url = {}", endpoints.introspection);
     println!("  jwks_url          = {}", show(&endpoints.jwks));
     println!("  registration_url  = {}", show(&endpoints.registration));
+    if runtime.provider.needs_jwks() {
+        let jwks = runtime.provider.jwks().map_err(|e| e.to_string())?;
+        let keys = jwks
+            .ensure_loaded()
+            .await
+            .map_err(|e| format!("cannot load the provider's signing keys: {e}"))?;
+        let kids: Vec<&str> = keys
+            .keys
+            .iter()
+            .map(|k| k.kid.as_deref().unwrap_or("(no kid)"))
+            .collect();
+        println!("signing keys: {} ({})", kids.len(), kids.join(", "));
+    }
     println!("configuration OK");
     Ok(())
 }

@@ -8,7 +8,9 @@ use crate::clock::Clock;
 use crate::config::{ApiSettings, ListenSettings, Settings, ValidationMode};
 use crate::provider::{Provider, ProviderError};
 use crate::routing::Router;
-use crate::validate::{CachedValidator, IntrospectionValidator, Validator};
+use crate::validate::{
+    CachedValidator, IntrospectionValidator, JwtThenIntrospection, JwtValidator, Validator,
+};
 
 /// One API: its settings and the validator its mode uses.
 pub struct Api {
@@ -26,17 +28,32 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn build(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, ProviderError> {
-        let provider = Provider::new(settings.provider.clone(), clock.clone())?;
-        // One cache for every API on the provider: a token is introspected once, whichever API
-        // it calls; scopes and contracts are checked per API after the cache.
+        let needs_jwks = settings
+            .apis
+            .iter()
+            .any(|a| a.validation != ValidationMode::Introspection);
+        let provider = Provider::new(settings.provider.clone(), needs_jwks, clock.clone())?;
+        // One cache per mode for every API on the provider: a token is checked once, whichever
+        // API it calls; audience, scopes and contracts are checked per API after the cache.
         let introspection: Arc<dyn Validator> = Arc::new(CachedValidator::new(
             IntrospectionValidator::new(provider.clone(), clock.clone()),
             settings.cache.clone(),
+            clock.clone(),
+        ));
+        let jwt: Arc<dyn Validator> = Arc::new(CachedValidator::new(
+            JwtValidator::new(provider.clone(), clock.clone()),
+            settings.cache.clone(),
             clock,
+        ));
+        let both: Arc<dyn Validator> = Arc::new(JwtThenIntrospection::new(
+            jwt.clone(),
+            introspection.clone(),
         ));
         let router = Router::new(settings.apis.iter().map(|api| {
             let validator = match api.validation {
                 ValidationMode::Introspection => introspection.clone(),
+                ValidationMode::Jwt => jwt.clone(),
+                ValidationMode::JwtIntrospection => both.clone(),
             };
             let compiled = Api {
                 name: Arc::from(api.name.as_str()),

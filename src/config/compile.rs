@@ -72,6 +72,24 @@ pub struct ProviderSettings {
     pub introspection_auth: ClientAuth,
     pub registration_authorization: Option<Secret>,
     pub request_timeout: Duration,
+    pub jwt: JwtSettings,
+}
+
+/// Local JWT validation (RFC 7519, RFC 9068) against the provider's JWKS (RFC 7517).
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// Asymmetric algorithms only: `none` and HMAC are refused when the config is read.
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    pub leeway: Duration,
+    /// When set, the JOSE `typ` must be this (or `application/` + this), e.g. `at+jwt`.
+    pub typ: Option<String>,
+    pub max_token_bytes: usize,
+    /// At most one JWKS fetch per this long for unknown `kid`s.
+    pub jwks_min_refresh: Duration,
+    /// Refresh interval without `Cache-Control: max-age`; with one, it is clamped to the bounds.
+    pub jwks_refresh: Duration,
+    pub jwks_refresh_min: Duration,
+    pub jwks_refresh_max: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +142,8 @@ pub struct ApiSettings {
     pub strip_prefix: bool,
     pub timeout: Duration,
     pub validation: ValidationMode,
+    /// Accepted `aud` values; a token must name one of them. Required for the JWT modes.
+    pub audience: Vec<String>,
     pub policy: PolicySettings,
     pub expose_headers: bool,
     /// As written: the exposed headers' prefix.
@@ -262,6 +282,7 @@ fn provider(raw: RawProvider) -> Result<ProviderSettings, ConfigError> {
             ));
         }
     }
+    let jwt = jwt_settings(&raw)?;
     Ok(ProviderSettings {
         authorize_url: endpoint(&raw.authorize_url, "authorize_url")?,
         token_url: endpoint(&raw.token_url, "token_url")?,
@@ -274,7 +295,75 @@ fn provider(raw: RawProvider) -> Result<ProviderSettings, ConfigError> {
         introspection_auth: raw.introspection_auth.unwrap_or_default(),
         registration_authorization: raw.registration_authorization.map(Secret),
         request_timeout: positive(raw.request_timeout, "provider.request_timeout", 5)?,
+        jwt,
     })
+}
+
+fn jwt_settings(raw: &RawProvider) -> Result<JwtSettings, ConfigError> {
+    use jsonwebtoken::Algorithm;
+    let names = raw
+        .jwt_algorithms
+        .clone()
+        .unwrap_or_else(|| vec!["RS256".to_owned()]);
+    if names.is_empty() {
+        return Err(ConfigError::at(
+            "provider.jwt_algorithms",
+            "list at least one algorithm",
+        ));
+    }
+    let mut algorithms = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let key = format!("provider.jwt_algorithms[{i}]");
+        let alg: Algorithm = name
+            .parse()
+            .map_err(|_| ConfigError::at(&key, format!("{name:?} is not a JWS algorithm")))?;
+        // Shared-secret and unsigned tokens are never accepted: a public JWKS cannot vouch for them.
+        let allowed = matches!(
+            alg,
+            Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512
+                | Algorithm::ES256
+                | Algorithm::ES384
+                | Algorithm::EdDSA
+        );
+        if !allowed {
+            return Err(ConfigError::at(
+                key,
+                format!("{name} is not allowed: use RS*, PS*, ES* or EdDSA"),
+            ));
+        }
+        algorithms.push(alg);
+    }
+    let d = |v: Option<super::duration::ConfigDuration>, default: u64| {
+        v.map_or(Duration::from_secs(default), |d| d.0)
+    };
+    let settings = JwtSettings {
+        algorithms,
+        leeway: d(raw.leeway, 30),
+        typ: raw.jwt_typ.clone(),
+        max_token_bytes: raw.max_token_bytes.unwrap_or(8192),
+        jwks_min_refresh: d(raw.jwks_min_refresh, 30),
+        jwks_refresh: positive(raw.jwks_refresh, "provider.jwks_refresh", 300)?,
+        jwks_refresh_min: positive(raw.jwks_refresh_min, "provider.jwks_refresh_min", 60)?,
+        jwks_refresh_max: positive(raw.jwks_refresh_max, "provider.jwks_refresh_max", 3600)?,
+    };
+    if settings.jwks_refresh_min > settings.jwks_refresh_max {
+        return Err(ConfigError::at(
+            "provider.jwks_refresh_min",
+            "must not exceed jwks_refresh_max",
+        ));
+    }
+    if settings.max_token_bytes < 256 {
+        return Err(ConfigError::at(
+            "provider.max_token_bytes",
+            "must be at least 256",
+        ));
+    }
+    Ok(settings)
 }
 
 fn cache(raw: RawCache) -> Result<CacheSettings, ConfigError> {
@@ -339,6 +428,20 @@ fn api(raw: RawApi, path: &str, default_timeout: Duration) -> Result<ApiSettings
             "at least one of \"header\", \"query\", \"form\" is required",
         ));
     }
+    let validation = raw.validation.unwrap_or_default();
+    let audience = raw.audience.unwrap_or_default();
+    if audience.iter().any(String::is_empty) {
+        return Err(ConfigError::at(
+            key("audience"),
+            "audience values must not be empty",
+        ));
+    }
+    if audience.is_empty() && validation != ValidationMode::Introspection {
+        return Err(ConfigError::at(
+            key("audience"),
+            "validation by JWT needs the accepted audience values (Okta's default: \"api://default\")",
+        ));
+    }
     let mut rules = Vec::with_capacity(raw.rules.len());
     for (i, rule) in raw.rules.into_iter().enumerate() {
         rules.push(compile_rule(rule, &format!("{path}.rule[{i}]"), &policy)?);
@@ -350,7 +453,8 @@ fn api(raw: RawApi, path: &str, default_timeout: Duration) -> Result<ApiSettings
         upstream,
         strip_prefix: raw.strip_prefix,
         timeout: raw.timeout.map_or(default_timeout, |d| d.0),
-        validation: raw.validation.unwrap_or_default(),
+        validation,
+        audience,
         policy,
         expose_headers: raw.expose_headers,
         strip_headers_prefix: normalise_prefix(&prefix),

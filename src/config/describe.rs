@@ -45,6 +45,9 @@ pub fn describe(s: &Settings) -> String {
             api.validation,
             api.token_sources,
         );
+        if !api.audience.is_empty() {
+            let _ = writeln!(out, "  audience: {}", api.audience.join(" "));
+        }
         let _ = writeln!(out, "  default: {}", policy(&api.policy));
         for (i, rule) in api.rules.iter().enumerate() {
             let methods = rule.methods.as_ref().map_or_else(

@@ -11,8 +11,8 @@ pub mod raw;
 use std::path::Path;
 
 pub use compile::{
-    ApiSettings, CacheSettings, ClientCheck, ListenSettings, LogSettings, PolicySettings,
-    ProviderSettings, RuleSettings, Secret, Settings, UpstreamTarget,
+    ApiSettings, CacheSettings, ClientCheck, JwtSettings, ListenSettings, LogSettings,
+    PolicySettings, ProviderSettings, RuleSettings, Secret, Settings, UpstreamTarget,
 };
 pub use describe::describe;
 pub use interpolate::{Env, ProcessEnv};

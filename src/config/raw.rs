@@ -60,6 +60,14 @@ pub struct RawProvider {
     pub introspection_auth: Option<ClientAuth>,
     pub registration_authorization: Option<String>,
     pub request_timeout: Option<ConfigDuration>,
+    pub jwt_algorithms: Option<Vec<String>>,
+    pub leeway: Option<ConfigDuration>,
+    pub jwt_typ: Option<String>,
+    pub max_token_bytes: Option<usize>,
+    pub jwks_min_refresh: Option<ConfigDuration>,
+    pub jwks_refresh: Option<ConfigDuration>,
+    pub jwks_refresh_min: Option<ConfigDuration>,
+    pub jwks_refresh_max: Option<ConfigDuration>,
 }
 
 /// How tollgate authenticates to the introspection endpoint (RFC 7662 §2.1, RFC 6749 §2.3.1).
@@ -91,6 +99,7 @@ pub struct RawApi {
     pub strip_prefix: bool,
     pub timeout: Option<ConfigDuration>,
     pub validation: Option<ValidationMode>,
+    pub audience: Option<Vec<String>>,
     #[serde(default)]
     pub scopes: Vec<String>,
     pub scope_match: Option<ScopeMatch>,
@@ -112,6 +121,9 @@ pub struct RawApi {
 pub enum ValidationMode {
     #[default]
     Introspection,
+    Jwt,
+    #[serde(rename = "jwt+introspection")]
+    JwtIntrospection,
 }
 
 /// Anypoint's scope validation criteria: AND (`all`) or OR (`any`).

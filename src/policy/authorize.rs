@@ -4,9 +4,17 @@
 
 use super::Rejection;
 use crate::config::{ClientCheck, PolicySettings, ScopeMatch};
-use crate::validate::Principal;
+use crate::validate::{InvalidReason, Principal};
 
-pub fn authorize(policy: &PolicySettings, principal: &Principal) -> Result<(), Rejection> {
+pub fn authorize(
+    audience: &[String],
+    policy: &PolicySettings,
+    principal: &Principal,
+) -> Result<(), Rejection> {
+    // RFC 7519 §4.1.3 / RFC 9068 §4: the token must be meant for this API.
+    if !audience.is_empty() && !principal.audience.iter().any(|a| audience.contains(a)) {
+        return Err(Rejection::InvalidToken(InvalidReason::WrongAudience));
+    }
     let held = |scope: &String| principal.scopes.iter().any(|s| s == scope);
     let scopes_ok = match policy.scope_match {
         ScopeMatch::All => policy.scopes.iter().all(held),
@@ -52,28 +60,53 @@ mod tests {
     #[test]
     fn scopes_are_exact_tokens() {
         let all = policy(&["mulescope", "b"], ScopeMatch::All, None);
-        assert!(authorize(&all, &principal(&["b", "mulescope"], None)).is_ok());
-        assert!(authorize(&all, &principal(&["mulescope"], None)).is_err());
-        assert!(authorize(&all, &principal(&["mulescopeX", "b"], None)).is_err());
-        assert!(authorize(&all, &principal(&["Mulescope", "b"], None)).is_err());
+        assert!(authorize(&[], &all, &principal(&["b", "mulescope"], None)).is_ok());
+        assert!(authorize(&[], &all, &principal(&["mulescope"], None)).is_err());
+        assert!(authorize(&[], &all, &principal(&["mulescopeX", "b"], None)).is_err());
+        assert!(authorize(&[], &all, &principal(&["Mulescope", "b"], None)).is_err());
         let any = policy(&["mulescope", "b"], ScopeMatch::Any, None);
-        assert!(authorize(&any, &principal(&["b"], None)).is_ok());
+        assert!(authorize(&[], &any, &principal(&["b"], None)).is_ok());
         assert_eq!(
-            authorize(&any, &principal(&["mulescopeX"], None)),
+            authorize(&[], &any, &principal(&["mulescopeX"], None)),
             Err(Rejection::InsufficientScope {
                 required: "mulescope b".into()
             })
         );
-        assert!(authorize(&policy(&[], ScopeMatch::Any, None), &principal(&[], None)).is_ok());
+        assert!(
+            authorize(
+                &[],
+                &policy(&[], ScopeMatch::Any, None),
+                &principal(&[], None)
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn audience_is_one_of_the_api_values_exactly() {
+        let p = policy(&[], ScopeMatch::All, None);
+        let aud = ["api://default".to_owned()];
+        let with = |a: &[&str]| Principal {
+            audience: a.iter().map(|s| s.to_string()).collect(),
+            ..Principal::default()
+        };
+        assert!(authorize(&aud, &p, &with(&["x", "api://default"])).is_ok());
+        for bad in [&[][..], &["api://default/"][..], &["API://default"][..]] {
+            assert_eq!(
+                authorize(&aud, &p, &with(bad)),
+                Err(Rejection::InvalidToken(InvalidReason::WrongAudience))
+            );
+        }
+        assert!(authorize(&[], &p, &with(&[])).is_ok());
     }
 
     #[test]
     fn client_ids_are_exact() {
         let p = policy(&[], ScopeMatch::All, Some(&["0oaABC"]));
-        assert!(authorize(&p, &principal(&[], Some("0oaABC"))).is_ok());
+        assert!(authorize(&[], &p, &principal(&[], Some("0oaABC"))).is_ok());
         for other in [Some("0oaabc"), Some(" 0oaABC"), Some("0oaABC "), None] {
             assert_eq!(
-                authorize(&p, &principal(&[], other)),
+                authorize(&[], &p, &principal(&[], other)),
                 Err(Rejection::NoContract)
             );
         }

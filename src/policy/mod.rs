@@ -297,7 +297,7 @@ async fn validate_and_authorize(
             Rejection::ProviderUnavailable(error)
         }
     })?;
-    authorize(policy, &principal)?;
+    authorize(&api.settings.audience, policy, &principal)?;
     Ok(principal)
 }
 

@@ -3,6 +3,7 @@
 
 mod discovery;
 mod introspection;
+mod jwks;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use crate::config::ProviderSettings;
 
 pub use discovery::discover;
 pub use introspection::Introspection;
+pub use jwks::{JwksCache, KeyLookup, KeySet, VerificationKey};
 
 /// The provider's endpoints in force: configured ones, else discovered ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +91,9 @@ pub struct Provider {
     http: reqwest::Client,
     endpoints: OnceLock<Endpoints>,
     introspection: OnceLock<Introspection>,
+    jwks: OnceLock<Arc<JwksCache>>,
+    /// Some API validates JWTs: readiness then also waits for the keys.
+    needs_jwks: bool,
     clock: Arc<dyn Clock>,
 }
 
@@ -98,6 +103,7 @@ const MAX_PROVIDER_BODY: usize = 1024 * 1024;
 impl Provider {
     pub fn new(
         settings: ProviderSettings,
+        needs_jwks: bool,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, ProviderError> {
         let http = reqwest::Client::builder()
@@ -115,6 +121,8 @@ impl Provider {
             http,
             endpoints: OnceLock::new(),
             introspection: OnceLock::new(),
+            jwks: OnceLock::new(),
+            needs_jwks,
             clock,
         }))
     }
@@ -124,8 +132,15 @@ impl Provider {
         self.endpoints.get()
     }
 
+    /// Whether some API validates JWTs locally.
+    pub fn needs_jwks(&self) -> bool {
+        self.needs_jwks
+    }
+
+    /// Ready to validate: endpoints resolved and, where JWTs are validated, keys loaded.
     pub fn is_ready(&self) -> bool {
         self.endpoints.get().is_some()
+            && (!self.needs_jwks || self.jwks.get().is_some_and(|j| j.is_loaded()))
     }
 
     /// Resolves the endpoints once (discovery unless all are configured).
@@ -137,21 +152,35 @@ impl Provider {
         Ok(self.endpoints.get_or_init(|| endpoints))
     }
 
-    /// Keeps resolving with capped exponential backoff until it succeeds.
-    pub async fn resolve_with_retry(&self) {
+    /// Keeps resolving with capped exponential backoff until it succeeds; then, where JWTs are
+    /// validated, loads the keys the same way and keeps them fresh.
+    pub async fn resolve_with_retry(self: Arc<Self>) {
         let mut delay = Duration::from_millis(250);
         loop {
-            match self.resolve().await {
+            let step = match self.resolve().await {
                 Ok(endpoints) => {
                     tracing::info!(
                         issuer = %self.settings.issuer,
                         introspection = %endpoints.introspection,
                         "provider endpoints resolved"
                     );
+                    if !self.needs_jwks {
+                        return;
+                    }
+                    match self.jwks() {
+                        Ok(jwks) => jwks.ensure_loaded().await.map(|_| jwks.clone()),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match step {
+                Ok(jwks) => {
+                    tokio::spawn(jwks.refresh_forever());
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(issuer = %self.settings.issuer, error = %e, retry_in_ms = delay.as_millis() as u64, "provider discovery failed");
+                    tracing::warn!(issuer = %self.settings.issuer, error = %e, retry_in_ms = delay.as_millis() as u64, "provider not ready");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
@@ -172,6 +201,28 @@ impl Provider {
                 &self.settings,
                 self.clock.clone(),
             )
+        }))
+    }
+}
+
+impl Provider {
+    /// The JWKS cache, once the `jwks_uri` is known.
+    pub fn jwks(&self) -> Result<&Arc<JwksCache>, ProviderError> {
+        if let Some(j) = self.jwks.get() {
+            return Ok(j);
+        }
+        let endpoints = self.endpoints.get().ok_or(ProviderError::NotReady)?;
+        let url = endpoints.jwks.clone().ok_or_else(|| {
+            ProviderError::Malformed(
+                "the metadata names no jwks_uri: set provider.jwks_url".to_owned(),
+            )
+        })?;
+        Ok(self.jwks.get_or_init(|| {
+            Arc::new(JwksCache::new(
+                self.http.clone(),
+                url,
+                self.settings.jwt.clone(),
+            ))
         }))
     }
 }

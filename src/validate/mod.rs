@@ -3,7 +3,9 @@
 //! that shares a provider.
 
 mod cache;
+mod combined;
 mod introspection;
+mod jwt;
 mod principal;
 mod token;
 
@@ -12,7 +14,9 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 pub use cache::CachedValidator;
+pub use combined::JwtThenIntrospection;
 pub use introspection::IntrospectionValidator;
+pub use jwt::JwtValidator;
 pub use principal::{ClaimTypeError, Principal};
 pub use token::{BearerToken, TokenDigest};
 
@@ -25,7 +29,15 @@ pub enum InvalidReason {
     Expired,
     NotYetValid,
     WrongIssuer,
+    WrongAudience,
     MalformedClaims(&'static str),
+    /// Not a well-formed JWS, or one we refuse to read (JWE, `crit`, missing `kid`).
+    Malformed(&'static str),
+    TooLarge,
+    AlgorithmNotAllowed,
+    UnknownKey,
+    BadSignature,
+    WrongType,
 }
 
 impl InvalidReason {
@@ -36,7 +48,16 @@ impl InvalidReason {
             InvalidReason::Expired => "the access token has expired",
             InvalidReason::NotYetValid => "the access token is not valid yet",
             InvalidReason::WrongIssuer => "the access token was issued by another issuer",
+            InvalidReason::WrongAudience => "the access token is not meant for this API",
             InvalidReason::MalformedClaims(_) => "the access token's claims are malformed",
+            InvalidReason::Malformed(_) => "the access token is malformed",
+            InvalidReason::TooLarge => "the access token is too large",
+            InvalidReason::AlgorithmNotAllowed => {
+                "the access token's signing algorithm is not accepted"
+            }
+            InvalidReason::UnknownKey => "the access token is signed with an unknown key",
+            InvalidReason::BadSignature => "the access token's signature is invalid",
+            InvalidReason::WrongType => "the token is not an access token",
         }
     }
 
@@ -47,8 +68,21 @@ impl InvalidReason {
             InvalidReason::Expired => "token_expired",
             InvalidReason::NotYetValid => "token_not_yet_valid",
             InvalidReason::WrongIssuer => "token_wrong_issuer",
+            InvalidReason::WrongAudience => "token_wrong_audience",
             InvalidReason::MalformedClaims(_) => "token_malformed_claims",
+            InvalidReason::Malformed(_) => "token_malformed",
+            InvalidReason::TooLarge => "token_too_large",
+            InvalidReason::AlgorithmNotAllowed => "token_algorithm_not_allowed",
+            InvalidReason::UnknownKey => "token_unknown_key",
+            InvalidReason::BadSignature => "token_bad_signature",
+            InvalidReason::WrongType => "token_wrong_type",
         }
+    }
+
+    /// Whether the verdict may be remembered for `negative_ttl`. An unknown key is not: the
+    /// provider may publish it a moment later (key rotation).
+    pub fn cacheable(&self) -> bool {
+        !matches!(self, InvalidReason::UnknownKey)
     }
 }
 

@@ -630,7 +630,7 @@ async fn a_metadata_issuer_that_differs_is_never_trusted() {
     assert_rejected(resp, 503, Some("temporarily_unavailable"), &upstream).await;
     assert_eq!(idp.introspection_count(), 0);
     gw.wait_log("issuer mismatch warning", |l| {
-        l["message"] == "provider discovery failed"
+        l["message"] == "provider not ready"
             && l["error"]
                 .as_str()
                 .is_some_and(|e| e.contains("names issuer"))

@@ -1,0 +1,330 @@
+//! Local validation of JWT access tokens (RFC 7519, RFC 9068) against the provider's JWKS.
+//!
+//! Every choice is the configuration's and the key's, never the token's: the algorithm must be on
+//! the allow-list (never `none`, never HMAC) and fit the key found by `kid`; `jku`, `x5u`, `jwk` and
+//! `x5c` headers are never used to find a key; unknown `crit` extensions are refused; oversize and
+//! JWE-shaped (five-part) tokens are refused before any parsing work. Claims: `exp` required and
+//! numeric, `nbf`/`iat` numeric and not in the future beyond the leeway, `iss` exactly the issuer.
+//! The audience is the API's business (`policy::authorize`), so one verified token serves all APIs.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+
+use super::principal::number;
+use super::{BearerToken, InvalidReason, Principal, ValidateError, Validator};
+use crate::clock::Clock;
+use crate::provider::{JwksCache, KeyLookup, Provider};
+
+/// Verifies JWTs with the provider's keys (wrap it in a `CachedValidator`).
+pub struct JwtValidator {
+    provider: Arc<Provider>,
+    clock: Arc<dyn Clock>,
+}
+
+/// A JWS in compact form, split but not yet trusted.
+struct Parts<'a> {
+    header: Map<String, Value>,
+    signing_input: &'a str,
+    signature: &'a str,
+    claims_b64: &'a str,
+}
+
+impl JwtValidator {
+    pub fn new(provider: Arc<Provider>, clock: Arc<dyn Clock>) -> Self {
+        JwtValidator { provider, clock }
+    }
+
+    async fn check(&self, token: &BearerToken) -> Result<Arc<Principal>, ValidateError> {
+        let jwks = self.provider.jwks().map_err(ValidateError::Unavailable)?;
+        let settings = jwks.settings();
+        let invalid = |r| ValidateError::Invalid(r);
+        if token.expose().len() > settings.max_token_bytes {
+            return Err(invalid(InvalidReason::TooLarge));
+        }
+        let parts = split(token.expose()).map_err(invalid)?;
+        let alg = header_checks(&parts.header, &settings.algorithms, settings.typ.as_deref())
+            .map_err(invalid)?;
+        let kid = match parts.header.get("kid") {
+            None => None,
+            Some(Value::String(k)) => Some(k.as_str()),
+            Some(_) => return Err(invalid(InvalidReason::Malformed("kid is not a string"))),
+        };
+        let key = find_key(jwks, kid, alg).await?;
+        let verified = jsonwebtoken::crypto::verify(
+            parts.signature,
+            parts.signing_input.as_bytes(),
+            &key.key,
+            alg,
+        )
+        .unwrap_or(false);
+        if !verified {
+            return Err(invalid(InvalidReason::BadSignature));
+        }
+        let claims = decode_object(parts.claims_b64).ok_or(invalid(InvalidReason::Malformed(
+            "the claims are not a JSON object",
+        )))?;
+        let now = self.clock.now_unix();
+        check_claims(
+            &claims,
+            &self.provider.settings.issuer,
+            now,
+            settings.leeway.as_secs(),
+        )
+        .map_err(invalid)?;
+        let principal = Principal::from_claims(&claims)
+            .map_err(|e| invalid(InvalidReason::MalformedClaims(e.0)))?;
+        Ok(Arc::new(principal))
+    }
+}
+
+impl Validator for JwtValidator {
+    fn validate<'a>(
+        &'a self,
+        token: &'a BearerToken,
+    ) -> BoxFuture<'a, Result<Arc<Principal>, ValidateError>> {
+        self.check(token).boxed()
+    }
+}
+
+/// The key for `kid`: from the set in force, else after one (rate-limited) refetch.
+async fn find_key(
+    jwks: &JwksCache,
+    kid: Option<&str>,
+    alg: Algorithm,
+) -> Result<Arc<crate::provider::VerificationKey>, ValidateError> {
+    let set = jwks
+        .ensure_loaded()
+        .await
+        .map_err(ValidateError::Unavailable)?;
+    let set = match set.lookup(kid, alg) {
+        KeyLookup::Found(key) => return Ok(key),
+        KeyLookup::Ambiguous => {
+            return Err(ValidateError::Invalid(InvalidReason::Malformed(
+                "kid is required: the provider has several keys",
+            )));
+        }
+        KeyLookup::Unknown => jwks
+            .refresh_for_unknown_kid(JwksCache::generation(&set))
+            .await
+            .map_err(ValidateError::Unavailable)?,
+    };
+    match set.lookup(kid, alg) {
+        KeyLookup::Found(key) => Ok(key),
+        KeyLookup::Ambiguous => Err(ValidateError::Invalid(InvalidReason::Malformed(
+            "kid is required: the provider has several keys",
+        ))),
+        KeyLookup::Unknown => Err(ValidateError::Invalid(InvalidReason::UnknownKey)),
+    }
+}
+
+/// Splits a JWS compact serialisation (RFC 7515 §7.1): exactly three parts, a JSON object header.
+fn split(token: &str) -> Result<Parts<'_>, InvalidReason> {
+    let mut dots = token.match_indices('.').map(|(i, _)| i);
+    let (Some(first), Some(second), None) = (dots.next(), dots.next(), dots.next()) else {
+        // Five parts is a JWE (RFC 7516): an encrypted token we cannot and must not read.
+        return Err(InvalidReason::Malformed(
+            "not a signed JWT (JWS compact serialisation)",
+        ));
+    };
+    let header = decode_object(&token[..first])
+        .ok_or(InvalidReason::Malformed("the header is not a JSON object"))?;
+    Ok(Parts {
+        header,
+        signing_input: &token[..second],
+        signature: &token[second + 1..],
+        claims_b64: &token[first + 1..second],
+    })
+}
+
+fn decode_object(b64: &str) -> Option<Map<String, Value>> {
+    let bytes = URL_SAFE_NO_PAD.decode(b64).ok()?;
+    match serde_json::from_slice(&bytes).ok()? {
+        Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+/// The algorithm, if the header is one we accept.
+fn header_checks(
+    header: &Map<String, Value>,
+    allowed: &[Algorithm],
+    typ: Option<&str>,
+) -> Result<Algorithm, InvalidReason> {
+    // RFC 7515 §4.1.11: extensions we do not understand make the token unusable.
+    if header.contains_key("crit") {
+        return Err(InvalidReason::Malformed(
+            "unsupported critical header extension",
+        ));
+    }
+    let alg = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .and_then(|a| a.parse::<Algorithm>().ok())
+        .filter(|a| allowed.contains(a))
+        .ok_or(InvalidReason::AlgorithmNotAllowed)?;
+    if let Some(required) = typ {
+        let given = header.get("typ").and_then(Value::as_str).unwrap_or("");
+        // RFC 9068 §2.1: `at+jwt`, or the full media type `application/at+jwt`.
+        let given = given.strip_prefix("application/").unwrap_or(given);
+        if !given.eq_ignore_ascii_case(required) {
+            return Err(InvalidReason::WrongType);
+        }
+    }
+    Ok(alg)
+}
+
+fn check_claims(
+    claims: &Map<String, Value>,
+    issuer: &str,
+    now: u64,
+    leeway: u64,
+) -> Result<(), InvalidReason> {
+    let numeric = |name| number(claims, name).map_err(|e| InvalidReason::MalformedClaims(e.0));
+    let exp = numeric("exp")?.ok_or(InvalidReason::MalformedClaims("exp"))?;
+    if exp.saturating_add(leeway) <= now {
+        return Err(InvalidReason::Expired);
+    }
+    for name in ["nbf", "iat"] {
+        if numeric(name)?.is_some_and(|t| t > now.saturating_add(leeway)) {
+            return Err(InvalidReason::NotYetValid);
+        }
+    }
+    match claims.get("iss") {
+        Some(Value::String(iss)) if iss == issuer => Ok(()),
+        _ => Err(InvalidReason::WrongIssuer),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn b64(v: &Value) -> String {
+        URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    #[test]
+    fn only_three_part_tokens_with_an_object_header() {
+        let h = b64(&json!({"alg": "RS256"}));
+        assert!(split(&format!("{h}.e30.sig")).is_ok());
+        for bad in [
+            format!("{h}.e30"),
+            format!("{h}.e30.s.x.y"),
+            "a.b.c".to_owned(),
+            format!("{}.e30.s", b64(&json!([1]))),
+        ] {
+            assert!(split(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_header_cannot_choose_a_weak_algorithm() {
+        let allowed = [Algorithm::RS256];
+        let h = |v: Value| v.as_object().unwrap().clone();
+        assert_eq!(
+            header_checks(&h(json!({"alg": "RS256"})), &allowed, None),
+            Ok(Algorithm::RS256)
+        );
+        for alg in ["none", "HS256", "ES256", "rs256", ""] {
+            assert_eq!(
+                header_checks(&h(json!({"alg": alg})), &allowed, None),
+                Err(InvalidReason::AlgorithmNotAllowed),
+                "{alg}"
+            );
+        }
+        assert!(
+            header_checks(&h(json!({"alg": "RS256", "crit": ["exp"]})), &allowed, None).is_err()
+        );
+        assert_eq!(
+            header_checks(
+                &h(json!({"alg": "RS256", "typ": "application/at+jwt"})),
+                &allowed,
+                Some("at+jwt")
+            ),
+            Ok(Algorithm::RS256)
+        );
+        assert_eq!(
+            header_checks(
+                &h(json!({"alg": "RS256", "typ": "JWT"})),
+                &allowed,
+                Some("at+jwt")
+            ),
+            Err(InvalidReason::WrongType)
+        );
+    }
+
+    #[test]
+    fn claims_need_numeric_times_and_the_exact_issuer() {
+        let iss = "https://idp.test/oauth2/default";
+        let c = |v: Value| v.as_object().unwrap().clone();
+        assert_eq!(
+            check_claims(&c(json!({"exp": 1100, "iss": iss})), iss, 1000, 30),
+            Ok(())
+        );
+        assert_eq!(
+            check_claims(&c(json!({"exp": 1000, "iss": iss})), iss, 1000, 30),
+            Ok(()),
+            "within leeway"
+        );
+        assert_eq!(
+            check_claims(&c(json!({"exp": 960, "iss": iss})), iss, 1000, 30),
+            Err(InvalidReason::Expired)
+        );
+        assert_eq!(
+            check_claims(&c(json!({"iss": iss})), iss, 1000, 30),
+            Err(InvalidReason::MalformedClaims("exp"))
+        );
+        assert_eq!(
+            check_claims(&c(json!({"exp": "1100", "iss": iss})), iss, 1000, 30),
+            Err(InvalidReason::MalformedClaims("exp"))
+        );
+        assert_eq!(
+            check_claims(
+                &c(json!({"exp": 1100, "nbf": "1", "iss": iss})),
+                iss,
+                1000,
+                30
+            ),
+            Err(InvalidReason::MalformedClaims("nbf"))
+        );
+        assert_eq!(
+            check_claims(
+                &c(json!({"exp": 1100, "nbf": 1031, "iss": iss})),
+                iss,
+                1000,
+                30
+            ),
+            Err(InvalidReason::NotYetValid)
+        );
+        assert_eq!(
+            check_claims(
+                &c(json!({"exp": 1100, "iat": 1031, "iss": iss})),
+                iss,
+                1000,
+                30
+            ),
+            Err(InvalidReason::NotYetValid)
+        );
+        assert_eq!(
+            check_claims(
+                &c(json!({"exp": 1100, "iss": format!("{iss}/")})),
+                iss,
+                1000,
+                30
+            ),
+            Err(InvalidReason::WrongIssuer)
+        );
+        assert_eq!(
+            check_claims(&c(json!({"exp": 1100})), iss, 1000, 30),
+            Err(InvalidReason::WrongIssuer)
+        );
+    }
+}
