@@ -30,6 +30,8 @@ pub struct KeySet {
     pub keys: Vec<Arc<VerificationKey>>,
     /// Bumped on every successful fetch; lets waiters see that someone else just fetched.
     generation: u64,
+    /// The provider's `Cache-Control: max-age` for this set.
+    max_age: Option<Duration>,
 }
 
 /// What a key lookup found.
@@ -121,30 +123,31 @@ impl JwksCache {
     }
 
     /// Fetches unless the set changed since `seen_generation` or the last fetch is younger than
-    /// `min_interval`. Returns the `max-age` the provider gave, if it fetched.
+    /// `min_interval`.
     async fn fetch_after(
         &self,
         seen_generation: u64,
         min_interval: Duration,
-    ) -> Result<Option<Duration>, ProviderError> {
+    ) -> Result<(), ProviderError> {
         let mut last = self.fetching.lock().await;
         if self.current().generation != seen_generation {
-            return Ok(None);
+            return Ok(());
         }
         if last.is_some_and(|at| at.elapsed() < min_interval) {
-            return Ok(None);
+            return Ok(());
         }
         *last = Some(Instant::now());
-        let (set, max_age) = self.fetch().await?;
-        let new = KeySet {
-            keys: set,
-            generation: seen_generation.max(self.current().generation) + 1,
-        };
+        let (keys, max_age) = self.fetch().await?;
+        let new = Arc::new(KeySet {
+            keys,
+            generation: seen_generation + 1,
+            max_age,
+        });
         match self.keys.write() {
-            Ok(mut k) => *k = Arc::new(new),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(new),
+            Ok(mut k) => *k = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
         }
-        Ok(max_age)
+        Ok(())
     }
 
     async fn fetch(&self) -> Result<(Vec<Arc<VerificationKey>>, Option<Duration>), ProviderError> {
@@ -238,14 +241,17 @@ impl JwksCache {
     /// bounds), sooner after a failure; the last good set stays in force meanwhile.
     pub async fn refresh_forever(self: Arc<Self>) {
         let s = self.settings.clone();
-        let mut wait = s.jwks_refresh.clamp(s.jwks_refresh_min, s.jwks_refresh_max);
+        let interval = |set: &KeySet| {
+            set.max_age
+                .unwrap_or(s.jwks_refresh)
+                .clamp(s.jwks_refresh_min, s.jwks_refresh_max)
+        };
+        let mut wait = interval(&self.current());
         loop {
             tokio::time::sleep(wait).await;
             let generation = self.current().generation;
             wait = match self.fetch_after(generation, Duration::ZERO).await {
-                Ok(max_age) => max_age
-                    .unwrap_or(s.jwks_refresh)
-                    .clamp(s.jwks_refresh_min, s.jwks_refresh_max),
+                Ok(()) => interval(&self.current()),
                 Err(e) => {
                     tracing::warn!(url = %self.url, error = %e, "JWKS refresh failed; keeping the last good keys");
                     s.jwks_min_refresh.max(Duration::from_secs(1))

@@ -26,6 +26,14 @@ enum Verdict {
     Invalid(InvalidReason, Duration),
 }
 
+/// An answer shared by the waiters of one miss but not kept: an active token without `exp` (as
+/// Anypoint does), a verdict that may change soon (an unknown key), or no verdict at all.
+enum Uncached {
+    Active(Arc<Principal>),
+    Invalid(InvalidReason),
+    Unavailable(ProviderError),
+}
+
 /// Per-entry lifetime: each verdict carries its own.
 struct VerdictExpiry;
 
@@ -105,36 +113,40 @@ impl<V: Validator> CachedValidator<V> {
             }
             Ok(Verdict::Active(p, _)) => Ok(p),
             Ok(Verdict::Invalid(r, _)) => Err(ValidateError::Invalid(r)),
-            Err(provider_error) => self.stale_or(digest, now, &provider_error).await,
+            Err(uncached) => match &*uncached {
+                Uncached::Active(p) => Ok(p.clone()),
+                Uncached::Invalid(r) => Err(ValidateError::Invalid(*r)),
+                Uncached::Unavailable(e) => self.stale_or(digest, now, e).await,
+            },
         }
     }
 
-    /// The miss path: one call per token however many requests wait on it.
+    /// The miss path: one call per token however many requests wait on it. What must not be kept
+    /// leaves as `Err`, which moka hands to every waiter without inserting it.
     async fn ask_inner(
         &self,
         token: &BearerToken,
         digest: TokenDigest,
-    ) -> Result<Verdict, ProviderError> {
+    ) -> Result<Verdict, Uncached> {
         match self.inner.validate(token).await {
             Ok(principal) => {
-                let now = self.clock.now_unix();
-                let ttl = match principal.expires_at {
-                    Some(exp) => {
-                        Duration::from_secs(exp.saturating_sub(now)).min(self.settings.max_ttl)
-                    }
-                    None => Duration::ZERO,
+                let Some(exp) = principal.expires_at else {
+                    return Err(Uncached::Active(principal));
                 };
-                if let (Some(stale), Some(exp)) = (&self.stale, principal.expires_at) {
-                    let window = (ttl + self.settings.stale_if_error)
-                        .min(Duration::from_secs(exp.saturating_sub(now)));
+                let now = self.clock.now_unix();
+                let left = Duration::from_secs(exp.saturating_sub(now));
+                let ttl = left.min(self.settings.max_ttl);
+                if let Some(stale) = &self.stale {
+                    let window = (ttl + self.settings.stale_if_error).min(left);
                     stale.insert(digest, (principal.clone(), window)).await;
                 }
                 Ok(Verdict::Active(principal, ttl))
             }
-            Err(ValidateError::Invalid(reason)) => {
+            Err(ValidateError::Invalid(reason)) if reason.cacheable() => {
                 Ok(Verdict::Invalid(reason, self.settings.negative_ttl))
             }
-            Err(ValidateError::Unavailable(e)) => Err(e),
+            Err(ValidateError::Invalid(reason)) => Err(Uncached::Invalid(reason)),
+            Err(ValidateError::Unavailable(e)) => Err(Uncached::Unavailable(e)),
         }
     }
 

@@ -508,3 +508,378 @@ async fn refusal_assertions() {
         "a reached upstream fails the assertion"
     );
 }
+
+/// Decodes `token` with `jwk` (a public JWK as `public_jwk()` or a JWKS gives it), checking the
+/// signature, `exp`, and `aud`/`iss` when given.
+fn verify_with_jwk(
+    token: &str,
+    jwk: &serde_json::Value,
+    alg: jsonwebtoken::Algorithm,
+    aud: &str,
+    iss: &str,
+) -> jsonwebtoken::errors::Result<jsonwebtoken::TokenData<serde_json::Value>> {
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).expect("a JWK");
+    let key = jsonwebtoken::DecodingKey::from_jwk(&jwk)?;
+    let mut validation = jsonwebtoken::Validation::new(alg);
+    validation.set_audience(&[aud]);
+    validation.set_issuer(&[iss]);
+    jsonwebtoken::decode(token, &key, &validation)
+}
+
+#[test]
+fn signed_tokens_verify_against_the_public_jwks() {
+    use crate::common::jwt::{SigningKey, okta_claims, sign};
+    use jsonwebtoken::Algorithm;
+
+    let iss = "https://idp.test/oauth2/default";
+    for (key, kty) in [
+        (SigningKey::rsa_a("kid-a"), "RSA"),
+        (SigningKey::rsa_b("kid-b"), "RSA"),
+        (SigningKey::ec_p256("kid-ec"), "EC"),
+    ] {
+        let jwk = key.public_jwk();
+        assert_eq!(jwk["kty"], kty);
+        assert_eq!(jwk["kid"], key.kid.as_str());
+        assert_eq!(jwk["use"], "sig");
+        assert_eq!(jwk["alg"], if kty == "RSA" { "RS256" } else { "ES256" });
+        assert!(jwk.get("d").is_none(), "a public JWK has no private part");
+        if kty == "EC" {
+            assert_eq!(jwk["crv"], "P-256");
+        }
+
+        let claims = okta_claims(iss, "orders-app", &["read", "write"], "api://default", 300);
+        let token = sign(&key, &claims);
+        let header = jsonwebtoken::decode_header(&token).expect("header");
+        assert_eq!(header.alg, key.alg);
+        assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+
+        let data = verify_with_jwk(&token, &jwk, key.alg, "api://default", iss)
+            .unwrap_or_else(|e| panic!("{kty} {}: {e}", key.kid));
+        assert_eq!(data.claims, claims);
+
+        // The committed public PEM is the same key.
+        let from_pem = match kty {
+            "RSA" => jsonwebtoken::DecodingKey::from_rsa_pem(key.public_pem().as_bytes()),
+            _ => jsonwebtoken::DecodingKey::from_ec_pem(key.public_pem().as_bytes()),
+        }
+        .expect("public pem");
+        let mut validation = jsonwebtoken::Validation::new(key.alg);
+        validation.set_audience(&["api://default"]);
+        jsonwebtoken::decode::<serde_json::Value>(&token, &from_pem, &validation)
+            .expect("verifies with the public PEM");
+
+        // Wrong audience, and an expired token, are refused.
+        assert!(verify_with_jwk(&token, &jwk, key.alg, "api://other", iss).is_err());
+        let expired = sign(&key, &okta_claims(iss, "c", &[], "api://default", -600));
+        assert!(verify_with_jwk(&expired, &jwk, key.alg, "api://default", iss).is_err());
+    }
+
+    // One key's signature does not verify with another's JWK.
+    let a = SigningKey::rsa_a("a");
+    let b = SigningKey::rsa_b("b");
+    let token = sign(&a, &okta_claims(iss, "c", &[], "api://default", 300));
+    let err = verify_with_jwk(
+        &token,
+        &b.public_jwk(),
+        Algorithm::RS256,
+        "api://default",
+        iss,
+    )
+    .expect_err("rsa-b must not verify rsa-a's signature");
+    assert_eq!(
+        *err.kind(),
+        jsonwebtoken::errors::ErrorKind::InvalidSignature
+    );
+}
+
+#[test]
+fn hand_built_tokens() {
+    use crate::common::jwt::{
+        SigningKey, b64url, hs256, okta_claims, sign_with_header, signing_input, unsigned,
+    };
+    use jsonwebtoken::Algorithm;
+
+    for (input, want) in [
+        (&b""[..], ""),
+        (b"f", "Zg"),
+        (b"fo", "Zm8"),
+        (b"foo", "Zm9v"),
+        (b"foob", "Zm9vYg"),
+        (b"\xfb\xff\xbf", "-_-_"),
+    ] {
+        assert_eq!(b64url(input), want, "{input:?}");
+    }
+
+    let claims = okta_claims(
+        "https://idp.test/oauth2/default",
+        "orders-app",
+        &["read"],
+        "api://default",
+        300,
+    );
+    let now = crate::common::fake_idp::now();
+    assert_eq!(claims["sub"], "orders-app");
+    assert_eq!(claims["cid"], "orders-app");
+    assert_eq!(claims["scp"], json!(["read"]));
+    assert!((claims["iat"].as_i64().expect("iat") - now).abs() <= 1);
+    assert_eq!(
+        claims["exp"].as_i64(),
+        claims["iat"].as_i64().map(|t| t + 300)
+    );
+    let other = okta_claims("i", "c", &[], "a", 1);
+    assert_ne!(claims["jti"], other["jti"], "every jti is new");
+
+    // Any header, signed with the real key: the signature still checks out over what was sent.
+    let key = SigningKey::rsa_a("kid-a");
+    let header =
+        json!({"alg": "RS256", "kid": "kid-a", "jku": "https://evil.test/jwks", "crit": ["exp"]});
+    let token = sign_with_header(&key, header.clone(), &claims);
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3);
+    assert_eq!(
+        format!("{}.{}", parts[0], parts[1]),
+        signing_input(&header, &claims)
+    );
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.public_jwk()).expect("jwk");
+    let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).expect("decoding key");
+    let message = format!("{}.{}", parts[0], parts[1]);
+    assert!(
+        jsonwebtoken::crypto::verify(parts[2], message.as_bytes(), &decoding, Algorithm::RS256)
+            .expect("verify")
+    );
+
+    // An EC key signs with ES256 whatever the header claims.
+    let ec = SigningKey::ec_p256("kid-ec");
+    let lying = sign_with_header(&ec, json!({"alg": "RS256", "kid": "kid-ec"}), &claims);
+    let parts: Vec<&str> = lying.split('.').collect();
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(ec.public_jwk()).expect("jwk");
+    let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).expect("decoding key");
+    let message = format!("{}.{}", parts[0], parts[1]);
+    assert!(
+        jsonwebtoken::crypto::verify(parts[2], message.as_bytes(), &decoding, Algorithm::ES256)
+            .expect("verify")
+    );
+
+    // alg none: header.claims. with an empty signature.
+    let none = unsigned(json!({"alg": "none"}), &claims);
+    assert!(none.ends_with('.'));
+    assert_eq!(none.split('.').count(), 3);
+    assert_eq!(
+        none.trim_end_matches('.'),
+        signing_input(&json!({"alg": "none"}), &claims)
+    );
+
+    // HS256 keyed with the RSA public key's PEM: verifies as HMAC with exactly those bytes.
+    assert!(key.public_pem().starts_with("-----BEGIN PUBLIC KEY-----"));
+    let confused = hs256(
+        key.public_pem().as_bytes(),
+        json!({"alg": "HS256", "typ": "at+jwt", "kid": "kid-a"}),
+        &claims,
+    );
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::HS256);
+    validation.set_audience(&["api://default"]);
+    jsonwebtoken::decode::<serde_json::Value>(
+        &confused,
+        &jsonwebtoken::DecodingKey::from_secret(key.public_pem().as_bytes()),
+        &validation,
+    )
+    .expect("an HMAC over the PEM bytes");
+}
+
+#[tokio::test]
+async fn fake_idp_serves_the_jwks_and_counts() {
+    use crate::common::jwt::{SigningKey, okta_claims, sign};
+
+    let idp = FakeIdp::start().await;
+    let get = || client().get(idp.jwks_url()).send();
+    let metadata: serde_json::Value = client()
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            idp.issuer()
+        ))
+        .send()
+        .await
+        .expect("discovery")
+        .json()
+        .await
+        .expect("metadata json");
+    assert_eq!(metadata["jwks_uri"], idp.jwks_url());
+    assert_eq!(idp.jwks_count(), 0);
+
+    // Default: an empty set, no Cache-Control.
+    let resp = get().await.expect("jwks");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("cache-control").is_none());
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.expect("json"),
+        json!({"keys": []})
+    );
+
+    // The keys it is given, usable to verify a token.
+    let a = SigningKey::rsa_a("kid-a");
+    let ec = SigningKey::ec_p256("kid-ec");
+    idp.set_jwks(vec![a.public_jwk(), ec.public_jwk()]);
+    idp.set_jwks_cache_control(Some("max-age=60".into()));
+    let resp = get().await.expect("jwks");
+    assert_eq!(resp.headers()["cache-control"], "max-age=60");
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let set: jsonwebtoken::jwk::JwkSet = resp.json().await.expect("a JWK set");
+    assert_eq!(set.keys.len(), 2);
+    let token = sign(
+        &ec,
+        &okta_claims(&idp.issuer(), "c", &[], "api://default", 60),
+    );
+    let jwk = set.find("kid-ec").expect("kid-ec published");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&["api://default"]);
+    jsonwebtoken::decode::<serde_json::Value>(
+        &token,
+        &jsonwebtoken::DecodingKey::from_jwk(jwk).expect("decoding key"),
+        &validation,
+    )
+    .expect("verifies with the served key");
+
+    // Faults: a 500 (still with the Cache-Control), garbage, a delay, a dropped connection.
+    idp.set_jwks_reply(Reply::Json(500, json!({"error": "server_error"})));
+    let resp = get().await.expect("jwks");
+    assert_eq!(resp.status(), 500);
+    assert_eq!(resp.headers()["cache-control"], "max-age=60");
+    idp.set_jwks_cache_control(None);
+    idp.set_jwks_reply(Reply::Raw(
+        200,
+        vec![("content-type".into(), "application/json".into())],
+        "{not json".into(),
+    ));
+    let resp = get().await.expect("jwks");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("cache-control").is_none());
+    assert_eq!(resp.text().await.expect("body"), "{not json");
+    idp.set_jwks_reply(Reply::Delay(
+        Duration::from_millis(300),
+        Box::new(Reply::Json(200, json!({"keys": []}))),
+    ));
+    let started = Instant::now();
+    let resp = get().await.expect("jwks");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.expect("json"),
+        json!({"keys": []})
+    );
+    idp.set_jwks_reply(Reply::Close);
+    get().await.expect_err("the connection is dropped");
+
+    idp.clear_jwks_reply();
+    let body: serde_json::Value = get().await.expect("jwks").json().await.expect("json");
+    assert_eq!(body["keys"][0]["kid"], "kid-a");
+    assert_eq!(body["keys"][1]["kid"], "kid-ec");
+
+    assert_eq!(idp.jwks_count(), 7, "every request counts, answered or not");
+    assert_eq!(idp.introspection_count(), 0);
+    assert_eq!(idp.discovery_count(), 1);
+}
+
+#[tokio::test]
+async fn test_idp_rotates_its_signing_key() {
+    use crate::common::idp::TestIdp;
+
+    let idp = TestIdp::start_with(json!({"accessTokenFormat": "jwt"})).await;
+    let kid_of = |token: &str| {
+        jsonwebtoken::decode_header(token)
+            .expect("a JWT access token")
+            .kid
+            .expect("with a kid")
+    };
+    let jwk_for = |jwks: &serde_json::Value, kid: &str| {
+        jwks["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .cloned()
+            .unwrap_or_else(|| panic!("{kid} not in {jwks}"))
+    };
+
+    let before = idp.token("orders-app", "orders-secret", "mulescope").await;
+    let old_kid = kid_of(&before);
+    let resp = client().get(idp.jwks_url()).send().await.expect("jwks");
+    assert!(
+        resp.headers().get("cache-control").is_none(),
+        "oidc-provider sends no Cache-Control on its JWKS"
+    );
+    let jwks: serde_json::Value = resp.json().await.expect("jwks json");
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1), "{jwks}");
+    assert_eq!(jwks["keys"][0]["kid"], old_kid.as_str());
+
+    let new_kid = idp.rotate().await;
+    assert_ne!(new_kid, old_kid);
+    let after = idp.token("orders-app", "orders-secret", "mulescope").await;
+    assert_eq!(
+        kid_of(&after),
+        new_kid,
+        "new tokens are signed with the new key"
+    );
+
+    let jwks = idp.jwks().await;
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert_eq!(
+        kids,
+        [new_kid.as_str(), old_kid.as_str()],
+        "new first, old kept"
+    );
+    for (token, kid) in [(&before, &old_kid), (&after, &new_kid)] {
+        let data = verify_with_jwk(
+            token,
+            &jwk_for(&jwks, kid),
+            jsonwebtoken::Algorithm::RS256,
+            "api://default",
+            &idp.issuer,
+        )
+        .unwrap_or_else(|e| panic!("a token signed by {kid}: {e}"));
+        assert_eq!(data.claims["client_id"], "orders-app");
+        assert_eq!(data.claims["scope"], "mulescope");
+    }
+
+    // Both stay introspectable, and the stats carried over the rotation.
+    for token in [&before, &after] {
+        let answer: serde_json::Value = client()
+            .post(idp.introspection_url())
+            .basic_auth("tollgate-introspector", Some("introspector-secret"))
+            .form(&[("token", token.as_str())])
+            .send()
+            .await
+            .expect("introspect")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(answer["active"], true, "{answer}");
+    }
+    let stats = idp.stats().await;
+    assert_eq!((stats.token, stats.jwks, stats.introspection), (2, 2, 2));
+
+    // A second rotation keeps every earlier key published.
+    let third = idp.rotate().await;
+    let jwks = idp.jwks().await;
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(3), "{jwks}");
+    assert_eq!(jwks["keys"][0]["kid"], third.as_str());
+}
+
+#[tokio::test]
+async fn test_idp_jwks_max_age() {
+    use crate::common::idp::TestIdp;
+
+    let idp = TestIdp::start_with(json!({"jwksMaxAge": 120})).await;
+    let resp = client().get(idp.jwks_url()).send().await.expect("jwks");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "max-age=120");
+    idp.rotate().await;
+    let resp = client().get(idp.jwks_url()).send().await.expect("jwks");
+    assert_eq!(resp.headers()["cache-control"], "max-age=120");
+    let jwks: serde_json::Value = resp.json().await.expect("jwks json");
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2), "{jwks}");
+}

@@ -11,7 +11,9 @@ use crate::common::fake_idp::{FakeIdp, Reply, active, now};
 use crate::common::gateway::Gateway;
 use crate::common::idp::TestIdp;
 use crate::common::upstream::Upstream;
-use crate::common::{assert_rejected, base_config, client, config_with, www_authenticate};
+use crate::common::{
+    assert_rejected, base_config, client, config_with, eventually, www_authenticate,
+};
 
 /// The Okta-shaped API of these tests: `mulescope` required, contracts for orders-app and
 /// noscope-app, DELETE needing `orders:admin` too, and CORS preflight public.
@@ -46,19 +48,6 @@ async fn get(gw: &Gateway, path: &str, token: Option<&str>) -> reqwest::Response
         req = req.bearer_auth(t);
     }
     req.send().await.expect("request through the gateway")
-}
-
-/// Polls `check` every 50 ms until it holds, for at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 // === the real provider ===

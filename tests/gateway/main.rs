@@ -15,3 +15,4 @@ mod harness;
 mod cli;
 mod forwarding;
 mod introspection;
+mod jwt;

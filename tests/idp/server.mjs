@@ -1,9 +1,11 @@
 // The real OpenID provider the integration tests run against: oidc-provider configured like an Okta
 // custom authorization server ("default"), on loopback, with per-endpoint request counters.
 //
-//   node tests/idp/server.mjs ['{"clients":[{"client_id","client_secret","scope"}],"accessTokenTtl":3600,"accessTokenFormat":"opaque"|"jwt"}']
+//   node tests/idp/server.mjs ['{"clients":[{"client_id","client_secret","scope"}],"accessTokenTtl":3600,"accessTokenFormat":"opaque"|"jwt","jwksMaxAge":N}']
 //
 // Prints exactly one line to stdout once listening: {"issuer":"http://127.0.0.1:PORT/oauth2/default","port":PORT}.
+// Test controls outside the issuer path (not counted): GET /__stats (request counters by endpoint),
+// POST /__rotate (a new signing key; answers {"kid":"<new kid>"}).
 // Everything else goes to stderr. Exits when stdin reaches EOF (the parent test process died or dropped
 // its handle) and on SIGTERM/SIGINT; by hand, run it from a terminal or keep stdin open
 // (`sleep infinity | node tests/idp/server.mjs`), since `< /dev/null` means exit at once.
@@ -20,6 +22,12 @@ const ttl = config.accessTokenTtl ?? 3600;
 const jwtAccessTokens = config.accessTokenFormat === 'jwt';
 const PREFIX = '/oauth2/default';
 const DEFAULT_AUDIENCE = 'api://default'; // Okta's default authorization server audience
+// With "jwksMaxAge": N, the JWKS answers `Cache-Control: max-age=N`; without it, no Cache-Control at all
+// (oidc-provider sets none on its jwks endpoint).
+const jwksMaxAge = config.jwksMaxAge;
+if (jwksMaxAge !== undefined && !(Number.isInteger(jwksMaxAge) && jwksMaxAge >= 0)) {
+  throw new Error(`jwksMaxAge must be a non-negative integer, got ${JSON.stringify(jwksMaxAge)}`);
+}
 
 // Machine-to-machine clients. oidc-provider accepts client_secret_post from a client registered
 // for client_secret_basic (and vice versa), like Okta. Clients given in the config are added (same
@@ -41,9 +49,18 @@ for (const c of [
   });
 }
 
-// A fresh signing key per run, so no development keys (and no warnings about them) are involved.
-const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: randomUUID(), use: 'sig', alg: 'RS256' };
+// Signing keys, newest first: keys[0] signs new tokens; every key here is published in the JWKS.
+// A fresh key per run, so no development keys (and no warnings about them) are involved; POST
+// /__rotate adds one in front (the older ones stay published, as during a real provider's rotation).
+const keys = [];
+function newSigningKey() {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = { ...privateKey.export({ format: 'jwk' }), kid: randomUUID(), use: 'sig', alg: 'RS256' };
+  keys.unshift({ jwk, publicKey });
+  return jwk.kid;
+}
+newSigningKey();
+const cookieKeys = [randomUUID()]; // unused (no interactions); set to silence its warning
 
 const counts = { total: 0, token: 0, introspection: 0, jwks: 0, discovery_openid: 0, discovery_oauth: 0 };
 const category = {
@@ -57,13 +74,30 @@ const category = {
   [`/.well-known/oauth-authorization-server${PREFIX}`]: 'discovery_oauth',
 };
 
-let handle; // the provider's request handler, created once the port (hence the issuer) is known
+let issuer; // known once listening (it carries the port)
+let handle; // the current provider's request handler; replaced on key rotation
 const server = http.createServer((req, res) => {
   const path = req.url.split('?')[0];
   if (path === '/__stats') {
     // Not counted itself, so reading the stats does not change them.
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify(counts));
+    return;
+  }
+  if (path === '/__rotate') {
+    // Not counted either. oidc-provider reads `jwks` only when constructed, so a rotation builds a
+    // new Provider with the new key first (the one it signs with) and the old ones after it, and
+    // swaps the handler. Clients are configuration, counters live here, and the default adapter's
+    // storage is module-wide, so opaque tokens issued before stay introspectable.
+    if (req.method !== 'POST') {
+      res.writeHead(405, { 'content-type': 'application/json', allow: 'POST' });
+      res.end('{"error":"method_not_allowed"}');
+      return;
+    }
+    const kid = newSigningKey();
+    handle = buildProvider().callback();
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ kid }));
     return;
   }
   counts.total += 1;
@@ -83,13 +117,20 @@ const server = http.createServer((req, res) => {
 
 server.listen(0, '127.0.0.1', () => {
   const { port } = server.address();
-  const issuer = `http://127.0.0.1:${port}${PREFIX}`;
+  issuer = `http://127.0.0.1:${port}${PREFIX}`;
+  handle = buildProvider().callback();
+  process.stdout.write(`${JSON.stringify({ issuer, port })}\n`);
+});
+
+// A Provider signing with keys[0] and publishing every key in `keys`.
+function buildProvider() {
+  const currentKid = keys[0].jwk.kid;
   const provider = new Provider(issuer, {
     clients: [...clients.values()],
-    jwks: { keys: [signingKey] },
+    jwks: { keys: keys.map(({ jwk }) => jwk) },
     scopes: ['openid', 'mulescope', 'mulescopeX', 'orders:admin', 'other'],
     clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
-    cookies: { keys: [randomUUID()] }, // unused (no interactions); set to silence its warning
+    cookies: { keys: cookieKeys },
     // Okta custom authorization server endpoint layout, relative to the issuer.
     routes: {
       authorization: '/v1/authorize',
@@ -110,7 +151,7 @@ server.listen(0, '127.0.0.1', () => {
       introspection: { enabled: true, allowedPolicy: async (ctx, client) => client.clientAuthMethod !== 'none' },
       revocation: { enabled: true },
       // Without a resource server, client_credentials tokens are opaque. In JWT mode every token is
-      // for Okta's default audience and is an RS256 JWT.
+      // for Okta's default audience and is an RS256 JWT signed with the newest key.
       resourceIndicators: jwtAccessTokens
         ? {
           enabled: true,
@@ -122,25 +163,30 @@ server.listen(0, '127.0.0.1', () => {
               audience: DEFAULT_AUDIENCE,
               accessTokenTTL: ttl,
               accessTokenFormat: 'jwt',
-              jwt: { sign: { alg: 'RS256' } },
+              jwt: { sign: { alg: 'RS256', kid: currentKid } },
             };
           },
         }
         : { enabled: false },
     },
   });
-  if (jwtAccessTokens) introspectJwts(provider, issuer);
-  handle = provider.callback();
-  process.stdout.write(`${JSON.stringify({ issuer, port })}\n`);
-});
+  if (jwksMaxAge !== undefined) {
+    provider.use(async (ctx, next) => {
+      await next();
+      if (ctx.oidc?.route === 'jwks' && ctx.status === 200) ctx.set('cache-control', `max-age=${jwksMaxAge}`);
+    });
+  }
+  if (jwtAccessTokens) introspectJwts(provider);
+  return provider;
+}
 
 // oidc-provider does not store JWT access tokens, so it cannot introspect them; Okta can. Teach
-// ClientCredentials.find (used by introspection and revocation) to accept our own valid JWTs, and
-// remember revoked ones.
-function introspectJwts(provider, issuer) {
+// ClientCredentials.find (used by introspection and revocation) to accept our own valid JWTs (signed
+// by any published key), and remember revoked ones (across rotations).
+const revoked = new Set();
+function introspectJwts(provider) {
   const { ClientCredentials } = provider;
   const find = ClientCredentials.find.bind(ClientCredentials);
-  const revoked = new Set();
   provider.on('client_credentials.destroyed', (token) => revoked.add(token.jti));
   ClientCredentials.find = async (value, options) => {
     const parts = typeof value === 'string' ? value.split('.') : [];
@@ -148,8 +194,9 @@ function introspectJwts(provider, issuer) {
     try {
       const header = JSON.parse(Buffer.from(parts[0], 'base64url'));
       const claims = JSON.parse(Buffer.from(parts[1], 'base64url'));
-      const signed = header.alg === 'RS256' && header.kid === signingKey.kid
-        && verify('RSA-SHA256', Buffer.from(`${parts[0]}.${parts[1]}`), publicKey, Buffer.from(parts[2], 'base64url'));
+      const key = keys.find(({ jwk }) => jwk.kid === header.kid);
+      const signed = header.alg === 'RS256' && key !== undefined
+        && verify('RSA-SHA256', Buffer.from(`${parts[0]}.${parts[1]}`), key.publicKey, Buffer.from(parts[2], 'base64url'));
       if (!signed || claims.iss !== issuer || revoked.has(claims.jti)) return undefined;
       const { jti, iat, exp, aud, scope, client_id: clientId } = claims;
       return ClientCredentials.instantiate({ jti, iat, exp, aud, scope, clientId });

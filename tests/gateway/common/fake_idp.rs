@@ -1,6 +1,7 @@
-//! A small in-process fake OpenID provider for fault injection: RFC 8414 discovery plus an RFC 7662
+//! A small in-process fake OpenID provider for fault injection: RFC 8414 discovery, an RFC 7662
 //! introspection endpoint whose answer each test programs (any JSON, raw bodies, slowness, dropped
-//! connections, discovery outages, a wrong metadata issuer). The real provider (node oidc-provider,
+//! connections, discovery outages, a wrong metadata issuer), and a JWKS endpoint serving whatever keys
+//! the test sets (with its own faults and `Cache-Control`). The real provider (node oidc-provider,
 //! `idp.rs`) covers the happy paths; this one covers what a real provider will not do on demand.
 
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use tokio::task::JoinSet;
 /// The path of the issuer on the fake's host, shaped like Okta's default authorization server.
 const ISSUER_PATH: &str = "/oauth2/default";
 
-/// What the introspection endpoint answers.
+/// What the introspection (or, through `set_jwks_reply`, the JWKS) endpoint answers.
 #[derive(Clone, Debug)]
 pub enum Reply {
     /// This status with this JSON body (`content-type: application/json`).
@@ -61,6 +62,10 @@ struct Shared {
     metadata_issuer: Mutex<Option<String>>,
     introspections: Mutex<Vec<IntrospectCall>>,
     discoveries: AtomicUsize,
+    jwks_keys: Mutex<Vec<Value>>,
+    jwks_reply: Mutex<Option<Reply>>,
+    jwks_cache_control: Mutex<Option<String>>,
+    jwks_requests: AtomicUsize,
 }
 
 /// A running fake provider; the server (and its connections) stops on drop.
@@ -78,7 +83,8 @@ impl Drop for FakeIdp {
 }
 
 impl FakeIdp {
-    /// Starts with every token inactive (`200 {"active":false}`) and discovery available.
+    /// Starts with every token inactive (`200 {"active":false}`), discovery available and an empty
+    /// JWKS (`200 {"keys":[]}`, no `Cache-Control`).
     pub async fn start() -> FakeIdp {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -92,6 +98,10 @@ impl FakeIdp {
             metadata_issuer: Mutex::new(None),
             introspections: Mutex::new(Vec::new()),
             discoveries: AtomicUsize::new(0),
+            jwks_keys: Mutex::new(Vec::new()),
+            jwks_reply: Mutex::new(None),
+            jwks_cache_control: Mutex::new(None),
+            jwks_requests: AtomicUsize::new(0),
         });
         let server = tokio::spawn(serve(listener, shared.clone()));
         FakeIdp {
@@ -152,6 +162,42 @@ impl FakeIdp {
     /// Requests to either well-known metadata path, answered or not.
     pub fn discovery_count(&self) -> usize {
         self.shared.discoveries.load(Ordering::SeqCst)
+    }
+
+    /// `http://127.0.0.1:PORT/oauth2/default/v1/keys`, the `jwks_uri` the metadata advertises.
+    pub fn jwks_url(&self) -> String {
+        format!("{}/v1/keys", self.shared.issuer)
+    }
+
+    /// The `keys` array the JWKS serves from now on (e.g. `vec![key.public_jwk()]`).
+    pub fn set_jwks(&self, keys: Vec<Value>) {
+        *self.shared.jwks_keys.lock().expect("fake idp: lock") = keys;
+    }
+
+    /// Makes the JWKS endpoint answer `reply` instead of the keys (a 500, garbage, a delay, a dropped
+    /// connection) until `clear_jwks_reply`. `set_jwks_cache_control` applies to `Reply::Json` too;
+    /// `Reply::Raw` sends exactly its own headers.
+    pub fn set_jwks_reply(&self, reply: Reply) {
+        *self.shared.jwks_reply.lock().expect("fake idp: lock") = Some(reply);
+    }
+
+    /// Back to the default JWKS answer: `200 {"keys": [...]}` with the keys `set_jwks` gave.
+    pub fn clear_jwks_reply(&self) {
+        *self.shared.jwks_reply.lock().expect("fake idp: lock") = None;
+    }
+
+    /// The `Cache-Control` the JWKS answers with (`None`, the default: no such header).
+    pub fn set_jwks_cache_control(&self, value: Option<String>) {
+        *self
+            .shared
+            .jwks_cache_control
+            .lock()
+            .expect("fake idp: lock") = value;
+    }
+
+    /// Requests to the JWKS endpoint, however they were answered.
+    pub fn jwks_count(&self) -> usize {
+        self.shared.jwks_requests.load(Ordering::SeqCst)
     }
 }
 
@@ -234,6 +280,9 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Answer {
     if req.method() == Method::POST && path == format!("{ISSUER_PATH}/v1/introspect") {
         return introspect(req, shared).await;
     }
+    if req.method() == Method::GET && path == format!("{ISSUER_PATH}/v1/keys") {
+        return jwks(shared).await;
+    }
     Ok(json_response(404, &json!({"error": "not_found"})))
 }
 
@@ -286,10 +335,43 @@ async fn introspect(req: Request<Incoming>, shared: Arc<Shared>) -> Answer {
 
     // Clone the behaviour out so a test may call `on_introspect` while a delayed reply is pending.
     let behaviour = shared.behaviour.lock().expect("fake idp: lock").clone();
-    let mut reply = behaviour(&token);
+    render(behaviour(&token), None).await
+}
+
+async fn jwks(shared: Arc<Shared>) -> Answer {
+    shared.jwks_requests.fetch_add(1, Ordering::SeqCst);
+    let cache_control = shared
+        .jwks_cache_control
+        .lock()
+        .expect("fake idp: lock")
+        .clone();
+    let reply = shared
+        .jwks_reply
+        .lock()
+        .expect("fake idp: lock")
+        .clone()
+        .unwrap_or_else(|| {
+            let keys = shared.jwks_keys.lock().expect("fake idp: lock").clone();
+            Reply::Json(200, json!({ "keys": keys }))
+        });
+    render(reply, cache_control).await
+}
+
+/// Sends `reply` (waiting out any `Delay`); `cache_control`, if any, is added to a `Json` answer.
+async fn render(mut reply: Reply, cache_control: Option<String>) -> Answer {
     loop {
         match reply {
-            Reply::Json(status, value) => return Ok(json_response(status, &value)),
+            Reply::Json(status, value) => {
+                let mut response = json_response(status, &value);
+                if let Some(value) = cache_control {
+                    let value = hyper::header::HeaderValue::try_from(value)
+                        .expect("fake idp: a valid Cache-Control value");
+                    response
+                        .headers_mut()
+                        .insert(hyper::header::CACHE_CONTROL, value);
+                }
+                return Ok(response);
+            }
             Reply::Raw(status, headers, body) => {
                 let mut builder = Response::builder().status(status);
                 for (name, value) in headers {

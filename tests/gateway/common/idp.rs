@@ -50,9 +50,11 @@ impl TestIdp {
     }
 
     /// A provider with `config`: `{"clients": [{"client_id", "client_secret", "scope"}],
-    /// "accessTokenTtl": seconds, "accessTokenFormat": "opaque" | "jwt"}`, every key optional.
-    /// Clients are added to the defaults (same `client_id`: replaced). With `"jwt"`, client_credentials
-    /// tokens are RS256 JWTs for audience `api://default` (and remain introspectable).
+    /// "accessTokenTtl": seconds, "accessTokenFormat": "opaque" | "jwt", "jwksMaxAge": seconds}`,
+    /// every key optional. Clients are added to the defaults (same `client_id`: replaced). With
+    /// `"jwt"`, client_credentials tokens are RS256 JWTs (header `typ: at+jwt` and the signing key's
+    /// `kid`) for audience `api://default`, and remain introspectable. With `"jwksMaxAge": N` the JWKS
+    /// answers `Cache-Control: max-age=N`; without it, no `Cache-Control` (oidc-provider sends none).
     pub async fn start_with(config: serde_json::Value) -> TestIdp {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/idp");
         if !dir.join("node_modules/oidc-provider").is_dir() {
@@ -197,6 +199,48 @@ impl TestIdp {
             let body = resp.text().await.unwrap_or_default();
             panic!("idp refused to revoke for {client_id}: {status} {body}");
         }
+    }
+
+    /// Rotates the signing key (`POST /__rotate`): a new RSA key signs every token issued from now on,
+    /// and the JWKS publishes it first, followed by every earlier key (they stay, as during a real
+    /// provider's rotation; JWTs signed with them stay introspectable). Returns the new `kid`.
+    /// Clients, issued opaque tokens and the stats carry over.
+    pub async fn rotate(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/__rotate", self.port);
+        let resp = self
+            .client
+            .post(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("idp rotate request: {e}"));
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            panic!("idp refused to rotate its key: {status} {body}");
+        }
+        let json: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("idp rotate answer is not JSON ({e}): {body}"));
+        json["kid"]
+            .as_str()
+            .unwrap_or_else(|| panic!("idp rotate answer lacks kid: {body}"))
+            .to_owned()
+    }
+
+    /// The JWKS as the provider serves it (`GET /v1/keys`; this request is counted in the stats).
+    pub async fn jwks(&self) -> serde_json::Value {
+        let resp = self
+            .client
+            .get(self.jwks_url())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("idp jwks request: {e}"));
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            panic!("idp jwks answer: {status} {body}");
+        }
+        serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("idp jwks answer is not JSON ({e}): {body}"))
     }
 
     pub async fn stats(&self) -> IdpStats {

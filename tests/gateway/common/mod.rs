@@ -1,10 +1,11 @@
 //! Shared pieces of the gateway integration tests: the recording upstream, the fault-injecting fake
-//! provider, the real provider, the gateway process, and the assertions and config every capability
-//! test repeats (RFC 6750 §3 refusals, a base config).
+//! provider, the real provider, the gateway process, JWT minting with the fixture keys, and the
+//! assertions and config every capability test repeats (RFC 6750 §3 refusals, a base config).
 
 pub mod fake_idp;
 pub mod gateway;
 pub mod idp;
+pub mod jwt;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -225,4 +226,20 @@ pub fn toml_string(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// Polls `check` every 50 ms until it holds, for at most `limit` (then panics naming `what`).
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
