@@ -1,29 +1,38 @@
-//! The policy's own cost per request, upstream excluded: a cached introspected token (route,
-//! normalise, extract, cache hit, authorise, plan) against a public route (route and normalise
-//! only), both through the real `PolicyService` in front of a forwarder stand-in that answers at
-//! once. The introspection endpoint is a loopback stand-in, hit once to fill the cache.
+//! The policy's own cost per request, upstream excluded, through the real `PolicyService` in front
+//! of a forwarder stand-in that answers at once:
+//! - `public_route`: route and normalise only (the floor);
+//! - `cached_introspected_token`, `cached_jwt`: a token seen before (cache hit);
+//! - `uncached_rs256_jwt`, `uncached_es256_jwt`: a new JWT each time (signature verified).
+//!
+//! The provider is a loopback stand-in (introspection finds every token active; the JWKS holds
+//! the test keys of `tests/keys`), hit only to fill caches.
 //!
 //!     cargo bench --bench decision
 //!
-//! Compare the two in one run: the difference is what enforcing a cached token costs.
+//! Compare within one run: each figure minus `public_route` is what that kind of token costs.
 
 // A benchmark that cannot set up should stop loudly.
 #![allow(clippy::expect_used)]
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use futures_util::future::{BoxFuture, ready};
 use http::{Request, Response};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tollgate::body::{ProxyBody, empty, full};
 use tollgate::clock::SystemClock;
 use tollgate::config;
-use tollgate::policy::{PolicyLayer, Rejection};
+use tollgate::policy::{PolicyLayer, PolicyService, Rejection};
 use tollgate::runtime::{Runtime, RuntimeHandle};
 use tower::{Layer, Service, ServiceExt};
+
+const ISSUER: &str = "http://127.0.0.1/oauth2/default";
 
 /// Stands in for the forwarder: answers 200 without any I/O.
 #[derive(Clone)]
@@ -46,8 +55,15 @@ impl Service<Request<ProxyBody>> for Answer {
     }
 }
 
-/// A loopback introspection endpoint that finds every token active for an hour.
-async fn introspection_stand_in() -> String {
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A loopback provider: `/introspect` finds every token active for an hour; `/keys` is the JWKS.
+async fn provider_stand_in() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -55,14 +71,22 @@ async fn introspection_stand_in() -> String {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let svc = service_fn(|_req| async {
-                    let exp = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs() + 3600)
-                        .unwrap_or(0);
-                    let body = format!(
-                        r#"{{"active":true,"client_id":"orders-app","scope":"mulescope other","exp":{exp},"uid":"00u1","sub":"orders-app"}}"#
-                    );
+                let svc = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let body = if req.uri().path() == "/keys" {
+                        let mut rsa: serde_json::Value =
+                            serde_json::from_str(include_str!("../tests/keys/rsa-a.jwk.json"))
+                                .expect("jwk");
+                        rsa["kid"] = "rsa".into();
+                        let mut ec: serde_json::Value =
+                            serde_json::from_str(include_str!("../tests/keys/ec-p256.jwk.json"))
+                                .expect("jwk");
+                        ec["kid"] = "ec".into();
+                        serde_json::json!({ "keys": [rsa, ec] }).to_string()
+                    } else {
+                        serde_json::json!({"active": true, "client_id": "orders-app", "scope": "mulescope other",
+                            "exp": now() + 3600, "uid": "00u1", "sub": "orders-app"})
+                        .to_string()
+                    };
                     Ok::<_, Infallible>(Response::new(full(body)))
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -71,20 +95,24 @@ async fn introspection_stand_in() -> String {
             });
         }
     });
-    format!("http://{addr}/introspect")
+    format!("http://{addr}")
 }
 
-fn settings(introspection_url: &str) -> config::Settings {
+fn settings(base: &str) -> config::Settings {
     let text = format!(
         r#"
 [provider]
-issuer = "http://127.0.0.1/oauth2/default"
-authorize_url = "http://127.0.0.1/authorize"
-token_url = "http://127.0.0.1/token"
-jwks_url = "http://127.0.0.1/keys"
-introspection_url = "{introspection_url}"
+issuer = "{ISSUER}"
+authorize_url = "{base}/authorize"
+token_url = "{base}/token"
+jwks_url = "{base}/keys"
+introspection_url = "{base}/introspect"
 introspection_client_id = "gw"
 introspection_client_secret = "secret"
+jwt_algorithms = ["RS256", "ES256"]
+
+[cache]
+max_entries = 100000
 
 [[api]]
 name = "orders"
@@ -97,9 +125,52 @@ expose_headers = true
 [[api.rule]]
 paths = ["/orders/public/**"]
 public = true
+
+[[api]]
+name = "jwt-orders"
+path_prefix = "/jwt"
+upstream = "http://127.0.0.1:9"
+validation = "jwt"
+audience = ["api://default"]
+scopes = ["mulescope"]
+clients = ["orders-app"]
+expose_headers = true
 "#
     );
     config::parse(&text, &std::collections::HashMap::<String, String>::new()).expect("bench config")
+}
+
+/// Mints JWTs with the test keys, each one new (a distinct `jti`).
+struct Minter {
+    rsa: EncodingKey,
+    ec: EncodingKey,
+    serial: AtomicU64,
+}
+
+impl Minter {
+    fn new() -> Self {
+        Minter {
+            rsa: EncodingKey::from_rsa_pem(include_bytes!("../tests/keys/rsa-a.pem"))
+                .expect("rsa key"),
+            ec: EncodingKey::from_ec_pem(include_bytes!("../tests/keys/ec-p256.pem"))
+                .expect("ec key"),
+            serial: AtomicU64::new(0),
+        }
+    }
+
+    fn mint(&self, alg: Algorithm) -> String {
+        let (key, kid) = match alg {
+            Algorithm::ES256 => (&self.ec, "ec"),
+            _ => (&self.rsa, "rsa"),
+        };
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.to_owned());
+        header.typ = Some("at+jwt".to_owned());
+        let claims = serde_json::json!({"iss": ISSUER, "aud": "api://default", "sub": "orders-app",
+            "cid": "orders-app", "scp": ["mulescope"], "iat": now(), "exp": now() + 3600,
+            "jti": self.serial.fetch_add(1, Ordering::Relaxed)});
+        jsonwebtoken::encode(&header, &claims, key).expect("sign")
+    }
 }
 
 fn request(path: &str, token: Option<&str>) -> Request<ProxyBody> {
@@ -110,44 +181,71 @@ fn request(path: &str, token: Option<&str>) -> Request<ProxyBody> {
     builder.body(empty()).expect("request")
 }
 
+type Policy = PolicyService<Answer>;
+
+async fn allowed(service: &Policy, req: Request<ProxyBody>) {
+    let status = service
+        .clone()
+        .oneshot(req)
+        .await
+        .map(|r| r.status().as_u16());
+    assert_eq!(
+        status.ok(),
+        Some(200),
+        "the benchmark request must be allowed"
+    );
+}
+
 fn decision(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("tokio");
+    let minter = Minter::new();
+    let cached_jwt = minter.mint(Algorithm::RS256);
     let service = rt.block_on(async {
-        let url = introspection_stand_in().await;
-        let runtime = Runtime::build(&settings(&url), Arc::new(SystemClock)).expect("runtime");
+        let base = provider_stand_in().await;
+        let runtime = Runtime::build(&settings(&base), Arc::new(SystemClock)).expect("runtime");
         runtime
             .provider
             .resolve()
             .await
             .expect("endpoints are configured");
         let service = PolicyLayer::new(RuntimeHandle::new(runtime)).layer(Answer);
-        let warm = service
-            .clone()
-            .oneshot(request("/orders/1", Some("bench-token")))
-            .await;
-        assert_eq!(
-            warm.map(|r| r.status().as_u16()).ok(),
-            Some(200),
-            "warm-up must be allowed"
-        );
+        allowed(&service, request("/orders/1", Some("bench-token"))).await;
+        allowed(&service, request("/jwt/1", Some(&cached_jwt))).await;
         service
     });
     let mut group = c.benchmark_group("decision");
     group.bench_function("public_route", |b| {
         b.to_async(&rt)
-            .iter(|| service.clone().oneshot(request("/orders/public/1", None)))
+            .iter(|| allowed(&service, request("/orders/public/1", None)))
     });
     group.bench_function("cached_introspected_token", |b| {
-        b.to_async(&rt).iter(|| {
-            service
-                .clone()
-                .oneshot(request("/orders/1", Some("bench-token")))
-        })
+        b.to_async(&rt)
+            .iter(|| allowed(&service, request("/orders/1", Some("bench-token"))))
     });
+    group.bench_function("cached_jwt", |b| {
+        b.to_async(&rt)
+            .iter(|| allowed(&service, request("/jwt/1", Some(&cached_jwt))))
+    });
+    // Signing a fresh token happens in the (untimed) setup; RSA signing is slow, so fewer samples.
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(4));
+    for (name, alg) in [
+        ("uncached_rs256_jwt", Algorithm::RS256),
+        ("uncached_es256_jwt", Algorithm::ES256),
+    ] {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_batched(
+                || request("/jwt/1", Some(&minter.mint(alg))),
+                |req| allowed(&service, req),
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.finish();
 }
 

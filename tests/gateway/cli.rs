@@ -560,3 +560,47 @@ async fn text_logs_have_one_access_line_per_request_and_no_token() {
     );
     assert_no_secret_in(&gateway.logs(), &exercised);
 }
+
+#[tokio::test]
+async fn check_loads_the_signing_keys_for_jwt_apis_and_refuses_a_jwt_api_without_audience() {
+    let idp = TestIdp::start_with(serde_json::json!({"accessTokenFormat": "jwt"})).await;
+    let jwt_api = api(
+        "orders",
+        "/orders",
+        "http://127.0.0.1:9",
+        "validation = \"jwt\"\naudience = [\"api://default\"]",
+    );
+    let config = base_config(&idp.issuer, &jwt_api);
+    let out = cli(&["check"], Some(&config), &[]).await;
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("audience: api://default"),
+        "{}",
+        out.stdout
+    );
+    let keys = idp.jwks().await;
+    let kid = keys["keys"][0]["kid"].as_str().unwrap();
+    assert!(
+        out.stdout.contains(&format!("signing keys: 1 ({kid})")),
+        "{}",
+        out.stdout
+    );
+
+    let without = base_config(
+        &idp.issuer,
+        &api(
+            "orders",
+            "/orders",
+            "http://127.0.0.1:9",
+            "validation = \"jwt\"",
+        ),
+    );
+    let out = cli(&["check"], Some(&without), &[]).await;
+    assert_config_error(&out, &["api[0].audience", "api://default"]);
+    let hmac = config_with(&idp.issuer, "jwt_algorithms = [\"HS256\"]", &jwt_api);
+    let out = cli(&["check"], Some(&hmac), &[]).await;
+    assert_config_error(
+        &out,
+        &["provider.jwt_algorithms[0]", "HS256 is not allowed"],
+    );
+}
