@@ -10,7 +10,9 @@
 pub mod admin;
 pub mod body;
 pub mod clock;
+pub mod commands;
 pub mod config;
+pub mod explain;
 pub mod forward;
 pub mod framing;
 pub mod policy;

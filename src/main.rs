@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tollgate::clock::SystemClock;
+use tollgate::commands;
 use tollgate::config::{self, ProcessEnv, Settings};
 use tollgate::runtime::{Runtime, RuntimeHandle};
 use tollgate::server::{self, Listeners};
@@ -28,6 +29,56 @@ enum Command {
     Check(ConfigArg),
     /// Serve.
     Run(ConfigArg),
+    /// Get a client-credentials token from the provider's token endpoint (sent with no Origin
+    /// header, so no PKCE is demanded).
+    Token(TokenArgs),
+    /// Show the provider's introspection answer for a token.
+    Introspect(TokenArg),
+    /// Explain what the gateway would decide for a request carrying a token, step by step.
+    Explain(ExplainArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The client to get a token for.
+    #[arg(long)]
+    client_id: String,
+    /// Its secret (or set TOLLGATE_CLIENT_SECRET, which keeps it out of the shell history).
+    #[arg(long, env = "TOLLGATE_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: String,
+    /// Space-separated scopes to ask for (default: what the provider grants by default).
+    #[arg(long)]
+    scope: Option<String>,
+    /// Print the whole token response as JSON rather than the token alone.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct TokenArg {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The access token (`-` reads it from standard input).
+    token: String,
+}
+
+#[derive(clap::Args)]
+struct ExplainArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The API (its `name` in the configuration).
+    #[arg(long)]
+    api: String,
+    /// The request method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// The request path (default: the API's path_prefix).
+    #[arg(long)]
+    path: Option<String>,
+    /// The access token (`-` reads it from standard input).
+    token: String,
 }
 
 #[derive(clap::Args)]
@@ -43,6 +94,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let path = match &cli.command {
         Command::Check(a) | Command::Run(a) => a.config.clone(),
+        Command::Token(a) => a.config.config.clone(),
+        Command::Introspect(a) => a.config.config.clone(),
+        Command::Explain(a) => a.config.config.clone(),
     };
     let settings = match config::load_file(&path, &ProcessEnv) {
         Ok(s) => s,
@@ -62,16 +116,60 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Check(_) => rt.block_on(check(settings)),
-        Command::Run(_) => rt.block_on(run(settings)),
+        Command::Check(_) => rt.block_on(check(settings)).map(|()| true),
+        Command::Run(_) => rt.block_on(run(settings)).map(|()| true),
+        Command::Token(a) => rt
+            .block_on(commands::token(
+                &settings,
+                &a.client_id,
+                &a.client_secret,
+                a.scope.as_deref(),
+                a.json,
+            ))
+            .map(print),
+        Command::Introspect(a) => read_token(&a.token)
+            .and_then(|token| rt.block_on(commands::introspect(&settings, &token)))
+            .map(print),
+        Command::Explain(a) => read_token(&a.token)
+            .and_then(|token| {
+                rt.block_on(commands::explain_request(
+                    &settings,
+                    &a.api,
+                    &a.method,
+                    a.path.as_deref(),
+                    &token,
+                ))
+            })
+            .map(print),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(message) => {
             eprintln!("tollgate: {message}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn print(outcome: commands::Outcome) -> bool {
+    print!("{}", outcome.stdout);
+    outcome.success
+}
+
+/// A token argument; `-` reads it from standard input (keeping it out of the process list).
+fn read_token(arg: &str) -> Result<String, String> {
+    if arg != "-" {
+        return Ok(arg.to_owned());
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+        .map_err(|e| format!("cannot read the token from standard input: {e}"))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err("no token on standard input".to_owned());
+    }
+    Ok(token.to_owned())
 }
 
 async fn run(settings: Settings) -> Result<(), String> {
@@ -112,6 +210,14 @@ async fn shutdown_signal() {
 async fn check(settings: Settings) -> Result<(), String> {
     let runtime = Runtime::build(&settings, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
     print!("{}", tollgate::config::describe(&settings));
+    if let Some(auth) = &settings.provider.registration_authorization {
+        let scheme = auth.expose().split(' ').next().unwrap_or_default();
+        if !scheme.eq_ignore_ascii_case("SSWS") && !scheme.eq_ignore_ascii_case("Bearer") {
+            println!(
+                "warning: provider.registration_authorization starts with neither `SSWS ` (an Okta API token) nor `Bearer `"
+            );
+        }
+    }
     let provider = &runtime.provider;
     let endpoints = provider.resolve().await.map_err(|e| {
         format!(

@@ -22,7 +22,7 @@ pub use authorize::authorize;
 pub use rejection::{AccessRecord, Rejection};
 
 use crate::body::{ProxyBody, full};
-use crate::config::{PolicySettings, TokenSource};
+use crate::config::{PolicySettings, RuleSettings, TokenSource};
 use crate::forward::{ForwardPlan, set_content_length};
 use crate::framing::AmbiguousFraming;
 use crate::routing::{encode_path, normalise_path, request_host};
@@ -151,12 +151,7 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Allowed, R
         None => (None, None),
     };
 
-    let rule = settings.rules.iter().find(|rule| {
-        rule.methods
-            .as_ref()
-            .is_none_or(|ms| ms.contains(req.method()))
-            && rule.paths.as_ref().is_none_or(|ps| ps.is_match(&path))
-    });
+    let rule = matching_rule(&settings.rules, req.method(), &path).map(|(_, r)| r);
     let (mut req, principal) = if rule.is_some_and(|r| r.public) {
         (req, None)
     } else {
@@ -181,6 +176,19 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Allowed, R
         api,
         principal,
         request: req,
+    })
+}
+
+/// The first rule whose methods and paths match (Anypoint's method & resource conditions), with
+/// its index; `None`: the API's defaults apply.
+pub fn matching_rule<'a>(
+    rules: &'a [RuleSettings],
+    method: &Method,
+    path: &str,
+) -> Option<(usize, &'a RuleSettings)> {
+    rules.iter().enumerate().find(|(_, rule)| {
+        rule.methods.as_ref().is_none_or(|ms| ms.contains(method))
+            && rule.paths.as_ref().is_none_or(|ps| ps.is_match(path))
     })
 }
 

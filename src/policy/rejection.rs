@@ -62,7 +62,7 @@ impl Rejection {
         }
     }
 
-    fn status(&self) -> StatusCode {
+    pub fn status(&self) -> StatusCode {
         match self {
             Rejection::NoRoute => StatusCode::NOT_FOUND,
             Rejection::BadPath(_) | Rejection::BadFraming(_) | Rejection::InvalidRequest(_) => {
@@ -78,7 +78,8 @@ impl Rejection {
     }
 
     /// `(error, error_description)`: safe for clients; internal detail goes to logs only.
-    fn error(&self) -> (&'static str, String) {
+    /// `(error, error_description)` as the client is told.
+    pub fn error(&self) -> (&'static str, String) {
         match self {
             Rejection::NoRoute => (
                 "not_found",

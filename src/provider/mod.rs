@@ -4,6 +4,7 @@
 mod discovery;
 mod introspection;
 mod jwks;
+mod token;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use crate::config::ProviderSettings;
 pub use discovery::discover;
 pub use introspection::Introspection;
 pub use jwks::{JwksCache, KeyLookup, KeySet, VerificationKey};
+pub use token::{Refusal, TokenRequestError, refusal};
 
 /// The provider's endpoints in force: configured ones, else discovered ones.
 #[derive(Debug, Clone, PartialEq, Eq)]

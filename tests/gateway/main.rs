@@ -16,3 +16,4 @@ mod cli;
 mod forwarding;
 mod introspection;
 mod jwt;
+mod troubleshoot;
