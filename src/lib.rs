@@ -12,6 +12,7 @@ pub mod body;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod dev;
 pub mod explain;
 pub mod forward;
 pub mod framing;

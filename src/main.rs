@@ -36,6 +36,20 @@ enum Command {
     Introspect(TokenArg),
     /// Explain what the gateway would decide for a request carrying a token, step by step.
     Explain(ExplainArgs),
+    /// A secured local endpoint in one command: an embedded OpenID provider and the gateway in
+    /// front of an upstream (or a built-in echo). Loopback only; not for production.
+    Dev(DevArgs),
+}
+
+#[derive(clap::Args)]
+struct DevArgs {
+    /// A configuration file: its `[dev]` section, listeners and APIs (its `[provider]` is
+    /// replaced by the embedded one). Without it, defaults that need no file.
+    #[arg(long, env = "TOLLGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// The upstream of the default API (without it, a built-in echo upstream).
+    #[arg(long)]
+    upstream: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -92,11 +106,15 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Dev(args) = &cli.command {
+        return dev(args);
+    }
     let path = match &cli.command {
         Command::Check(a) | Command::Run(a) => a.config.clone(),
         Command::Token(a) => a.config.config.clone(),
         Command::Introspect(a) => a.config.config.clone(),
         Command::Explain(a) => a.config.config.clone(),
+        Command::Dev(_) => return ExitCode::FAILURE,
     };
     let settings = match config::load_file(&path, &ProcessEnv) {
         Ok(s) => s,
@@ -105,15 +123,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tollgate: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = async_runtime() else {
+        return ExitCode::FAILURE;
     };
     let result = match cli.command {
         Command::Check(_) => rt.block_on(check(settings)).map(|()| true),
@@ -141,6 +152,7 @@ fn main() -> ExitCode {
                 ))
             })
             .map(print),
+        Command::Dev(_) => Ok(false),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -150,6 +162,53 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `tollgate dev`: configuration errors exit 2 as for `run`.
+fn dev(args: &DevArgs) -> ExitCode {
+    let text = match &args.config {
+        None => None,
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                eprintln!(
+                    "tollgate: invalid configuration {}: cannot read it: {e}",
+                    path.display()
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    let options = tollgate::dev::session::DevOptions {
+        config: text,
+        upstream: args.upstream.clone(),
+    };
+    let Some(rt) = async_runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match rt.block_on(tollgate::dev::session::run(
+        options,
+        &ProcessEnv,
+        server::shutdown_signal(),
+    )) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_config() => {
+            eprintln!("tollgate dev: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("tollgate dev: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn async_runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("tollgate: cannot start the async runtime: {e}"))
+        .ok()
 }
 
 fn print(outcome: commands::Outcome) -> bool {
@@ -181,30 +240,8 @@ async fn run(settings: Settings) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(provider.resolve_with_retry());
-    server::serve(handle, listeners, shutdown_signal()).await;
+    server::serve(handle, listeners, server::shutdown_signal()).await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 async fn check(settings: Settings) -> Result<(), String> {

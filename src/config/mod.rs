@@ -4,6 +4,7 @@
 
 mod compile;
 mod describe;
+mod dev;
 mod duration;
 mod interpolate;
 pub mod raw;
@@ -15,6 +16,7 @@ pub use compile::{
     PolicySettings, ProviderSettings, RuleSettings, Secret, Settings, UpstreamTarget,
 };
 pub use describe::describe;
+pub use dev::{DevClientSettings, DevSettings, RESERVED_CLIENT, dev_settings};
 pub use interpolate::{Env, ProcessEnv};
 pub use raw::{ClientAuth, LogFormat, ScopeMatch, TokenSource, ValidationMode};
 
@@ -44,6 +46,11 @@ pub fn load_file(path: &Path, env: &dyn Env) -> Result<Settings, ConfigError> {
 
 /// Parses, interpolates and checks configuration text.
 pub fn parse(text: &str, env: &dyn Env) -> Result<Settings, ConfigError> {
+    from_document(document(text, env)?)
+}
+
+/// The parsed, interpolated document, before it is checked (what `tollgate dev` edits).
+pub fn document(text: &str, env: &dyn Env) -> Result<toml::Value, ConfigError> {
     let mut doc: toml::Value = toml::from_str::<toml::Table>(text)
         .map(toml::Value::Table)
         // The position, not the parser's snippet: the line could hold a literal secret.
@@ -54,12 +61,21 @@ pub fn parse(text: &str, env: &dyn Env) -> Result<Settings, ConfigError> {
             ConfigError::at("", format!("not valid TOML (line {line}): {}", e.message()))
         })?;
     interpolate::interpolate(&mut doc, "", env)?;
-    let raw: raw::RawConfig = serde_path_to_error::deserialize(doc).map_err(|e| {
+    Ok(doc)
+}
+
+/// Checks an interpolated document.
+pub fn from_document(doc: toml::Value) -> Result<Settings, ConfigError> {
+    compile::compile(deserialize(doc)?)
+}
+
+/// Deserialises with the key path of any error.
+fn deserialize<T: serde::de::DeserializeOwned>(doc: toml::Value) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(doc).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
         ConfigError::at(path, e.into_inner().message().to_owned())
-    })?;
-    compile::compile(raw)
+    })
 }
 
 #[cfg(test)]

@@ -18,6 +18,9 @@ pub struct RawConfig {
     pub cache: RawCache,
     #[serde(default, rename = "api")]
     pub apis: Vec<RawApi>,
+    /// Only `tollgate dev` reads it (`config::dev_settings`); accepted here so one file serves both.
+    #[serde(default)]
+    pub dev: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -13,6 +13,8 @@ mod harness;
 
 // Capability modules.
 mod cli;
+mod dev;
+mod dev_provider;
 mod forwarding;
 mod introspection;
 mod jwt;

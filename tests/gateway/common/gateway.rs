@@ -82,10 +82,21 @@ impl Gateway {
 
     /// Starts with the current environment plus `env` (and without an inherited `TOLLGATE_CONFIG`).
     pub async fn start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Gateway {
+        Self::start_args(&["run"], config_toml, env).await
+    }
+
+    /// Starts `tollgate dev <args> --config <file>` (the embedded provider and the gateway).
+    pub async fn start_dev(config_toml: &str, args: &[&str]) -> Gateway {
+        let mut all = vec!["dev"];
+        all.extend_from_slice(args);
+        Self::start_args(&all, config_toml, &[]).await
+    }
+
+    async fn start_args(args: &[&str], config_toml: &str, env: &[(&str, &str)]) -> Gateway {
         let config = TempConfig::new(config_toml);
         let mut command = command(env);
         command
-            .arg("run")
+            .args(args)
             .arg("--config")
             .arg(config.path())
             .stdin(Stdio::null())
