@@ -6,6 +6,7 @@ pub mod fake_idp;
 pub mod gateway;
 pub mod idp;
 pub mod jwt;
+pub mod provider;
 pub mod upstream;
 
 use std::net::SocketAddr;
