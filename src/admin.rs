@@ -1,7 +1,10 @@
 //! The admin listener: `/healthz` (liveness: the process serves) and `/readyz` (readiness: the
-//! provider's endpoints are resolved, so tokens can be validated).
+//! provider's endpoints are resolved, so tokens can be validated; 503 again from the start of a
+//! shutdown, so load balancers drain first).
 
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -13,15 +16,17 @@ use tokio::net::TcpListener;
 use crate::body::{ProxyBody, full};
 use crate::runtime::RuntimeHandle;
 
-pub async fn serve(listener: TcpListener, runtime: RuntimeHandle) {
+/// Serves until aborted; `draining` is set when shutdown begins.
+pub async fn serve(listener: TcpListener, runtime: RuntimeHandle, draining: Arc<AtomicBool>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let runtime = runtime.clone();
+        let draining = draining.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
-                let response = answer(&req, &runtime);
+                let response = answer(&req, &runtime, draining.load(Ordering::SeqCst));
                 async move { Ok::<_, Infallible>(response) }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
@@ -31,11 +36,16 @@ pub async fn serve(listener: TcpListener, runtime: RuntimeHandle) {
     }
 }
 
-fn answer(req: &Request<Incoming>, runtime: &RuntimeHandle) -> Response<ProxyBody> {
+fn answer(req: &Request<Incoming>, runtime: &RuntimeHandle, draining: bool) -> Response<ProxyBody> {
     let (status, body) = match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "ok\n"),
         (&Method::GET | &Method::HEAD, "/readyz") => {
-            if runtime.current().provider.is_ready() {
+            if draining {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: shutting down\n",
+                )
+            } else if runtime.current().provider.is_ready() {
                 (StatusCode::OK, "ready\n")
             } else {
                 (

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{Request, Version};
 use http_body_util::BodyExt;
@@ -14,6 +15,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::{ServiceBuilder, ServiceExt};
@@ -66,10 +68,29 @@ pub async fn serve(
         admin = %display_addr(admin_addr),
         "listening"
     );
-    let admin_task = tokio::spawn(admin::serve(listeners.admin, runtime.clone()));
+    let draining = Arc::new(AtomicBool::new(false));
+    let admin_task = tokio::spawn(admin::serve(
+        listeners.admin,
+        runtime.clone(),
+        draining.clone(),
+    ));
+    let connections = GracefulShutdown::new();
     tokio::select! {
-        () = accept_loop(listeners.proxy, runtime, settings) => {}
-        () = shutdown => tracing::info!("shutting down"),
+        () = accept_loop(listeners.proxy, runtime, &settings, &connections) => {}
+        () = shutdown => {}
+    }
+    // Not ready at once, so load balancers stop sending; no new connections are accepted; the
+    // connections under way finish their requests (HTTP/1 closes after the response in flight,
+    // HTTP/2 sends GOAWAY), for at most `shutdown_grace`.
+    draining.store(true, Ordering::SeqCst);
+    tracing::info!(
+        connections = connections.count(),
+        grace_ms = settings.shutdown_grace.as_millis() as u64,
+        "shutting down: draining"
+    );
+    match tokio::time::timeout(settings.shutdown_grace, connections.shutdown()).await {
+        Ok(()) => tracing::info!("drained"),
+        Err(_) => tracing::warn!("shutdown_grace elapsed: closing the connections still open"),
     }
     admin_task.abort();
 }
@@ -78,7 +99,12 @@ fn display_addr(addr: Option<SocketAddr>) -> String {
     addr.map_or_else(|| "-".to_owned(), |a| a.to_string())
 }
 
-async fn accept_loop(listener: TcpListener, runtime: RuntimeHandle, settings: ListenSettings) {
+async fn accept_loop(
+    listener: TcpListener,
+    runtime: RuntimeHandle,
+    settings: &ListenSettings,
+    connections: &GracefulShutdown,
+) {
     let stack = ServiceBuilder::new()
         .layer(AccessLogLayer)
         .layer(PolicyLayer::new(runtime))
@@ -113,6 +139,7 @@ async fn accept_loop(listener: TcpListener, runtime: RuntimeHandle, settings: Li
         let stack = stack.clone();
         let builder = builder.clone();
         let max_head = settings.max_header_bytes;
+        let watcher = connections.watcher();
         tokio::spawn(async move {
             let framing = Arc::new(FramingLog::default());
             let io = TokioIo::new(FramingGuard::new(stream, max_head, framing.clone()));
@@ -135,7 +162,7 @@ async fn accept_loop(listener: TcpListener, runtime: RuntimeHandle, settings: Li
                     )
                 }
             });
-            if let Err(e) = builder.serve_connection(io, service).await {
+            if let Err(e) = watcher.watch(builder.serve_connection(io, service)).await {
                 tracing::debug!(%remote, error = %e, "connection ended with an error");
             }
             drop(permit);

@@ -34,6 +34,8 @@ pub struct ListenSettings {
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
     pub request_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -236,6 +238,8 @@ fn listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
         max_header_bytes,
         header_read_timeout: positive(raw.header_read_timeout, "listen.header_read_timeout", 10)?,
         request_timeout: positive(raw.request_timeout, "listen.request_timeout", 30)?,
+        // Under Kubernetes' default 30 s terminationGracePeriodSeconds.
+        shutdown_grace: raw.shutdown_grace.map_or(Duration::from_secs(25), |d| d.0),
     })
 }
 

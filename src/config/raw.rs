@@ -32,6 +32,7 @@ pub struct RawListen {
     pub max_header_bytes: Option<usize>,
     pub header_read_timeout: Option<ConfigDuration>,
     pub request_timeout: Option<ConfigDuration>,
+    pub shutdown_grace: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -18,4 +18,5 @@ mod dev_provider;
 mod forwarding;
 mod introspection;
 mod jwt;
+mod lifecycle;
 mod troubleshoot;

@@ -157,6 +157,27 @@ impl Gateway {
         }
     }
 
+    /// Sends a signal (e.g. "TERM", "HUP") to the process, with the system's `kill`.
+    pub async fn signal(&self, name: &str) {
+        let pid = self._child.id().expect("the gateway is still running");
+        let status = tokio::process::Command::new("kill")
+            .arg("-s")
+            .arg(name)
+            .arg(pid.to_string())
+            .status()
+            .await
+            .expect("running kill");
+        assert!(status.success(), "kill -s {name} {pid} failed");
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit code (`None`: still running).
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        match tokio::time::timeout(limit, self._child.wait()).await {
+            Ok(status) => status.expect("waiting for the gateway").code(),
+            Err(_) => None,
+        }
+    }
+
     /// `http://<proxy><path_and_query>`.
     pub fn url(&self, path_and_query: &str) -> String {
         format!("http://{}{path_and_query}", self.proxy)

@@ -1,0 +1,96 @@
+//! The process's life: on SIGTERM it turns not-ready at once, stops accepting, lets requests in
+//! flight finish (up to `shutdown_grace`), then exits 0.
+
+use std::time::{Duration, Instant};
+
+use crate::common::fake_idp::{FakeIdp, Reply, active};
+use crate::common::gateway::Gateway;
+use crate::common::upstream::{Upstream, UpstreamBehaviour};
+use crate::common::{base_config, client};
+
+fn config(issuer: &str, upstream: &Upstream, grace: &str) -> String {
+    let cfg = base_config(
+        issuer,
+        &format!(
+            "[[api]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = \"{}\"\nscopes = [\"mulescope\"]\nclients = [\"orders-app\"]\n",
+            upstream.url()
+        ),
+    );
+    cfg.replace(
+        "admin_address = \"127.0.0.1:0\"",
+        &format!("admin_address = \"127.0.0.1:0\"\nshutdown_grace = \"{grace}\""),
+    )
+}
+
+#[tokio::test]
+async fn sigterm_drains_requests_in_flight_then_exits_0() {
+    let idp = FakeIdp::start().await;
+    idp.on_introspect(|_| Reply::Json(200, active("orders-app", "mulescope", 300)));
+    let upstream =
+        Upstream::start_with(UpstreamBehaviour::Delay(Duration::from_millis(1500))).await;
+    let mut gw = Gateway::start(&config(&idp.issuer(), &upstream, "10s")).await;
+    gw.wait_ready().await;
+
+    let in_flight = tokio::spawn(client().get(gw.url("/orders/1")).bearer_auth("tok").send());
+    upstream.wait_count(1).await;
+    let admin = client().get(gw.admin_url("/readyz"));
+    gw.signal("TERM").await;
+    let started = Instant::now();
+
+    // Not ready at once (the admin listener keeps answering while draining).
+    let mut ready = admin.send().await.unwrap().status().as_u16();
+    while ready == 200 && started.elapsed() < Duration::from_secs(1) {
+        ready = client()
+            .get(gw.admin_url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+    }
+    assert_eq!(ready, 503);
+    // No new connections.
+    let refused = tokio::net::TcpStream::connect(gw.proxy).await;
+    assert!(
+        refused.is_err(),
+        "the listener still accepts during shutdown"
+    );
+
+    // The request under way completes.
+    let resp = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        gw.wait_exit(Duration::from_secs(5)).await,
+        Some(0),
+        "{}",
+        gw.render_logs()
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn shutdown_grace_bounds_the_wait_for_slow_requests() {
+    let idp = FakeIdp::start().await;
+    idp.on_introspect(|_| Reply::Json(200, active("orders-app", "mulescope", 300)));
+    let upstream = Upstream::start_with(UpstreamBehaviour::Delay(Duration::from_secs(30))).await;
+    let mut gw = Gateway::start(&config(&idp.issuer(), &upstream, "500ms")).await;
+    gw.wait_ready().await;
+    let _stuck = tokio::spawn(client().get(gw.url("/orders/1")).bearer_auth("tok").send());
+    upstream.wait_count(1).await;
+    let started = Instant::now();
+    gw.signal("TERM").await;
+    assert_eq!(
+        gw.wait_exit(Duration::from_secs(5)).await,
+        Some(0),
+        "{}",
+        gw.render_logs()
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "exited after {took:?}"
+    );
+}
