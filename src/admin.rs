@@ -1,12 +1,13 @@
-//! The admin listener: `/healthz` (liveness: the process serves) and `/readyz` (readiness: the
-//! provider's endpoints are resolved, so tokens can be validated; 503 again from the start of a
-//! shutdown, so load balancers drain first).
+//! The admin listener: `/metrics` (Prometheus text format), `/healthz` (liveness: the process
+//! serves) and `/readyz` (readiness: the provider's endpoints are resolved, so tokens can be
+//! validated; 503 again from the start of a shutdown, so load balancers drain first).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use http::{Method, Request, Response, StatusCode};
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -14,6 +15,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::body::{ProxyBody, full};
+use crate::measure;
 use crate::runtime::RuntimeHandle;
 
 /// Serves until aborted; `draining` is set when shutdown begins.
@@ -53,6 +55,14 @@ fn answer(req: &Request<Incoming>, runtime: &RuntimeHandle, draining: bool) -> R
                     "not ready: provider endpoints unresolved\n",
                 )
             }
+        }
+        (&Method::GET, "/metrics") => {
+            let mut response = Response::new(full(measure::render()));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            return response;
         }
         _ => (StatusCode::NOT_FOUND, "not found\n"),
     };

@@ -33,6 +33,11 @@ pub struct ForwardPlan {
     pub original_host: Option<HeaderValue>,
 }
 
+/// How long the upstream took to answer (to its response head): the part of a request's latency
+/// that is not tollgate's.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTime(pub Duration);
+
 /// The client's address, set by the listener on every request.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
@@ -105,6 +110,7 @@ impl Forwarder {
         if let Ok(host) = HeaderValue::from_str(plan.authority.as_str()) {
             upstream_req.headers_mut().insert(HOST, host);
         }
+        let asked = std::time::Instant::now();
         let response = tokio::time::timeout(plan.timeout, client.request(upstream_req))
             .await
             .map_err(|_| Rejection::UpstreamTimeout)?
@@ -114,6 +120,7 @@ impl Forwarder {
             })?;
         let (mut parts, body) = response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
+        parts.extensions.insert(UpstreamTime(asked.elapsed()));
         Ok(Response::from_parts(parts, body.boxed()))
     }
 }

@@ -16,6 +16,7 @@ pub mod dev;
 pub mod explain;
 pub mod forward;
 pub mod framing;
+pub mod measure;
 pub mod policy;
 pub mod provider;
 pub mod routing;

@@ -36,11 +36,13 @@ impl Runtime {
         // One cache per mode for every API on the provider: a token is checked once, whichever
         // API it calls; audience, scopes and contracts are checked per API after the cache.
         let introspection: Arc<dyn Validator> = Arc::new(CachedValidator::new(
+            "introspection",
             IntrospectionValidator::new(provider.clone(), clock.clone()),
             settings.cache.clone(),
             clock.clone(),
         ));
         let jwt: Arc<dyn Validator> = Arc::new(CachedValidator::new(
+            "jwt",
             JwtValidator::new(provider.clone(), clock.clone()),
             settings.cache.clone(),
             clock,

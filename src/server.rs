@@ -68,6 +68,7 @@ pub async fn serve(
         admin = %display_addr(admin_addr),
         "listening"
     );
+    crate::measure::install();
     let draining = Arc::new(AtomicBool::new(false));
     let admin_task = tokio::spawn(admin::serve(
         listeners.admin,

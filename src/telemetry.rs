@@ -5,15 +5,19 @@
 use std::convert::Infallible;
 use std::io::IsTerminal;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use tower::{Layer, Service};
+use tracing::Instrument;
+use tracing::field::Empty;
 use tracing_subscriber::EnvFilter;
 
 use crate::body::ProxyBody;
 use crate::config::{LogFormat, LogSettings};
+use crate::forward::UpstreamTime;
+use crate::measure;
 use crate::policy::AccessRecord;
 
 /// Installs the global subscriber. The level filter was checked when the config was compiled.
@@ -73,7 +77,8 @@ where
         let method = req.method().clone();
         // The path only: a query may carry an access_token.
         let path = req.uri().path().to_owned();
-        let future = self.inner.call(req);
+        let span = tracing::info_span!("request", %method, %path, api = Empty, decision = Empty, reason = Empty);
+        let future = self.inner.call(req).instrument(span.clone());
         Box::pin(async move {
             let response = future.await?;
             let record = response
@@ -81,6 +86,27 @@ where
                 .get::<AccessRecord>()
                 .cloned()
                 .unwrap_or_default();
+            let api = record.api.as_deref().unwrap_or("-");
+            span.record("api", api);
+            span.record("decision", record.decision);
+            span.record("reason", record.reason);
+            let elapsed = started.elapsed();
+            let upstream = response
+                .extensions()
+                .get::<UpstreamTime>()
+                .map_or(Duration::ZERO, |t| t.0);
+            let labels = [("api", api.to_owned())];
+            metrics::histogram!(measure::REQUEST_DURATION, &labels).record(elapsed.as_secs_f64());
+            metrics::histogram!(measure::OWN_DURATION, &labels)
+                .record(elapsed.saturating_sub(upstream).as_secs_f64());
+            metrics::counter!(
+                measure::REQUESTS,
+                "api" => api.to_owned(),
+                "decision" => record.decision,
+                "reason" => record.reason,
+                "status" => response.status().as_str().to_owned()
+            )
+            .increment(1);
             tracing::info!(
                 target: "tollgate::access",
                 api = record.api.as_deref().unwrap_or("-"),
@@ -90,7 +116,7 @@ where
                 reason = record.reason,
                 client_id = record.client_id.as_deref().unwrap_or("-"),
                 status = response.status().as_u16(),
-                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
                 "request"
             );
             Ok(response)

@@ -115,7 +115,11 @@ where
                     });
                     response
                 }
-                Err(rejection) => rejection.into_response(Some(&api.name), client_id),
+                Err(rejection) => {
+                    metrics::counter!(crate::measure::UPSTREAM_ERRORS, "api" => api.name.to_string(), "kind" => rejection.reason())
+                        .increment(1);
+                    rejection.into_response(Some(&api.name), client_id)
+                }
             })
         })
     }

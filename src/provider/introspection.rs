@@ -12,6 +12,7 @@ use url::form_urlencoded::byte_serialize;
 use super::{ProviderError, read_limited};
 use crate::clock::Clock;
 use crate::config::{ClientAuth, ProviderSettings, Secret};
+use crate::measure;
 use crate::validate::BearerToken;
 
 /// An introspection endpoint and the credentials to call it.
@@ -46,6 +47,20 @@ impl Introspection {
         &self,
         token: &BearerToken,
     ) -> Result<Map<String, Value>, ProviderError> {
+        let started = std::time::Instant::now();
+        let answer = self.ask(token).await;
+        metrics::histogram!(measure::INTROSPECTION_DURATION)
+            .record(started.elapsed().as_secs_f64());
+        let outcome = match &answer {
+            Ok(map) if map.get("active") == Some(&Value::Bool(true)) => "active",
+            Ok(_) => "inactive",
+            Err(e) => e.kind(),
+        };
+        metrics::counter!(measure::INTROSPECTIONS, "outcome" => outcome).increment(1);
+        answer
+    }
+
+    async fn ask(&self, token: &BearerToken) -> Result<Map<String, Value>, ProviderError> {
         let mut form: Vec<(&str, &str)> = vec![
             ("token", token.expose()),
             ("token_type_hint", "access_token"),

@@ -137,7 +137,13 @@ impl JwksCache {
             return Ok(());
         }
         *last = Some(Instant::now());
-        let (keys, max_age) = self.fetch().await?;
+        let fetched = self.fetch().await;
+        let outcome = match &fetched {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        metrics::counter!(crate::measure::JWKS_FETCHES, "outcome" => outcome).increment(1);
+        let (keys, max_age) = fetched?;
         let new = Arc::new(KeySet {
             keys,
             generation: seen_generation + 1,

@@ -48,6 +48,18 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// A stable label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderError::NotReady => "not_ready",
+            ProviderError::Unreachable(_) => "unreachable",
+            ProviderError::Timeout => "timeout",
+            ProviderError::Status(_) => "bad_status",
+            ProviderError::RateLimited { .. } => "rate_limited",
+            ProviderError::Malformed(_) => "malformed",
+        }
+    }
+
     /// What `Retry-After` tells the client.
     pub fn retry_after(&self) -> Duration {
         match self {

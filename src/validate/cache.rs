@@ -7,6 +7,7 @@
 //! within that window (and not past its `exp`) is still accepted while the provider fails.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -17,6 +18,7 @@ use moka::future::Cache;
 use super::{BearerToken, InvalidReason, Principal, TokenDigest, ValidateError, Validator};
 use crate::clock::Clock;
 use crate::config::CacheSettings;
+use crate::measure;
 use crate::provider::ProviderError;
 
 /// A cached verdict and how long it may be trusted.
@@ -65,6 +67,8 @@ impl Expiry<TokenDigest, (Arc<Principal>, Duration)> for StaleExpiry {
 
 /// Caches the verdicts of an inner validator.
 pub struct CachedValidator<V> {
+    /// The `cache` label of its metrics.
+    name: &'static str,
     inner: Arc<V>,
     verdicts: Cache<TokenDigest, Verdict>,
     /// Recently valid principals, for `stale_if_error` only.
@@ -74,7 +78,12 @@ pub struct CachedValidator<V> {
 }
 
 impl<V: Validator> CachedValidator<V> {
-    pub fn new(inner: V, settings: CacheSettings, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        name: &'static str,
+        inner: V,
+        settings: CacheSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let verdicts = Cache::builder()
             .max_capacity(settings.max_entries)
             .expire_after(VerdictExpiry)
@@ -86,6 +95,7 @@ impl<V: Validator> CachedValidator<V> {
                 .build()
         });
         CachedValidator {
+            name,
             inner: Arc::new(inner),
             verdicts,
             stale,
@@ -101,10 +111,14 @@ impl<V: Validator> CachedValidator<V> {
 
     async fn lookup(&self, token: &BearerToken) -> Result<Arc<Principal>, ValidateError> {
         let digest = token.digest();
-        let verdict = self
-            .verdicts
-            .try_get_with(digest, self.ask_inner(token, digest))
-            .await;
+        let verdict = match self.verdicts.get(&digest).await {
+            Some(verdict) => {
+                metrics::counter!(measure::CACHE_LOOKUPS, "cache" => self.name, "result" => "hit")
+                    .increment(1);
+                Ok(verdict)
+            }
+            None => self.fill(token, digest).await,
+        };
         let now = self.clock.now_unix();
         match verdict {
             // The entry never outlives `exp`, but moka's clock is coarse: check again.
@@ -119,6 +133,32 @@ impl<V: Validator> CachedValidator<V> {
                 Uncached::Unavailable(e) => self.stale_or(digest, now, e).await,
             },
         }
+    }
+
+    /// A miss: the first waiter asks the inner validator; the others wait for its answer.
+    async fn fill(
+        &self,
+        token: &BearerToken,
+        digest: TokenDigest,
+    ) -> Result<Verdict, Arc<Uncached>> {
+        let asked = AtomicBool::new(false);
+        let verdict = self
+            .verdicts
+            .try_get_with(digest, async {
+                asked.store(true, Ordering::Relaxed);
+                self.ask_inner(token, digest).await
+            })
+            .await;
+        let result = if asked.load(Ordering::Relaxed) {
+            "miss"
+        } else {
+            "coalesced"
+        };
+        metrics::counter!(measure::CACHE_LOOKUPS, "cache" => self.name, "result" => result)
+            .increment(1);
+        metrics::gauge!(measure::CACHE_ENTRIES, "cache" => self.name)
+            .set(self.verdicts.entry_count() as f64);
+        verdict
     }
 
     /// The miss path: one call per token however many requests wait on it. What must not be kept

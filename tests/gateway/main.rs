@@ -19,4 +19,5 @@ mod forwarding;
 mod introspection;
 mod jwt;
 mod lifecycle;
+mod metrics;
 mod troubleshoot;
