@@ -19,6 +19,7 @@ pub mod framing;
 pub mod measure;
 pub mod policy;
 pub mod provider;
+pub mod reload;
 pub mod routing;
 pub mod runtime;
 pub mod server;

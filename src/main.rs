@@ -128,7 +128,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Check(_) => rt.block_on(check(settings)).map(|()| true),
-        Command::Run(_) => rt.block_on(run(settings)).map(|()| true),
+        Command::Run(_) => rt.block_on(run(settings, path)).map(|()| true),
         Command::Token(a) => rt
             .block_on(commands::token(
                 &settings,
@@ -231,11 +231,17 @@ fn read_token(arg: &str) -> Result<String, String> {
     Ok(token.to_owned())
 }
 
-async fn run(settings: Settings) -> Result<(), String> {
+async fn run(settings: Settings, path: PathBuf) -> Result<(), String> {
     tollgate::telemetry::init(&settings.log);
     let runtime = Runtime::build(&settings, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
     let provider = runtime.provider.clone();
     let handle = RuntimeHandle::new(runtime);
+    tokio::spawn(tollgate::reload::watch(
+        path,
+        handle.clone(),
+        ProcessEnv,
+        Arc::new(SystemClock),
+    ));
     let listeners = Listeners::bind(&settings.listen)
         .await
         .map_err(|e| e.to_string())?;

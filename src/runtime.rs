@@ -5,7 +5,9 @@
 use std::sync::{Arc, RwLock};
 
 use crate::clock::Clock;
-use crate::config::{ApiSettings, ListenSettings, Settings, ValidationMode};
+use crate::config::{
+    ApiSettings, CacheSettings, ListenSettings, ProviderSettings, Settings, ValidationMode,
+};
 use crate::provider::{Provider, ProviderError};
 use crate::routing::Router;
 use crate::validate::{
@@ -24,37 +26,84 @@ pub struct Runtime {
     pub router: Router<Api>,
     pub provider: Arc<Provider>,
     pub listen: ListenSettings,
+    /// What the provider and the caches were built from, and the cached validators themselves,
+    /// so a reload that keeps them keeps their caches.
+    validators: Validators,
+}
+
+/// The validators of one provider, one cache per mode.
+#[derive(Clone)]
+struct Validators {
+    basis: (ProviderSettings, CacheSettings, bool),
+    introspection: Arc<dyn Validator>,
+    jwt: Arc<dyn Validator>,
+}
+
+impl Validators {
+    fn new(provider: &Arc<Provider>, settings: &Settings, clock: &Arc<dyn Clock>) -> Self {
+        // One cache per mode for every API on the provider: a token is checked once, whichever
+        // API it calls; audience, scopes and contracts are checked per API after the cache.
+        Validators {
+            basis: basis(settings),
+            introspection: Arc::new(CachedValidator::new(
+                "introspection",
+                IntrospectionValidator::new(provider.clone(), clock.clone()),
+                settings.cache.clone(),
+                clock.clone(),
+            )),
+            jwt: Arc::new(CachedValidator::new(
+                "jwt",
+                JwtValidator::new(provider.clone(), clock.clone()),
+                settings.cache.clone(),
+                clock.clone(),
+            )),
+        }
+    }
+}
+
+fn basis(settings: &Settings) -> (ProviderSettings, CacheSettings, bool) {
+    let needs_jwks = settings
+        .apis
+        .iter()
+        .any(|a| a.validation != ValidationMode::Introspection);
+    (
+        settings.provider.clone(),
+        settings.cache.clone(),
+        needs_jwks,
+    )
 }
 
 impl Runtime {
     pub fn build(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, ProviderError> {
-        let needs_jwks = settings
-            .apis
-            .iter()
-            .any(|a| a.validation != ValidationMode::Introspection);
+        let (_, _, needs_jwks) = basis(settings);
         let provider = Provider::new(settings.provider.clone(), needs_jwks, clock.clone())?;
-        // One cache per mode for every API on the provider: a token is checked once, whichever
-        // API it calls; audience, scopes and contracts are checked per API after the cache.
-        let introspection: Arc<dyn Validator> = Arc::new(CachedValidator::new(
-            "introspection",
-            IntrospectionValidator::new(provider.clone(), clock.clone()),
-            settings.cache.clone(),
-            clock.clone(),
-        ));
-        let jwt: Arc<dyn Validator> = Arc::new(CachedValidator::new(
-            "jwt",
-            JwtValidator::new(provider.clone(), clock.clone()),
-            settings.cache.clone(),
-            clock,
-        ));
+        let validators = Validators::new(&provider, settings, &clock);
+        Ok(Self::assemble(settings, provider, validators))
+    }
+
+    /// A runtime for new settings that keeps this one's provider and caches when the provider,
+    /// cache and validation-mode settings are unchanged (`true` in the answer); else a new one.
+    pub fn rebuild(
+        &self,
+        settings: &Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, bool), ProviderError> {
+        if self.validators.basis == basis(settings) {
+            let kept = Self::assemble(settings, self.provider.clone(), self.validators.clone());
+            return Ok((kept, true));
+        }
+        Self::build(settings, clock).map(|r| (r, false))
+    }
+
+    fn assemble(settings: &Settings, provider: Arc<Provider>, validators: Validators) -> Self {
         let both: Arc<dyn Validator> = Arc::new(JwtThenIntrospection::new(
-            jwt.clone(),
-            introspection.clone(),
+            validators.jwt.clone(),
+            validators.introspection.clone(),
         ));
         let router = Router::new(settings.apis.iter().map(|api| {
             let validator = match api.validation {
-                ValidationMode::Introspection => introspection.clone(),
-                ValidationMode::Jwt => jwt.clone(),
+                ValidationMode::Introspection => validators.introspection.clone(),
+                ValidationMode::Jwt => validators.jwt.clone(),
                 ValidationMode::JwtIntrospection => both.clone(),
             };
             let compiled = Api {
@@ -68,11 +117,12 @@ impl Runtime {
                 Arc::new(compiled),
             )
         }));
-        Ok(Runtime {
+        Runtime {
             router,
             provider,
             listen: settings.listen.clone(),
-        })
+            validators,
+        }
     }
 }
 

@@ -26,7 +26,7 @@ pub struct Settings {
     pub apis: Vec<ApiSettings>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ListenSettings {
     pub address: SocketAddr,
     pub admin_address: SocketAddr,
@@ -60,7 +60,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProviderSettings {
     /// Kept as written: the metadata's `issuer` and tokens' `iss` must equal it byte for byte.
     pub issuer: String,
@@ -78,7 +78,7 @@ pub struct ProviderSettings {
 }
 
 /// Local JWT validation (RFC 7519, RFC 9068) against the provider's JWKS (RFC 7517).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JwtSettings {
     /// Asymmetric algorithms only: `none` and HMAC are refused when the config is read.
     pub algorithms: Vec<jsonwebtoken::Algorithm>,
@@ -94,7 +94,7 @@ pub struct JwtSettings {
     pub jwks_refresh_max: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CacheSettings {
     pub max_entries: u64,
     pub max_ttl: Duration,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::ConfigError;
 
 /// Where `${VAR}` values come from: the process environment, or a map in tests.
-pub trait Env {
+pub trait Env: Send + Sync {
     fn var(&self, name: &str) -> Option<String>;
 }
 

@@ -20,4 +20,5 @@ mod introspection;
 mod jwt;
 mod lifecycle;
 mod metrics;
+mod reload;
 mod troubleshoot;

@@ -157,6 +157,15 @@ impl Gateway {
         }
     }
 
+    /// Replaces the configuration file's content (for reload tests), atomically: written aside,
+    /// then renamed over it, as editors and Kubernetes do.
+    pub fn rewrite_config(&self, config_toml: &str) {
+        let path = self._config.path();
+        let aside = path.with_extension("next");
+        std::fs::write(&aside, config_toml).expect("writing the new config");
+        std::fs::rename(&aside, path).expect("replacing the config");
+    }
+
     /// Sends a signal (e.g. "TERM", "HUP") to the process, with the system's `kill`.
     pub async fn signal(&self, name: &str) {
         let pid = self._child.id().expect("the gateway is still running");
