@@ -10,8 +10,12 @@
 //! - `tollgate_upstream_errors_total{api,kind}`
 //! - `tollgate_config_reloads_total{outcome}`
 
-use std::sync::OnceLock;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const REQUESTS: &str = "tollgate_requests_total";
@@ -33,17 +37,106 @@ const BUCKETS: [f64; 14] = [
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Installs the process-wide recorder (once); `None` if another recorder was installed first.
+/// How often histogram samples are folded into their buckets. Until then each sample is held
+/// (8 bytes a sample), so without this a process nobody scrapes would grow without bound.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Installs the process-wide recorder (once), with a thread that runs its upkeep; `None` if
+/// another recorder was installed first.
 pub fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".to_owned()), &BUCKETS)
                 .ok()?
                 .install_recorder()
-                .ok()
+                .ok()?;
+            let upkeep = handle.clone();
+            let started = std::thread::Builder::new()
+                .name("tollgate-metrics".to_owned())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_EVERY);
+                        upkeep.run_upkeep();
+                    }
+                });
+            if let Err(e) = started {
+                tracing::warn!(error = %e, "cannot start the metrics upkeep thread; /metrics scrapes will do it");
+            }
+            Some(handle)
         })
         .as_ref()
+}
+
+/// The labels of one `tollgate_requests_total` series.
+#[derive(PartialEq, Eq, Hash)]
+struct RequestKey {
+    api: Option<Arc<str>>,
+    decision: &'static str,
+    reason: &'static str,
+    status: u16,
+}
+
+/// The latency histograms of one API.
+struct Latency {
+    whole: Histogram,
+    own: Histogram,
+}
+
+/// The request path's metric handles on one thread: found in the registry once, then reused, so a
+/// request neither allocates label strings nor takes the registry's locks. The sets are small
+/// (APIs × decisions × statuses seen).
+#[derive(Default)]
+struct RequestMetrics {
+    counters: HashMap<RequestKey, Counter>,
+    latency: HashMap<Option<Arc<str>>, Latency>,
+}
+
+thread_local! {
+    static REQUEST_METRICS: RefCell<RequestMetrics> = RefCell::default();
+}
+
+/// Records one finished request: its count by api/decision/reason/status, its latency and
+/// tollgate's own share of it.
+pub fn record_request(
+    api: Option<&Arc<str>>,
+    decision: &'static str,
+    reason: &'static str,
+    status: u16,
+    total: Duration,
+    own: Duration,
+) {
+    let label = || api.map_or_else(|| "-".to_owned(), |a| a.to_string());
+    let key = RequestKey {
+        api: api.cloned(),
+        decision,
+        reason,
+        status,
+    };
+    REQUEST_METRICS.with_borrow_mut(|metrics| {
+        metrics
+            .counters
+            .entry(key)
+            .or_insert_with(|| {
+                metrics::counter!(
+                    REQUESTS,
+                    "api" => label(),
+                    "decision" => decision,
+                    "reason" => reason,
+                    "status" => status.to_string()
+                )
+            })
+            .increment(1);
+        let latency = metrics
+            .latency
+            .entry(api.cloned())
+            .or_insert_with(|| Latency {
+                whole: metrics::histogram!(REQUEST_DURATION, "api" => label()),
+                own: metrics::histogram!(OWN_DURATION, "api" => label()),
+            });
+        latency.whole.record(total.as_secs_f64());
+        latency.own.record(own.as_secs_f64());
+    });
 }
 
 /// The current metrics in Prometheus' text exposition format.

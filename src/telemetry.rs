@@ -75,16 +75,15 @@ where
     fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
         let started = Instant::now();
         let method = req.method().clone();
-        // The path only: a query may carry an access_token.
-        let path = req.uri().path().to_owned();
-        let span = tracing::info_span!("request", %method, %path, api = Empty, decision = Empty, reason = Empty);
+        // Logged: the path only, as a query may carry an access_token. (A shared clone: no copy.)
+        let uri = req.uri().clone();
+        let span = tracing::info_span!("request", %method, path = %uri.path(), api = Empty, decision = Empty, reason = Empty);
         let future = self.inner.call(req).instrument(span.clone());
         Box::pin(async move {
-            let response = future.await?;
+            let mut response = future.await?;
             let record = response
-                .extensions()
-                .get::<AccessRecord>()
-                .cloned()
+                .extensions_mut()
+                .remove::<AccessRecord>()
                 .unwrap_or_default();
             let api = record.api.as_deref().unwrap_or("-");
             span.record("api", api);
@@ -95,23 +94,19 @@ where
                 .extensions()
                 .get::<UpstreamTime>()
                 .map_or(Duration::ZERO, |t| t.0);
-            let labels = [("api", api.to_owned())];
-            metrics::histogram!(measure::REQUEST_DURATION, &labels).record(elapsed.as_secs_f64());
-            metrics::histogram!(measure::OWN_DURATION, &labels)
-                .record(elapsed.saturating_sub(upstream).as_secs_f64());
-            metrics::counter!(
-                measure::REQUESTS,
-                "api" => api.to_owned(),
-                "decision" => record.decision,
-                "reason" => record.reason,
-                "status" => response.status().as_str().to_owned()
-            )
-            .increment(1);
+            measure::record_request(
+                record.api.as_ref(),
+                record.decision,
+                record.reason,
+                response.status().as_u16(),
+                elapsed,
+                elapsed.saturating_sub(upstream),
+            );
             tracing::info!(
                 target: "tollgate::access",
                 api = record.api.as_deref().unwrap_or("-"),
                 method = %method,
-                path = %path,
+                path = %uri.path(),
                 decision = record.decision,
                 reason = record.reason,
                 client_id = record.client_id.as_deref().unwrap_or("-"),

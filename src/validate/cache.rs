@@ -6,8 +6,8 @@
 //! `try_get_with`). Provider failures are never cached; with `stale_if_error`, a token seen valid
 //! within that window (and not past its `exp`) is still accepted while the provider fails.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -75,6 +75,9 @@ pub struct CachedValidator<V> {
     stale: Option<Cache<TokenDigest, (Arc<Principal>, Duration)>>,
     settings: CacheSettings,
     clock: Arc<dyn Clock>,
+    /// The hit counter, found in the registry at the first hit (after the recorder is installed),
+    /// not at every hit.
+    hits: OnceLock<metrics::Counter>,
 }
 
 impl<V: Validator> CachedValidator<V> {
@@ -101,6 +104,7 @@ impl<V: Validator> CachedValidator<V> {
             stale,
             settings,
             clock,
+            hits: OnceLock::new(),
         }
     }
 
@@ -113,7 +117,10 @@ impl<V: Validator> CachedValidator<V> {
         let digest = token.digest();
         let verdict = match self.verdicts.get(&digest).await {
             Some(verdict) => {
-                metrics::counter!(measure::CACHE_LOOKUPS, "cache" => self.name, "result" => "hit")
+                self.hits
+                    .get_or_init(|| {
+                        metrics::counter!(measure::CACHE_LOOKUPS, "cache" => self.name, "result" => "hit")
+                    })
                     .increment(1);
                 Ok(verdict)
             }
