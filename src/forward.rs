@@ -8,7 +8,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
@@ -22,6 +25,8 @@ use crate::policy::Rejection;
 #[derive(Debug, Clone)]
 pub struct ForwardPlan {
     pub authority: http::uri::Authority,
+    /// `Host` for the upstream: its authority.
+    pub host: HeaderValue,
     /// The normalised path (re-encoded) and the query without any `access_token`.
     pub path_and_query: http::uri::PathAndQuery,
     pub timeout: Duration,
@@ -38,21 +43,41 @@ pub struct ForwardPlan {
 #[derive(Debug, Clone, Copy)]
 pub struct UpstreamTime(pub Duration);
 
-/// The client's address, set by the listener on every request.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
+/// The client's address, set by the listener on every request, with its IP already rendered for
+/// `X-Forwarded-For` (once per connection, not per request).
+#[derive(Debug, Clone)]
+pub struct ClientAddr {
+    pub addr: SocketAddr,
+    ip: HeaderValue,
+}
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy ones proxies still see).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-];
+impl ClientAddr {
+    pub fn new(addr: SocketAddr) -> Self {
+        let ip = HeaderValue::from_str(&addr.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        ClientAddr { addr, ip }
+    }
+}
+
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy ones proxies still see), and
+/// Transfer-Encoding: framing is the connection's business, and hyper sets it again for the next hop.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    *name == CONNECTION
+        || *name == TRANSFER_ENCODING
+        || *name == TE
+        || *name == TRAILER
+        || *name == UPGRADE
+        || *name == PROXY_AUTHENTICATE
+        || *name == PROXY_AUTHORIZATION
+        || *name == KEEP_ALIVE
+        || *name == PROXY_CONNECTION
+}
 
 /// The upstream client as a tower service.
 #[derive(Clone)]
@@ -87,7 +112,7 @@ impl Forwarder {
             // Only the policy sends requests here, always with a plan.
             return Err(Rejection::UpstreamUnreachable);
         };
-        let client_addr = parts.extensions.get::<ClientAddr>().map(|c| c.0);
+        let client_ip = parts.extensions.get::<ClientAddr>().map(|c| &c.ip);
         let uri = Uri::builder()
             .scheme("http")
             .authority(plan.authority.clone())
@@ -98,7 +123,7 @@ impl Forwarder {
         remove_hop_by_hop(&mut headers);
         strip_prefixed(&mut headers, &plan.strip_header_prefix);
         headers.remove(HOST);
-        set_forwarded(&mut headers, client_addr, plan.original_host.clone());
+        set_forwarded(&mut headers, client_ip, plan.original_host.clone());
         for (name, value) in plan.identity {
             headers.append(name, value);
         }
@@ -107,9 +132,7 @@ impl Forwarder {
         *upstream_req.uri_mut() = uri;
         *upstream_req.version_mut() = Version::HTTP_11;
         *upstream_req.headers_mut() = headers;
-        if let Ok(host) = HeaderValue::from_str(plan.authority.as_str()) {
-            upstream_req.headers_mut().insert(HOST, host);
-        }
+        upstream_req.headers_mut().insert(HOST, plan.host.clone());
         let asked = std::time::Instant::now();
         let response = tokio::time::timeout(plan.timeout, client.request(upstream_req))
             .await
@@ -140,23 +163,23 @@ impl tower::Service<Request<ProxyBody>> for Forwarder {
     }
 }
 
-/// Removes hop-by-hop headers, including every header the `Connection` header names.
+/// Removes hop-by-hop headers, including every header the `Connection` header names. One pass over
+/// the names, and nothing else, when there are none (the common case).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    let mut doomed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    for name in named {
+    doomed.extend(headers.keys().filter(|n| is_hop_by_hop(n)).cloned());
+    for name in doomed {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    // Framing is the connection's business: hyper sets it again for the upstream hop.
-    headers.remove(TRANSFER_ENCODING);
 }
 
 /// Removes every header whose name starts with `prefix`, read case-insensitively with `_` as `-`.
@@ -178,29 +201,33 @@ fn strip_prefixed(headers: &mut HeaderMap, prefix: &str) {
     }
 }
 
-fn set_forwarded(headers: &mut HeaderMap, client: Option<SocketAddr>, host: Option<HeaderValue>) {
-    const XFF: &str = "x-forwarded-for";
-    if let Some(addr) = client {
-        let ip = addr.ip().to_string();
-        let prior: Vec<&str> = headers
-            .get_all(XFF)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let value = if prior.is_empty() {
-            ip
-        } else {
-            format!("{}, {ip}", prior.join(", "))
+fn set_forwarded(
+    headers: &mut HeaderMap,
+    client_ip: Option<&HeaderValue>,
+    host: Option<HeaderValue>,
+) {
+    if let Some(ip) = client_ip {
+        let value = match headers.get_all(&X_FORWARDED_FOR).iter().count() {
+            0 => Some(ip.clone()),
+            _ => {
+                let mut joined = Vec::new();
+                for prior in headers.get_all(&X_FORWARDED_FOR) {
+                    joined.extend_from_slice(prior.as_bytes());
+                    joined.extend_from_slice(b", ");
+                }
+                joined.extend_from_slice(ip.as_bytes());
+                HeaderValue::from_bytes(&joined).ok()
+            }
         };
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(XFF, v);
+        if let Some(v) = value {
+            headers.insert(X_FORWARDED_FOR, v);
         }
     }
     // The listener is cleartext; what a client claims about the scheme is not trusted.
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     match host {
-        Some(h) => headers.insert("x-forwarded-host", h),
-        None => headers.remove("x-forwarded-host"),
+        Some(h) => headers.insert(X_FORWARDED_HOST, h),
+        None => headers.remove(X_FORWARDED_HOST),
     };
 }
 

@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot, watch};
 use tower::{ServiceBuilder, ServiceExt};
 
 use crate::admin;
@@ -63,11 +63,6 @@ pub async fn serve(
     let settings = runtime.current().listen.clone();
     let proxy_addr = listeners.proxy.local_addr().ok();
     let admin_addr = listeners.admin.local_addr().ok();
-    tracing::info!(
-        proxy = %display_addr(proxy_addr),
-        admin = %display_addr(admin_addr),
-        "listening"
-    );
     crate::measure::install();
     let draining = Arc::new(AtomicBool::new(false));
     let admin_task = tokio::spawn(admin::serve(
@@ -75,23 +70,33 @@ pub async fn serve(
         runtime.clone(),
         draining.clone(),
     ));
-    let connections = GracefulShutdown::new();
-    tokio::select! {
-        () = accept_loop(listeners.proxy, runtime, &settings, &connections) => {}
-        () = shutdown => {}
-    }
+    let workers = match Workers::start(listeners.proxy, &runtime, &settings) {
+        Ok(workers) => workers,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the worker threads");
+            admin_task.abort();
+            return;
+        }
+    };
+    tracing::info!(
+        proxy = %display_addr(proxy_addr),
+        admin = %display_addr(admin_addr),
+        workers = workers.count(),
+        "listening"
+    );
+    shutdown.await;
     // Not ready at once, so load balancers stop sending; no new connections are accepted; the
     // connections under way finish their requests (HTTP/1 closes after the response in flight,
     // HTTP/2 sends GOAWAY), for at most `shutdown_grace`.
     draining.store(true, Ordering::SeqCst);
     tracing::info!(
-        connections = connections.count(),
         grace_ms = settings.shutdown_grace.as_millis() as u64,
         "shutting down: draining"
     );
-    match tokio::time::timeout(settings.shutdown_grace, connections.shutdown()).await {
-        Ok(()) => tracing::info!("drained"),
-        Err(_) => tracing::warn!("shutdown_grace elapsed: closing the connections still open"),
+    if workers.drain().await {
+        tracing::info!("drained");
+    } else {
+        tracing::warn!("shutdown_grace elapsed: closing the connections still open");
     }
     admin_task.abort();
 }
@@ -100,10 +105,114 @@ fn display_addr(addr: Option<SocketAddr>) -> String {
     addr.map_or_else(|| "-".to_owned(), |a| a.to_string())
 }
 
+/// The threads that serve the proxy listener. Like nginx's worker processes, each runs its own
+/// single-threaded event loop and serves each connection it accepts, and that connection's upstream
+/// requests, to the end: a request never hops between threads, so the request path needs no
+/// cross-thread wake-ups. They share one listening socket (the kernel hands each connection to
+/// whichever worker accepts first, so a busy worker takes fewer), the connection limit and the
+/// runtime (routes, caches, provider).
+struct Workers {
+    stop: watch::Sender<bool>,
+    /// Each worker answers once it has drained: `true` if within `shutdown_grace`.
+    done: Vec<oneshot::Receiver<bool>>,
+}
+
+impl Workers {
+    fn start(
+        listener: TcpListener,
+        runtime: &RuntimeHandle,
+        settings: &ListenSettings,
+    ) -> io::Result<Self> {
+        let count = settings.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let listener = listener.into_std()?;
+        let slots = Arc::new(Semaphore::new(settings.max_connections));
+        let (stop, _) = watch::channel(false);
+        let mut done = Vec::with_capacity(count);
+        for index in 0..count {
+            let worker = Worker {
+                listener: listener.try_clone()?,
+                runtime: runtime.clone(),
+                settings: settings.clone(),
+                slots: slots.clone(),
+                stop: stop.subscribe(),
+            };
+            let (report, answer) = oneshot::channel();
+            std::thread::Builder::new()
+                .name(format!("tollgate-worker-{index}"))
+                .spawn(move || {
+                    let drained = worker.run();
+                    let _ = report.send(drained);
+                })?;
+            done.push(answer);
+        }
+        Ok(Workers { stop, done })
+    }
+
+    fn count(&self) -> usize {
+        self.done.len()
+    }
+
+    /// Stops every worker accepting and waits until each has drained its connections.
+    async fn drain(self) -> bool {
+        let _ = self.stop.send(true);
+        let mut all = true;
+        for answer in self.done {
+            // A worker that died counts as drained: its connections are gone.
+            all &= answer.await.unwrap_or(true);
+        }
+        all
+    }
+}
+
+struct Worker {
+    listener: std::net::TcpListener,
+    runtime: RuntimeHandle,
+    settings: ListenSettings,
+    slots: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Worker {
+    /// Serves until told to stop, then drains for at most `shutdown_grace`; `true` if drained.
+    fn run(mut self) -> bool {
+        let event_loop = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(event_loop) => event_loop,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start a worker's event loop");
+                return true;
+            }
+        };
+        event_loop.block_on(async move {
+            let listener = match TcpListener::from_std(self.listener) {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::error!(error = %e, "a worker cannot watch the listener");
+                    return true;
+                }
+            };
+            let connections = GracefulShutdown::new();
+            tokio::select! {
+                () = accept_loop(listener, self.runtime, &self.settings, self.slots, &connections) => {}
+                _ = self.stop.wait_for(|stop| *stop) => {}
+            }
+            tracing::debug!(connections = connections.count(), "worker draining");
+            tokio::time::timeout(self.settings.shutdown_grace, connections.shutdown())
+                .await
+                .is_ok()
+        })
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     runtime: RuntimeHandle,
     settings: &ListenSettings,
+    slots: Arc<Semaphore>,
     connections: &GracefulShutdown,
 ) {
     let stack = ServiceBuilder::new()
@@ -121,8 +230,7 @@ async fn accept_loop(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
     let builder = Arc::new(builder);
-    // Bounds concurrent connections: past the limit, new ones wait in the kernel's backlog.
-    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    // `slots` bounds concurrent connections: past the limit, new ones wait in the kernel's backlog.
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
@@ -143,11 +251,12 @@ async fn accept_loop(
         let watcher = connections.watcher();
         tokio::spawn(async move {
             let framing = Arc::new(FramingLog::default());
+            let client = ClientAddr::new(remote);
             let io = TokioIo::new(FramingGuard::new(stream, max_head, framing.clone()));
             let service = service_fn(move |req: Request<Incoming>| {
                 let stack = stack.clone();
                 let mut req = req.map(|body| body.boxed());
-                req.extensions_mut().insert(ClientAddr(remote));
+                req.extensions_mut().insert(client.clone());
                 // HTTP/1 requests arrive in the order their heads were read.
                 if req.version() < Version::HTTP_2
                     && let Some(reason) = framing.next_verdict()

@@ -31,6 +31,9 @@ pub struct ListenSettings {
     pub address: SocketAddr,
     pub admin_address: SocketAddr,
     pub max_connections: usize,
+    /// Threads that accept and serve connections, each with its own event loop; `None`: one per
+    /// CPU the process may use.
+    pub workers: Option<usize>,
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
     pub request_timeout: Duration,
@@ -132,6 +135,8 @@ pub struct RuleSettings {
 pub struct UpstreamTarget {
     pub url: Url,
     pub authority: http::uri::Authority,
+    /// The authority as the upstream's `Host` header, rendered once.
+    pub host: http::HeaderValue,
     pub base_path: String,
 }
 
@@ -207,6 +212,8 @@ pub(super) fn compile(raw: RawConfig) -> Result<Settings, ConfigError> {
     })
 }
 
+const MAX_WORKERS: usize = 1024;
+
 fn listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
     let addr = |value: Option<String>, key: &str, default: &str| {
         let text = value.unwrap_or_else(|| default.to_owned());
@@ -231,10 +238,19 @@ fn listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
             "must be at least 1",
         ));
     }
+    if let Some(workers) = raw.workers
+        && !(1..=MAX_WORKERS).contains(&workers)
+    {
+        return Err(ConfigError::at(
+            "listen.workers",
+            format!("must be between 1 and {MAX_WORKERS} (leave it out for one per CPU)"),
+        ));
+    }
     Ok(ListenSettings {
         address: addr(raw.address, "address", "127.0.0.1:8080")?,
         admin_address: addr(raw.admin_address, "admin_address", "127.0.0.1:9901")?,
         max_connections,
+        workers: raw.workers,
         max_header_bytes,
         header_read_timeout: positive(raw.header_read_timeout, "listen.header_read_timeout", 10)?,
         request_timeout: positive(raw.request_timeout, "listen.request_timeout", 30)?,
@@ -517,9 +533,12 @@ fn upstream(text: &str, key: &str) -> Result<UpstreamTarget, ConfigError> {
         .parse::<http::uri::Authority>()
         .map_err(|e| ConfigError::at(key, format!("bad authority: {e}")))?;
     let base_path = url.path().trim_end_matches('/').to_owned();
+    let host = http::HeaderValue::from_str(authority.as_str())
+        .map_err(|_| ConfigError::at(key, "the authority cannot be a Host header"))?;
     Ok(UpstreamTarget {
         url,
         authority,
+        host,
         base_path,
     })
 }

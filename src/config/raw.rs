@@ -29,6 +29,7 @@ pub struct RawListen {
     pub address: Option<String>,
     pub admin_address: Option<String>,
     pub max_connections: Option<usize>,
+    pub workers: Option<usize>,
     pub max_header_bytes: Option<usize>,
     pub header_read_timeout: Option<ConfigDuration>,
     pub request_timeout: Option<ConfigDuration>,

@@ -51,6 +51,7 @@ fn a_minimal_config_gets_its_defaults() {
     assert_eq!(api.policy.scope_match, ScopeMatch::All);
     assert_eq!(api.validation, ValidationMode::Introspection);
     assert_eq!(s.listen.max_header_bytes, 16 * 1024);
+    assert_eq!(s.listen.workers, None, "one per CPU unless set");
 }
 
 #[test]
@@ -85,6 +86,11 @@ fn errors_name_the_key_path() {
             format!("{PROVIDER}{API}").replace("https://idp.test", "ftp://idp.test"),
             "provider.issuer",
             "http(s) URL",
+        ),
+        (
+            format!("[listen]\nworkers = 0\n{PROVIDER}{API}"),
+            "listen.workers",
+            "must be between 1 and 1024",
         ),
         (
             format!("{PROVIDER}request_timeout = \"5 parsecs\"\n{API}"),

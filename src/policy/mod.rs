@@ -356,6 +356,7 @@ fn plan(
     };
     Ok(ForwardPlan {
         authority: settings.upstream.authority.clone(),
+        host: settings.upstream.host.clone(),
         path_and_query,
         timeout: settings.timeout,
         strip_header_prefix: settings.strip_headers_prefix.clone(),

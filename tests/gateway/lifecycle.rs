@@ -94,3 +94,49 @@ async fn shutdown_grace_bounds_the_wait_for_slow_requests() {
         "exited after {took:?}"
     );
 }
+
+#[tokio::test]
+async fn every_worker_serves_and_drains_its_own_connections() {
+    let idp = FakeIdp::start().await;
+    idp.on_introspect(|_| Reply::Json(200, active("orders-app", "mulescope", 300)));
+    let upstream =
+        Upstream::start_with(UpstreamBehaviour::Delay(Duration::from_millis(1000))).await;
+    let cfg = config(&idp.issuer(), &upstream, "10s")
+        .replace("shutdown_grace = ", "workers = 4\nshutdown_grace = ");
+    let mut gw = Gateway::start(&cfg).await;
+    gw.wait_ready().await;
+    let listening = gw
+        .wait_log("listening", |v| v["message"] == "listening")
+        .await;
+    assert_eq!(listening["workers"], 4, "{listening}");
+
+    // Twelve requests at once, each on its own connection: whichever workers took them, every one
+    // is answered, one introspection serves them all, and SIGTERM lets all of them finish.
+    let in_flight: Vec<_> = (0..12)
+        .map(|_| {
+            let one_connection = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap();
+            tokio::spawn(
+                one_connection
+                    .get(gw.url("/orders/1"))
+                    .bearer_auth("tok")
+                    .send(),
+            )
+        })
+        .collect();
+    upstream.wait_count(12).await;
+    gw.signal("TERM").await;
+    for request in in_flight {
+        let resp = request.await.unwrap().expect("the request completes");
+        assert_eq!(resp.status(), 200);
+    }
+    assert_eq!(idp.introspections().len(), 1);
+    assert_eq!(
+        gw.wait_exit(Duration::from_secs(5)).await,
+        Some(0),
+        "{}",
+        gw.render_logs()
+    );
+}
