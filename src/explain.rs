@@ -245,7 +245,7 @@ fn authorisation_steps(
             "not checked (the API lists no audience)",
         );
     } else {
-        let ok = p.audience.iter().any(|a| audience.contains(a));
+        let ok = p.audience().any(|a| audience.iter().any(|x| x == a));
         let mark = if ok { Mark::Pass } else { Mark::Fail };
         step(
             steps,
@@ -254,14 +254,14 @@ fn authorisation_steps(
             format!(
                 "accepted [{}]; token's [{}]",
                 audience.join(" "),
-                p.audience.join(" ")
+                p.audience().collect::<Vec<_>>().join(" ")
             ),
         );
     }
     let missing: Vec<&str> = policy
         .scopes
         .iter()
-        .filter(|s| !p.scopes.contains(s))
+        .filter(|s| !p.has_scope(s))
         .map(String::as_str)
         .collect();
     let ok = match policy.scope_match {
@@ -276,7 +276,7 @@ fn authorisation_steps(
             "any"
         },
         policy.scopes.join(" "),
-        p.scopes.join(" ")
+        p.scopes().collect::<Vec<_>>().join(" ")
     );
     if !ok {
         let _ = write!(
@@ -299,7 +299,7 @@ fn authorisation_steps(
             "not checked (skip_client_id_validation)",
         ),
         ClientCheck::Contracts(clients) => {
-            let id = p.client_id.as_deref();
+            let id = p.client_id();
             let ok = id.is_some_and(|id| clients.contains(id));
             let detail = match id {
                 Some(id) if ok => format!("{id:?} holds a contract"),
@@ -352,8 +352,8 @@ fn describe_token(token: &BearerToken, now: u64) -> String {
 fn describe_principal(p: &Principal, now: u64) -> String {
     format!(
         "client {}, subject {}, expires {}",
-        p.client_id.as_deref().unwrap_or("(none)"),
-        p.subject.as_deref().unwrap_or("(none)"),
+        p.client_id().unwrap_or("(none)"),
+        p.subject().unwrap_or("(none)"),
         p.expires_at
             .map_or_else(|| "(no exp)".to_owned(), |exp| relative(exp, now))
     )

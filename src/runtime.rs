@@ -11,7 +11,8 @@ use crate::config::{
 use crate::provider::{Provider, ProviderError};
 use crate::routing::Router;
 use crate::validate::{
-    CachedValidator, IntrospectionValidator, JwtThenIntrospection, JwtValidator, Validator,
+    Attributes, CachedValidator, IntrospectionValidator, JwtThenIntrospection, JwtValidator,
+    Validator,
 };
 
 /// One API: its settings and the validator its mode uses.
@@ -34,7 +35,7 @@ pub struct Runtime {
 /// The validators of one provider, one cache per mode.
 #[derive(Clone)]
 struct Validators {
-    basis: (ProviderSettings, CacheSettings, bool),
+    basis: Basis,
     introspection: Arc<dyn Validator>,
     jwt: Arc<dyn Validator>,
 }
@@ -43,39 +44,56 @@ impl Validators {
     fn new(provider: &Arc<Provider>, settings: &Settings, clock: &Arc<dyn Clock>) -> Self {
         // One cache per mode for every API on the provider: a token is checked once, whichever
         // API it calls; audience, scopes and contracts are checked per API after the cache.
+        let basis = Basis::of(settings);
         Validators {
-            basis: basis(settings),
             introspection: Arc::new(CachedValidator::new(
                 "introspection",
-                IntrospectionValidator::new(provider.clone(), clock.clone()),
+                IntrospectionValidator::new(provider.clone(), clock.clone(), basis.attributes),
                 settings.cache.clone(),
                 clock.clone(),
             )),
             jwt: Arc::new(CachedValidator::new(
                 "jwt",
-                JwtValidator::new(provider.clone(), clock.clone()),
+                JwtValidator::new(provider.clone(), clock.clone(), basis.attributes),
                 settings.cache.clone(),
                 clock.clone(),
             )),
+            basis,
         }
     }
 }
 
-fn basis(settings: &Settings) -> (ProviderSettings, CacheSettings, bool) {
-    let needs_jwks = settings
-        .apis
-        .iter()
-        .any(|a| a.validation != ValidationMode::Introspection);
-    (
-        settings.provider.clone(),
-        settings.cache.clone(),
-        needs_jwks,
-    )
+/// What the provider and the caches are built from: a reload that changes none of it keeps them.
+#[derive(Clone, PartialEq)]
+struct Basis {
+    provider: ProviderSettings,
+    cache: CacheSettings,
+    needs_jwks: bool,
+    /// Kept only when some API exposes them as headers.
+    attributes: Attributes,
+}
+
+impl Basis {
+    fn of(settings: &Settings) -> Self {
+        Basis {
+            provider: settings.provider.clone(),
+            cache: settings.cache.clone(),
+            needs_jwks: settings
+                .apis
+                .iter()
+                .any(|a| a.validation != ValidationMode::Introspection),
+            attributes: if settings.apis.iter().any(|a| a.expose_headers) {
+                Attributes::Keep
+            } else {
+                Attributes::Drop
+            },
+        }
+    }
 }
 
 impl Runtime {
     pub fn build(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, ProviderError> {
-        let (_, _, needs_jwks) = basis(settings);
+        let needs_jwks = Basis::of(settings).needs_jwks;
         let provider = Provider::new(settings.provider.clone(), needs_jwks, clock.clone())?;
         let validators = Validators::new(&provider, settings, &clock);
         Ok(Self::assemble(settings, provider, validators))
@@ -88,7 +106,7 @@ impl Runtime {
         settings: &Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, bool), ProviderError> {
-        if self.validators.basis == basis(settings) {
+        if self.validators.basis == Basis::of(settings) {
             let kept = Self::assemble(settings, self.provider.clone(), self.validators.clone());
             return Ok((kept, true));
         }

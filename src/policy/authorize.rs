@@ -4,6 +4,8 @@
 
 use super::Rejection;
 use crate::config::{ClientCheck, PolicySettings, ScopeMatch};
+#[cfg(test)]
+use crate::validate::Attributes;
 use crate::validate::{InvalidReason, Principal};
 
 pub fn authorize(
@@ -12,10 +14,14 @@ pub fn authorize(
     principal: &Principal,
 ) -> Result<(), Rejection> {
     // RFC 7519 §4.1.3 / RFC 9068 §4: the token must be meant for this API.
-    if !audience.is_empty() && !principal.audience.iter().any(|a| audience.contains(a)) {
+    if !audience.is_empty()
+        && !principal
+            .audience()
+            .any(|a| audience.iter().any(|x| x == a))
+    {
         return Err(Rejection::InvalidToken(InvalidReason::WrongAudience));
     }
-    let held = |scope: &String| principal.scopes.iter().any(|s| s == scope);
+    let held = |scope: &String| principal.has_scope(scope);
     let scopes_ok = match policy.scope_match {
         ScopeMatch::All => policy.scopes.iter().all(held),
         ScopeMatch::Any => policy.scopes.is_empty() || policy.scopes.iter().any(held),
@@ -27,7 +33,7 @@ pub fn authorize(
     }
     match &policy.clients {
         ClientCheck::Skip => Ok(()),
-        ClientCheck::Contracts(clients) => match &principal.client_id {
+        ClientCheck::Contracts(clients) => match principal.client_id() {
             Some(id) if clients.contains(id) => Ok(()),
             _ => Err(Rejection::NoContract),
         },
@@ -50,11 +56,8 @@ mod tests {
     }
 
     fn principal(scopes: &[&str], client: Option<&str>) -> Principal {
-        Principal {
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            client_id: client.map(str::to_owned),
-            ..Principal::default()
-        }
+        let claims = serde_json::json!({"scp": scopes, "client_id": client});
+        Principal::from_claims(claims.as_object().unwrap(), Attributes::Drop).unwrap()
     }
 
     #[test]
@@ -86,9 +89,9 @@ mod tests {
     fn audience_is_one_of_the_api_values_exactly() {
         let p = policy(&[], ScopeMatch::All, None);
         let aud = ["api://default".to_owned()];
-        let with = |a: &[&str]| Principal {
-            audience: a.iter().map(|s| s.to_string()).collect(),
-            ..Principal::default()
+        let with = |a: &[&str]| {
+            let claims = serde_json::json!({ "aud": a });
+            Principal::from_claims(claims.as_object().unwrap(), Attributes::Drop).unwrap()
         };
         assert!(authorize(&aud, &p, &with(&["x", "api://default"])).is_ok());
         for bad in [&[][..], &["api://default/"][..], &["API://default"][..]] {

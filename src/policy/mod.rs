@@ -100,7 +100,9 @@ where
                 principal,
                 request,
             } = allowed;
-            let client_id = principal.as_ref().and_then(|p| p.client_id.clone());
+            let client_id = principal
+                .as_ref()
+                .and_then(|p| p.client_id().map(str::to_owned));
             Ok(match inner.oneshot(request).await {
                 Ok(mut response) => {
                     response.extensions_mut().insert(AccessRecord {
@@ -343,13 +345,13 @@ fn plan(
         .map_err(|_| Rejection::InvalidRequest("the request target cannot be forwarded"))?;
     let identity = match principal {
         Some(p) if settings.expose_headers => p
-            .attributes
-            .iter()
+            .attributes()
             .filter_map(|(field, value)| {
                 let name = format!("{}{field}", settings.expose_headers_prefix);
-                HeaderName::from_bytes(name.as_bytes())
-                    .ok()
-                    .map(|n| (n, value.clone()))
+                Some((
+                    HeaderName::from_bytes(name.as_bytes()).ok()?,
+                    HeaderValue::from_str(value).ok()?,
+                ))
             })
             .collect(),
         _ => Vec::new(),

@@ -9,7 +9,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
 use super::principal::number;
-use super::{BearerToken, InvalidReason, Principal, ValidateError, Validator};
+use super::{Attributes, BearerToken, InvalidReason, Principal, ValidateError, Validator};
 use crate::clock::Clock;
 use crate::provider::Provider;
 
@@ -17,11 +17,16 @@ use crate::provider::Provider;
 pub struct IntrospectionValidator {
     provider: Arc<Provider>,
     clock: Arc<dyn Clock>,
+    keep: Attributes,
 }
 
 impl IntrospectionValidator {
-    pub fn new(provider: Arc<Provider>, clock: Arc<dyn Clock>) -> Self {
-        IntrospectionValidator { provider, clock }
+    pub fn new(provider: Arc<Provider>, clock: Arc<dyn Clock>, keep: Attributes) -> Self {
+        IntrospectionValidator {
+            provider,
+            clock,
+            keep,
+        }
     }
 
     async fn check(&self, token: &BearerToken) -> Result<Arc<Principal>, ValidateError> {
@@ -36,6 +41,7 @@ impl IntrospectionValidator {
             &answer,
             &self.provider.settings.issuer,
             self.clock.now_unix(),
+            self.keep,
         )
         .map(Arc::new)
     }
@@ -51,12 +57,17 @@ impl Validator for IntrospectionValidator {
 }
 
 /// The verdict on an introspection answer (which has a boolean `active`, checked by the client).
-fn judge(answer: &Map<String, Value>, issuer: &str, now: u64) -> Result<Principal, ValidateError> {
+fn judge(
+    answer: &Map<String, Value>,
+    issuer: &str,
+    now: u64,
+    keep: Attributes,
+) -> Result<Principal, ValidateError> {
     let invalid = |r| Err(ValidateError::Invalid(r));
     if answer.get("active") != Some(&Value::Bool(true)) {
         return invalid(InvalidReason::Inactive);
     }
-    let principal = Principal::from_claims(answer)
+    let principal = Principal::from_claims(answer, keep)
         .map_err(|e| ValidateError::Invalid(InvalidReason::MalformedClaims(e.0)))?;
     if principal.expires_at.is_some_and(|exp| exp <= now) {
         return invalid(InvalidReason::Expired);
@@ -67,7 +78,7 @@ fn judge(answer: &Map<String, Value>, issuer: &str, now: u64) -> Result<Principa
         return invalid(InvalidReason::NotYetValid);
     }
     // Exact, byte for byte (RFC 7662 §2.2 names `iss`; RFC 8414 §3.3 forbids normalising it).
-    if principal.issuer.as_deref().is_some_and(|iss| iss != issuer) {
+    if principal.issuer().is_some_and(|iss| iss != issuer) {
         return invalid(InvalidReason::WrongIssuer);
     }
     Ok(principal)
@@ -82,7 +93,7 @@ mod tests {
     const ISS: &str = "https://idp.test/oauth2/default";
 
     fn verdict(v: Value) -> Result<Principal, ValidateError> {
-        judge(v.as_object().unwrap(), ISS, 1000)
+        judge(v.as_object().unwrap(), ISS, 1000, Attributes::Keep)
     }
 
     #[test]
@@ -116,6 +127,6 @@ mod tests {
             json!({"active": true, "exp": 1001, "nbf": 1000, "iss": ISS, "client_id": "c"}),
         )
         .unwrap();
-        assert_eq!(ok.client_id.as_deref(), Some("c"));
+        assert_eq!(ok.client_id(), Some("c"));
     }
 }

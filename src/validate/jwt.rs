@@ -17,7 +17,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use super::principal::number;
-use super::{BearerToken, InvalidReason, Principal, ValidateError, Validator};
+use super::{Attributes, BearerToken, InvalidReason, Principal, ValidateError, Validator};
 use crate::clock::Clock;
 use crate::provider::{JwksCache, KeyLookup, Provider};
 
@@ -25,6 +25,7 @@ use crate::provider::{JwksCache, KeyLookup, Provider};
 pub struct JwtValidator {
     provider: Arc<Provider>,
     clock: Arc<dyn Clock>,
+    keep: Attributes,
 }
 
 /// A JWS in compact form, split but not yet trusted.
@@ -36,8 +37,12 @@ struct Parts<'a> {
 }
 
 impl JwtValidator {
-    pub fn new(provider: Arc<Provider>, clock: Arc<dyn Clock>) -> Self {
-        JwtValidator { provider, clock }
+    pub fn new(provider: Arc<Provider>, clock: Arc<dyn Clock>, keep: Attributes) -> Self {
+        JwtValidator {
+            provider,
+            clock,
+            keep,
+        }
     }
 
     async fn check(&self, token: &BearerToken) -> Result<Arc<Principal>, ValidateError> {
@@ -77,7 +82,7 @@ impl JwtValidator {
             settings.leeway.as_secs(),
         )
         .map_err(invalid)?;
-        let principal = Principal::from_claims(&claims)
+        let principal = Principal::from_claims(&claims, self.keep)
             .map_err(|e| invalid(InvalidReason::MalformedClaims(e.0)))?;
         Ok(Arc::new(principal))
     }

@@ -17,7 +17,7 @@ pub use cache::CachedValidator;
 pub use combined::JwtThenIntrospection;
 pub use introspection::IntrospectionValidator;
 pub use jwt::JwtValidator;
-pub use principal::{ClaimTypeError, Principal};
+pub use principal::{Attributes, ClaimTypeError, Principal};
 pub use token::{BearerToken, TokenDigest};
 
 use crate::provider::ProviderError;

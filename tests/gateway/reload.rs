@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::common::fake_idp::{FakeIdp, Reply, active};
 use crate::common::gateway::Gateway;
 use crate::common::upstream::{Upstream, UpstreamBehaviour};
-use crate::common::{base_config, client, eventually};
+use crate::common::{base_config, client};
 
 fn config(issuer: &str, upstream: &Upstream, scopes: &str) -> String {
     base_config(
@@ -46,15 +46,13 @@ async fn sighup_applies_a_new_policy_and_keeps_the_cache_and_the_connection() {
         "\"mulescope\", \"orders:admin\"",
     ));
     gw.signal("HUP").await;
-    eventually(Duration::from_secs(5), "the new policy", || async {
-        status(&http, &gw).await == 403
-    })
-    .await;
+    // Logged once swapped: every request from now on meets the new policy.
     gw.wait_log("the reload", |l| {
         l["message"] == "configuration reloaded" && l["kept_caches"] == true
     })
     .await;
-    // The verdict cached before the reload served the requests after it.
+    assert_eq!(status(&http, &gw).await, 403);
+    // The verdict cached before the reload served the request after it.
     assert_eq!(idp.introspection_count(), 1);
     assert_eq!(upstream.count(), 1);
 }
@@ -125,4 +123,33 @@ async fn a_changed_file_is_picked_up_without_a_signal_and_requests_in_flight_fin
         .expect("the request under way completes");
     assert_eq!(resp.status(), 200);
     assert_eq!(status(&http, &gw).await, 403);
+}
+
+#[tokio::test]
+async fn turning_on_exposed_headers_rebuilds_the_cache_so_the_headers_appear() {
+    // With no API exposing headers, cached principals drop their attributes; a reload that
+    // exposes them must not serve the old, attribute-less verdicts.
+    let idp = FakeIdp::start().await;
+    idp.on_introspect(|_| Reply::Json(200, active("orders-app", "mulescope", 300)));
+    let upstream = Upstream::start().await;
+    let plain = config(&idp.issuer(), &upstream, "\"mulescope\"");
+    let gw = Gateway::start(&plain).await;
+    gw.wait_ready().await;
+    let http = client();
+    assert_eq!(status(&http, &gw).await, 200);
+    assert!(!upstream.last().has_header("x-agw-sub"));
+
+    gw.rewrite_config(&plain.replace("scopes = [", "expose_headers = true\nscopes = ["));
+    gw.signal("HUP").await;
+    gw.wait_log("the reload", |l| {
+        l["message"] == "configuration reloaded" && l["kept_caches"] == false
+    })
+    .await;
+    assert_eq!(status(&http, &gw).await, 200);
+    assert_eq!(upstream.last().headers_named("x-agw-sub"), ["orders-app"]);
+    assert_eq!(
+        idp.introspection_count(),
+        2,
+        "the token was asked about again"
+    );
 }
