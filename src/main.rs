@@ -237,7 +237,8 @@ fn read_token(arg: &str) -> Result<String, String> {
 }
 
 async fn run(settings: Settings, path: PathBuf) -> Result<(), String> {
-    tollgate::telemetry::init(&settings.log);
+    // Held until `run` returns, so the last lines (the drain) are written out.
+    let _log = tollgate::telemetry::init(&settings.log, tollgate::telemetry::Output::Background);
     let runtime = Runtime::build(&settings, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
     let provider = runtime.provider.clone();
     let handle = RuntimeHandle::new(runtime);

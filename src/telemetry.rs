@@ -13,6 +13,7 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use crate::body::ProxyBody;
 use crate::config::{LogFormat, LogSettings};
@@ -20,14 +21,42 @@ use crate::forward::UpstreamTime;
 use crate::measure;
 use crate::policy::AccessRecord;
 
+/// Where log lines are written from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// By a dedicated thread that writes whatever lines have queued in one go: a request only
+    /// formats its line and queues it (never dropped: when the queue is full, it waits). For
+    /// serving.
+    Background,
+    /// By the thread that logs, line by line, in order with anything else printed. For `dev`,
+    /// whose banner and logs share the terminal.
+    Direct,
+}
+
+/// Keeps the background writer alive; dropping it writes out what is queued.
+pub struct LogGuard {
+    _writer: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
+
 /// Installs the global subscriber. The level filter was checked when the config was compiled.
-pub fn init(settings: &LogSettings) {
+pub fn init(settings: &LogSettings, output: Output) -> LogGuard {
     let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only for a person at a terminal; never escape codes in a log pipeline.
+    let ansi = std::io::stdout().is_terminal();
+    let (writer, guard) = match output {
+        Output::Background => {
+            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .lossy(false)
+                .thread_name("tollgate-log")
+                .finish(stdout_buffered());
+            (BoxMakeWriter::new(writer), Some(guard))
+        }
+        Output::Direct => (BoxMakeWriter::new(std::io::stdout), None),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout)
-        // Colour only for a person at a terminal; never escape codes in a log pipeline.
-        .with_ansi(std::io::stdout().is_terminal());
+        .with_writer(writer)
+        .with_ansi(ansi);
     let result = match settings.format {
         LogFormat::Json => builder
             .json()
@@ -39,6 +68,23 @@ pub fn init(settings: &LogSettings) {
     };
     // Already installed (a second init in one process) is harmless.
     drop(result);
+    LogGuard { _writer: guard }
+}
+
+/// Standard output with a large buffer (the writer thread flushes it each time its queue is
+/// empty), not the line-buffered `Stdout`, which would make a system call per line.
+fn stdout_buffered() -> Box<dyn std::io::Write + Send> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        if let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() {
+            return Box::new(std::io::BufWriter::with_capacity(
+                64 * 1024,
+                std::fs::File::from(fd),
+            ));
+        }
+    }
+    Box::new(std::io::stdout())
 }
 
 /// Writes one access-log line per request.

@@ -66,7 +66,7 @@ pub async fn run(
     rewrite(&mut doc, &dev, provider.issuer(), &upstream);
     let settings = config::from_document(doc)?;
     loopback_only(&settings)?;
-    crate::telemetry::init(&settings.log);
+    let _log = crate::telemetry::init(&settings.log, crate::telemetry::Output::Direct);
     let runtime = Runtime::build(&settings, Arc::new(SystemClock))
         .map_err(|e| DevError::Other(e.to_string()))?;
     let resolving = runtime.provider.clone();
