@@ -13,13 +13,10 @@ use http::header::{
     TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version};
-use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use crate::body::ProxyBody;
 use crate::policy::Rejection;
+use crate::upstream::UpstreamPool;
 
 /// Where and how to forward one allowed request: set by the policy, read here.
 #[derive(Debug, Clone)]
@@ -79,10 +76,10 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || *name == PROXY_CONNECTION
 }
 
-/// The upstream client as a tower service.
+/// The upstream client as a tower service: one per worker thread, with that worker's connections.
 #[derive(Clone)]
 pub struct Forwarder {
-    client: Client<HttpConnector, ProxyBody>,
+    pool: UpstreamPool,
 }
 
 impl Default for Forwarder {
@@ -93,18 +90,13 @@ impl Default for Forwarder {
 
 impl Forwarder {
     pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(connector);
-        Forwarder { client }
+        Forwarder {
+            pool: UpstreamPool::default(),
+        }
     }
 
     async fn forward(
-        client: Client<HttpConnector, ProxyBody>,
+        pool: UpstreamPool,
         req: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, Rejection> {
         let (mut parts, body) = req.into_parts();
@@ -113,12 +105,6 @@ impl Forwarder {
             return Err(Rejection::UpstreamUnreachable);
         };
         let client_ip = parts.extensions.get::<ClientAddr>().map(|c| &c.ip);
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(plan.authority.clone())
-            .path_and_query(plan.path_and_query.clone())
-            .build()
-            .map_err(|_| Rejection::UpstreamUnreachable)?;
         let mut headers = std::mem::take(&mut parts.headers);
         remove_hop_by_hop(&mut headers);
         strip_prefixed(&mut headers, &plan.strip_header_prefix);
@@ -129,12 +115,13 @@ impl Forwarder {
         }
         let mut upstream_req = Request::new(body);
         *upstream_req.method_mut() = parts.method;
-        *upstream_req.uri_mut() = uri;
+        // Origin-form: the upstream is the server, not a proxy.
+        *upstream_req.uri_mut() = Uri::from(plan.path_and_query);
         *upstream_req.version_mut() = Version::HTTP_11;
         *upstream_req.headers_mut() = headers;
         upstream_req.headers_mut().insert(HOST, plan.host.clone());
         let asked = std::time::Instant::now();
-        let response = tokio::time::timeout(plan.timeout, client.request(upstream_req))
+        let response = tokio::time::timeout(plan.timeout, pool.send(&plan.authority, upstream_req))
             .await
             .map_err(|_| Rejection::UpstreamTimeout)?
             .map_err(|e| {
@@ -144,7 +131,7 @@ impl Forwarder {
         let (mut parts, body) = response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
         parts.extensions.insert(UpstreamTime(asked.elapsed()));
-        Ok(Response::from_parts(parts, body.boxed()))
+        Ok(Response::from_parts(parts, body))
     }
 }
 
@@ -159,7 +146,7 @@ impl tower::Service<Request<ProxyBody>> for Forwarder {
     }
 
     fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
-        Box::pin(Self::forward(self.client.clone(), req))
+        Box::pin(Self::forward(self.pool.clone(), req))
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! One request travels one straight line, a module a step:
 //! `server` (listener) → `routing` (which API) → `policy::extract` (token) → `validate` (who: a
-//! [`validate::Principal`], cached) → `policy::authorize` (may they) → `forward` (upstream).
+//! [`validate::Principal`], cached) → `policy::authorize` (may they) → `forward` (upstream, over
+//! `upstream`'s pooled connections).
 //! Any step may end the request with a [`policy::Rejection`], rendered in one place.
 //! `config` turns the file into an immutable [`runtime::Runtime`]; `provider` is the only code that
 //! speaks HTTP to the identity provider.
@@ -24,4 +25,5 @@ pub mod routing;
 pub mod runtime;
 pub mod server;
 pub mod telemetry;
+pub mod upstream;
 pub mod validate;

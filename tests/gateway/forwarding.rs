@@ -1039,3 +1039,51 @@ async fn public_rule_lets_preflight_through_without_a_token() {
         Some("DELETE")
     );
 }
+
+/// `n` GETs of `/orders/1` in a row over one client connection, each answered `status` and read
+/// to its end.
+async fn get_in_a_row(s: &Setup, n: usize, status: u16) {
+    let http = client();
+    for _ in 0..n {
+        let resp = http
+            .get(s.gateway.url("/orders/1"))
+            .bearer_auth(&s.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status);
+        resp.bytes().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let s = setup("").await;
+    get_in_a_row(&s, 5, 200).await;
+    assert_eq!(s.upstream.count(), 5);
+    assert_eq!(
+        s.upstream.connections(),
+        1,
+        "one connection for five requests"
+    );
+}
+
+#[tokio::test]
+async fn a_response_without_a_body_frees_its_connection_too() {
+    let s = setup_with(
+        Upstream::start_with(UpstreamBehaviour::Status(204)).await,
+        "",
+    )
+    .await;
+    get_in_a_row(&s, 3, 204).await;
+    assert_eq!(s.upstream.connections(), 1);
+}
+
+#[tokio::test]
+async fn an_upstream_that_closes_its_connections_gets_a_new_one_each_time() {
+    // No request fails on a connection the upstream closed.
+    let s = setup_with(Upstream::start_with(UpstreamBehaviour::Close).await, "").await;
+    get_in_a_row(&s, 3, 200).await;
+    assert_eq!(s.upstream.count(), 3);
+    assert_eq!(s.upstream.connections(), 3);
+}

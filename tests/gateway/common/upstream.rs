@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -67,6 +68,8 @@ pub enum UpstreamBehaviour {
     Delay(Duration),
     /// Like `Echo`, with this status.
     Status(u16),
+    /// Like `Echo`, then closes the connection (`Connection: close`).
+    Close,
     /// Signals the first request-body chunk (`first_chunk_seen`), then answers 200 `text/plain` with a
     /// chunked body: "first\n", then (after `release`) "second\n".
     Stream,
@@ -82,6 +85,8 @@ struct Shared {
     first_chunks: watch::Sender<usize>,
     /// One permit per `release()`: each streaming response consumes one before its second chunk.
     release: Semaphore,
+    /// TCP connections accepted.
+    accepted: AtomicUsize,
 }
 
 /// A running upstream; the server (and every connection it accepted) stops on drop.
@@ -119,6 +124,7 @@ impl Upstream {
             recorded: watch::channel(0).0,
             first_chunks: watch::channel(0).0,
             release: Semaphore::new(0),
+            accepted: AtomicUsize::new(0),
         });
         let server = tokio::spawn(serve(listener, shared.clone()));
         Upstream {
@@ -126,6 +132,11 @@ impl Upstream {
             shared,
             server,
         }
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash).
@@ -231,6 +242,7 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             // Transient accept errors (e.g. EMFILE) must not kill the upstream mid-test.
             Err(_) => continue,
         };
+        shared.accepted.fetch_add(1, Ordering::SeqCst);
         // Reap finished connections so the set does not grow for the life of a long test.
         while connections.try_join_next().is_some() {}
         let shared = shared.clone();
@@ -281,7 +293,7 @@ async fn handle(
     shared.recorded.send_modify(|c| *c += 1);
 
     let status = match shared.behaviour {
-        UpstreamBehaviour::Echo => 200,
+        UpstreamBehaviour::Echo | UpstreamBehaviour::Close => 200,
         UpstreamBehaviour::Delay(wait) => {
             tokio::time::sleep(wait).await;
             200
@@ -290,10 +302,14 @@ async fn handle(
         UpstreamBehaviour::Stream => return Ok(streaming_response(shared)),
     };
     let body = serde_json::json!({"upstream": "ok", "target": target}).to_string();
-    let response = Response::builder()
+    let mut response = Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .header("x-upstream", "yes")
+        .header("x-upstream", "yes");
+    if matches!(shared.behaviour, UpstreamBehaviour::Close) {
+        response = response.header("connection", "close");
+    }
+    let response = response
         .body(Either::Left(Full::new(Bytes::from(body))))
         .expect("upstream: valid response");
     Ok(response)
