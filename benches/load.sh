@@ -1,0 +1,532 @@
+#!/usr/bin/env bash
+# tollgate's load benchmark: real processes on loopback, one run, interleaved rounds.
+#
+#   bash benches/load.sh
+#
+# Starts an upstream (nginx answering `return 200`), nginx as a bare reverse proxy in front of it,
+# the test OpenID provider (tests/idp/server.mjs: one opaque-token and one JWT instance), a tiny fake
+# introspection endpoint (benches/load/fake_introspection.mjs) and release builds of tollgate, and
+# drives them with wrk. It prints, as Markdown:
+#   - req/s, p50/p99 latency and the proxy's CPU time per request (utime+stime from /proc) for
+#     (a) the upstream direct, (b) nginx proxying, (c) tollgate on a public route, (d) tollgate with
+#     a cached introspected token, (e) tollgate with a cached JWT, (f) = (d) with the access log on;
+#     medians over ROUNDS interleaved rounds, and the ratios c/b, d/b, e/b (req/s, CPU, p99);
+#   - the RSS 100 000 distinct cached tokens add, the introspection calls a stampede of 200 concurrent
+#     requests with one new token makes (introspection slowed to 100 ms), the JWKS fetches of a cold
+#     start under 200 concurrent JWT requests, and the connections opened to the provider.
+#
+# Environment (defaults in brackets):
+#   ROUNDS [3]  DURATION [10] seconds per case per round  WARMUP [2] seconds per case, once
+#   THREADS [2] CONNECTIONS [64]: wrk -t/-c (CONNECTIONS is also the concurrency of the distinct-token
+#   client)  TOKENS [100000]: distinct tokens for the memory figure
+#   STAMPEDE [200] concurrent requests of the stampede and the cold start
+#   CASES ["a b c d e f"]  PROFILE [0]: 1 adds a perf profile of tollgate in (d) and (e), after the rounds
+#   TOLLGATE_BIN: a tollgate binary to use instead of `cargo build --release`
+#   KEEP [0]: 1 keeps the work directory (configs, logs, raw wrk outputs)
+#
+# Needs wrk and nginx (installed with apt-get when missing and running as root), Node.js 20 with
+# tests/idp installed (`npm ci --prefix tests/idp`, done here when missing), Python 3 and curl. Every
+# process listens on 127.0.0.1 only and every process started here is stopped on exit. All of them
+# share the machine's cores with wrk: compare the figures of one run with each other (the ratios),
+# not across machines.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+TOKENS=${TOKENS:-100000}
+STAMPEDE=${STAMPEDE:-200}
+CASES=${CASES:-a b c d e f}
+PROFILE=${PROFILE:-0}
+KEEP=${KEEP:-0}
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+here=$root/benches/load
+work=$(mktemp -d /tmp/tollgate-load.XXXXXX)
+started=$(date +%s)
+pids=()
+
+say() { printf '[%4ds] %s\n' "$(($(date +%s) - started))" "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+cleanup() {
+  local status=$?
+  set +e
+  local p
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+  done
+  if [[ $KEEP == 1 || $status != 0 ]]; then
+    say "work directory kept: $work"
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- tools ----------------------------------------------------------------------------------------
+PATH=$PATH:/usr/sbin:/sbin
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || missing+=(nginx-light)
+if ((${#missing[@]})); then
+  [[ $(id -u) == 0 ]] || die "install ${missing[*]} (apt-get install ${missing[*]}) or run as root"
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q "${missing[@]}" >"$work/apt.log" 2>&1 ||
+    { apt-get update -q >>"$work/apt.log" 2>&1 && apt-get install -y -q "${missing[@]}" >>"$work/apt.log" 2>&1; } ||
+    die "apt-get install ${missing[*]} failed: see $work/apt.log"
+fi
+for tool in node python3 curl; do command -v "$tool" >/dev/null || die "$tool is needed"; done
+if [[ ! -d $root/tests/idp/node_modules/oidc-provider ]]; then
+  say "installing the test OpenID provider (npm ci --prefix tests/idp)"
+  npm ci --prefix "$root/tests/idp" >"$work/npm.log" 2>&1 || die "npm ci failed: see $work/npm.log"
+fi
+if [[ -n ${TOLLGATE_BIN:-} ]]; then
+  tollgate=$TOLLGATE_BIN
+else
+  say "cargo build --release"
+  (cd "$root" && cargo build --release --bin tollgate) >"$work/build.log" 2>&1 ||
+    die "cargo build --release failed: see $work/build.log"
+  tollgate=$root/target/release/tollgate
+fi
+[[ -x $tollgate ]] || die "no tollgate binary at $tollgate"
+
+clk_tck=$(getconf CLK_TCK)
+
+# --- helpers --------------------------------------------------------------------------------------
+# N free loopback ports, all bound at once (so distinct), below the kernel's ephemeral range (so no
+# port=0 listener or outgoing connection can take one before its server binds it).
+free_ports() {
+  python3 -c 'import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+held = []
+for port in random.sample(range(max(1024, low - 12000), low), 400):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    held.append(s)
+    if len(held) == int(sys.argv[1]):
+        break
+print(*[s.getsockname()[1] for s in held])' "$1"
+}
+
+# Waits until FILE has a first line (up to 30 s) and prints it.
+first_line() {
+  local file=$1 pid=$2
+  for _ in $(seq 300); do
+    if [[ -s $file ]] && IFS= read -r line <"$file"; then printf '%s\n' "$line"; return; fi
+    kill -0 "$pid" 2>/dev/null || die "$(basename "$file" .out) exited: $(tail -5 "${file%.out}.err")"
+    sleep 0.1
+  done
+  die "$(basename "$file" .out) printed nothing in 30 s"
+}
+
+# Starts a node server that prints one JSON line when listening and exits on stdin EOF; its stdin
+# is a FIFO this shell holds open. Sets REPLY to that line.
+start_node() {
+  local name=$1
+  shift
+  mkfifo "$work/$name.in"
+  node "$@" <"$work/$name.in" >"$work/$name.out" 2>"$work/$name.err" &
+  pids+=($!)
+  local fd
+  exec {fd}>"$work/$name.in"
+  REPLY=$(first_line "$work/$name.out" "${pids[-1]}")
+}
+
+json() { python3 -c 'import json, sys; v = json.loads(sys.argv[1])
+for k in sys.argv[2:]: v = v[k]
+print(v)' "$@"; }
+
+get_token() {
+  curl -sS -f -u orders-app:orders-secret -d grant_type=client_credentials -d scope=mulescope "$1/v1/token" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+wait_ready() {
+  local url=$1 pid=$2 name=$3
+  for _ in $(seq 300); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' "$url" || true) == 200 ]] && return
+    kill -0 "$pid" 2>/dev/null || die "$name exited: $(tail -5 "$work/$name.log")"
+    sleep 0.1
+  done
+  die "$name not ready in 30 s: $(tail -5 "$work/$name.log")"
+}
+
+# utime+stime in clock ticks, summed over the given processes (all their threads).
+cpu_ticks() {
+  local total=0 p stat f
+  for p in "$@"; do
+    stat=$(<"/proc/$p/stat")
+    read -r -a f <<<"${stat##*) }"
+    total=$((total + f[11] + f[12]))
+  done
+  echo "$total"
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# --- upstream and nginx ---------------------------------------------------------------------------
+read -r P_UP P_NGX P_A P_A_ADM P_B P_B_ADM P_F P_F_ADM P_M P_M_ADM P_C P_C_ADM < <(free_ports 12)
+[[ -n ${P_C_ADM:-} ]] || die "not enough free loopback ports"
+
+nginx_common() {
+  local name=$1
+  mkdir -p "$work/$name"
+  cat <<EOF
+daemon off;
+master_process on;
+worker_processes 2;
+pid $work/$name/nginx.pid;
+error_log $work/$name/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/$name/body;
+    proxy_temp_path $work/$name/proxy;
+    fastcgi_temp_path $work/$name/fastcgi;
+    uwsgi_temp_path $work/$name/uwsgi;
+    scgi_temp_path $work/$name/scgi;
+    keepalive_requests 1000000;
+EOF
+}
+
+{
+  nginx_common upstream
+  cat <<EOF
+    server {
+        listen 127.0.0.1:$P_UP;
+        default_type application/json;
+        location / { return 200 '{"orders":[{"id":1,"status":"shipped"}]}\n'; }
+    }
+}
+EOF
+} >"$work/upstream.conf"
+
+{
+  nginx_common nginx
+  cat <<EOF
+    upstream backend {
+        server 127.0.0.1:$P_UP;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$P_NGX;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+        }
+    }
+}
+EOF
+} >"$work/nginx.conf"
+
+start_nginx() {
+  local name=$1
+  nginx -p "$work/$name" -e "$work/$name/error.log" -c "$work/$name.conf" >"$work/$name.log" 2>&1 &
+  pids+=($!)
+  eval "PID_${name^^}=$!"
+}
+start_nginx upstream
+start_nginx nginx
+
+# --- providers ------------------------------------------------------------------------------------
+say "starting the test OpenID providers"
+start_node idp-opaque "$root/tests/idp/server.mjs" '{"accessTokenFormat":"opaque"}'
+ISS_OPAQUE=$(json "$REPLY" issuer)
+start_node idp-jwt "$root/tests/idp/server.mjs" '{"accessTokenFormat":"jwt"}'
+ISS_JWT=$(json "$REPLY" issuer)
+start_node idp-cold "$root/tests/idp/server.mjs" '{"accessTokenFormat":"jwt"}'
+ISS_COLD=$(json "$REPLY" issuer)
+PORT_COLD=$(json "$REPLY" port)
+start_node fake "$here/fake_introspection.mjs" "$ISS_OPAQUE"
+PORT_FAKE=$(json "$REPLY" port)
+
+OPAQUE=$(get_token "$ISS_OPAQUE")
+JWT=$(get_token "$ISS_JWT")
+JWT_COLD=$(get_token "$ISS_COLD")
+[[ $JWT == *.*.* && $OPAQUE != *.* ]] || die "unexpected token formats: opaque '$OPAQUE', jwt '${JWT:0:40}...'"
+
+# --- tollgate -------------------------------------------------------------------------------------
+# tollgate_conf PORT ADMIN ISSUER LEVEL MAX_ENTRIES [EXTRA PROVIDER LINES]; then API blocks appended.
+tollgate_conf() {
+  cat <<EOF
+[listen]
+address = "127.0.0.1:$1"
+admin_address = "127.0.0.1:$2"
+
+[log]
+level = "$4"
+
+[provider]
+issuer = "$3"
+introspection_client_id = "tollgate-introspector"
+introspection_client_secret = "introspector-secret"
+${6:-}
+
+[cache]
+max_entries = $5
+max_ttl = "1h"
+EOF
+}
+api_public() {
+  cat <<EOF
+
+[[api]]
+name = "open"
+path_prefix = "/open"
+upstream = "http://127.0.0.1:$P_UP"
+skip_client_id_validation = true
+
+[[api.rule]]
+public = true
+EOF
+}
+api_introspection() {
+  cat <<EOF
+
+[[api]]
+name = "intro"
+path_prefix = "/intro"
+upstream = "http://127.0.0.1:$P_UP"
+validation = "introspection"
+scopes = ["mulescope"]
+clients = ["orders-app"]
+EOF
+}
+api_jwt() {
+  cat <<EOF
+
+[[api]]
+name = "jwt"
+path_prefix = "/jwt"
+upstream = "http://127.0.0.1:$P_UP"
+validation = "jwt"
+audience = ["api://default"]
+scopes = ["mulescope"]
+clients = ["orders-app"]
+EOF
+}
+
+{ tollgate_conf "$P_A" "$P_A_ADM" "$ISS_OPAQUE" warn 10000; api_public; api_introspection; } >"$work/tollgate-a.toml"
+{ tollgate_conf "$P_B" "$P_B_ADM" "$ISS_JWT" warn 10000; api_jwt; } >"$work/tollgate-b.toml"
+{ tollgate_conf "$P_F" "$P_F_ADM" "$ISS_OPAQUE" info 10000; api_introspection; } >"$work/tollgate-f.toml"
+{
+  tollgate_conf "$P_M" "$P_M_ADM" "$ISS_OPAQUE" warn $((TOKENS * 2 + 10000)) \
+    "introspection_url = \"http://127.0.0.1:$PORT_FAKE/introspect\""
+  api_introspection
+} >"$work/tollgate-m.toml"
+{ tollgate_conf "$P_C" "$P_C_ADM" "$ISS_COLD" warn 10000; api_jwt; } >"$work/tollgate-c.toml"
+
+start_tollgate() {
+  local name=$1
+  "$tollgate" run --config "$work/tollgate-$name.toml" >"$work/tollgate-$name.log" 2>&1 &
+  pids+=($!)
+  eval "PID_TOLLGATE_${name^^}=$!"
+}
+say "starting tollgate ($tollgate)"
+for name in a b f m; do start_tollgate "$name"; done
+wait_ready "http://127.0.0.1:$P_A_ADM/readyz" "$PID_TOLLGATE_A" tollgate-a
+wait_ready "http://127.0.0.1:$P_B_ADM/readyz" "$PID_TOLLGATE_B" tollgate-b
+wait_ready "http://127.0.0.1:$P_F_ADM/readyz" "$PID_TOLLGATE_F" tollgate-f
+wait_ready "http://127.0.0.1:$P_M_ADM/readyz" "$PID_TOLLGATE_M" tollgate-m
+
+# --- the cases ------------------------------------------------------------------------------------
+declare -A URL HDR PROCS
+URL[a]=http://127.0.0.1:$P_UP/orders/1
+URL[b]=http://127.0.0.1:$P_NGX/orders/1
+URL[c]=http://127.0.0.1:$P_A/open/orders/1
+URL[d]=http://127.0.0.1:$P_A/intro/orders/1
+URL[e]=http://127.0.0.1:$P_B/jwt/orders/1
+URL[f]=http://127.0.0.1:$P_F/intro/orders/1
+HDR[d]="Authorization: Bearer $OPAQUE"
+HDR[e]="Authorization: Bearer $JWT"
+HDR[f]="Authorization: Bearer $OPAQUE"
+PROCS[a]=upstream
+PROCS[b]=nginx
+PROCS[c]=$PID_TOLLGATE_A
+PROCS[d]=$PID_TOLLGATE_A
+PROCS[e]=$PID_TOLLGATE_B
+PROCS[f]=$PID_TOLLGATE_F
+
+# The processes whose CPU a case charges: nginx's master and its workers, or tollgate's one process.
+case_pids() {
+  case ${PROCS[$1]} in
+    upstream) echo "$PID_UPSTREAM" $(pgrep -P "$PID_UPSTREAM") ;;
+    nginx) echo "$PID_NGINX" $(pgrep -P "$PID_NGINX") ;;
+    *) echo "${PROCS[$1]}" ;;
+  esac
+}
+
+curl_case() {
+  local c=$1
+  if [[ -n ${HDR[$c]:-} ]]; then
+    curl -s -o "$work/probe.body" -w '%{http_code}' -H "${HDR[$c]}" "${URL[$c]}"
+  else
+    curl -s -o "$work/probe.body" -w '%{http_code}' "${URL[$c]}"
+  fi
+}
+
+for c in $CASES; do
+  [[ -n ${URL[$c]:-} ]] || die "unknown case $c (CASES may list a b c d e f)"
+  status=$(curl_case "$c" || true)
+  [[ $status == 200 ]] || die "case $c: ${URL[$c]} answered $status: $(head -c 300 "$work/probe.body")"
+done
+
+# run_wrk CASE SECONDS OUT: one wrk run; prints "requests rps p50_us p99_us non2xx errors cpu_us".
+run_wrk() {
+  local c=$1 secs=$2 out=$3 procs before after
+  procs=$(case_pids "$c")
+  local args=(-t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --latency)
+  [[ -n ${HDR[$c]:-} ]] && args+=(-H "${HDR[$c]}")
+  # shellcheck disable=SC2086
+  before=$(cpu_ticks $procs)
+  timeout $((secs + 30)) wrk "${args[@]}" "${URL[$c]}" >"$out" 2>&1 || die "wrk failed for case $c: $(tail -3 "$out")"
+  # shellcheck disable=SC2086
+  after=$(cpu_ticks $procs)
+  echo "$(python3 "$here/report.py" wrk "$out") $(((after - before) * 1000000 / clk_tck))"
+}
+
+read -r -a cases <<<"$CASES"
+say "warm-up: ${WARMUP}s per case"
+for c in "${cases[@]}"; do run_wrk "$c" "$WARMUP" "$work/warmup-$c.txt" >/dev/null; done
+
+results=$work/results.tsv
+echo "case round requests rps p50_us p99_us cpu_us non2xx errors" >"$results"
+for ((r = 1; r <= ROUNDS; r++)); do
+  n=${#cases[@]}
+  for ((i = 0; i < n; i++)); do
+    c=${cases[$(((i + r - 1) % n))]} # each round starts one case later: no case always follows the same one
+    say "round $r/$ROUNDS case $c (${DURATION}s)"
+    row=$(run_wrk "$c" "$DURATION" "$work/round$r-$c.txt")
+    read -r requests rps p50 p99 non2xx errors cpu_us <<<"$row"
+    echo "$c $r $requests $rps $p50 $p99 $cpu_us $non2xx $errors" >>"$results"
+  done
+done
+RSS_A=$(rss_kib "$PID_TOLLGATE_A")
+RSS_B=$(rss_kib "$PID_TOLLGATE_B")
+RSS_NGINX=0
+for p in $(case_pids b); do RSS_NGINX=$((RSS_NGINX + $(rss_kib "$p"))); done
+
+# --- provider traffic: keep-alive, memory, stampede -----------------------------------------------
+fake() { curl -sS -f ${2:+-X POST} "http://127.0.0.1:$PORT_FAKE/$1"; }
+fake_stat() { json "$(fake __stats)" "$1"; }
+nonce=$RANDOM$RANDOM
+URL_M=http://127.0.0.1:$P_M/intro/orders/1
+
+# distinct_tokens PREFIX COUNT CONCURRENCY: COUNT distinct tokens through tollgate-m; prints the
+# seconds it took. Every answer must be 200.
+distinct_tokens() {
+  local out
+  out=$(node "$here/distinct.mjs" "{\"port\":$P_M,\"path\":\"/intro/orders/1\",\"prefix\":\"$1\",\"count\":$2,\"concurrency\":$3}") ||
+    die "distinct tokens ($1) failed"
+  [[ $(json "$out" statuses 200) == "$2" ]] 2>/dev/null || die "distinct tokens ($1): not all 200: $out"
+  json "$out" seconds
+}
+
+say "keep-alive: 1000 distinct tokens, $CONNECTIONS connections, then 1000 more over one connection"
+calls0=$(fake_stat calls) conns0=$(fake_stat connections)
+distinct_tokens "ka-$nonce" 1000 "$CONNECTIONS" >/dev/null
+calls1=$(fake_stat calls) conns1=$(fake_stat connections)
+distinct_tokens "ka1-$nonce" 1000 1 >/dev/null
+calls2=$(fake_stat calls) conns2=$(fake_stat connections)
+KA_CALLS=$((calls1 - calls0)) KA_CONNS=$((conns1 - conns0))
+KA1_CALLS=$((calls2 - calls1)) KA1_CONNS=$((conns2 - conns1))
+
+say "memory: $TOKENS distinct tokens"
+sleep 1
+RSS_BEFORE=$(rss_kib "$PID_TOLLGATE_M")
+MEM_SECS=$(distinct_tokens "mem-$nonce" "$TOKENS" "$CONNECTIONS")
+calls3=$(fake_stat calls)
+sleep 2
+RSS_AFTER=$(rss_kib "$PID_TOLLGATE_M")
+MEM_CALLS=$((calls3 - calls2))
+# The first tenth again: cached, so no introspection.
+REPLAY_REQS=$((TOKENS / 10))
+distinct_tokens "mem-$nonce" "$REPLAY_REQS" "$CONNECTIONS" >/dev/null
+calls4=$(fake_stat calls)
+REPLAY_CALLS=$((calls4 - calls3))
+RSS_FINAL=$(rss_kib "$PID_TOLLGATE_M")
+
+say "stampede: $STAMPEDE concurrent requests with one new token, introspection slowed to 100 ms"
+fake "__delay?ms=100" post >/dev/null
+calls5=$(fake_stat calls)
+STAMPEDE_OUT=$(node "$here/burst.mjs" "{\"port\":$P_M,\"path\":\"/intro/orders/1\",\"token\":\"stampede-$nonce\",\"n\":$STAMPEDE}")
+calls6=$(fake_stat calls)
+fake "__delay?ms=0" post >/dev/null
+STAMPEDE_CALLS=$((calls6 - calls5))
+
+# --- cold start -----------------------------------------------------------------------------------
+cold_stats() { curl -sS -f "http://127.0.0.1:$PORT_COLD/__stats"; }
+say "cold start: $STAMPEDE concurrent JWT requests as soon as tollgate accepts connections"
+COLD0=$(cold_stats)
+t0=$(date +%s%N)
+start_tollgate c
+COLD_BURST=$(node "$here/burst.mjs" "{\"port\":$P_C,\"path\":\"/jwt/orders/1\",\"token\":\"$JWT_COLD\",\"n\":$STAMPEDE,\"waitForPortMs\":20000}")
+wait_ready "http://127.0.0.1:$P_C_ADM/readyz" "$PID_TOLLGATE_C" tollgate-c
+COLD_READY_MS=$((($(date +%s%N) - t0) / 1000000))
+COLD_BURST2=$(node "$here/burst.mjs" "{\"port\":$P_C,\"path\":\"/jwt/orders/1\",\"token\":\"$JWT_COLD\",\"n\":$STAMPEDE}")
+sleep 0.5
+COLD1=$(cold_stats)
+COLD_JWKS=$(($(json "$COLD1" jwks) - $(json "$COLD0" jwks)))
+COLD_DISC_OAUTH=$(($(json "$COLD1" discovery_oauth) - $(json "$COLD0" discovery_oauth)))
+COLD_DISC_OPENID=$(($(json "$COLD1" discovery_openid) - $(json "$COLD0" discovery_openid)))
+
+# --- optional profile -----------------------------------------------------------------------------
+profile_case() {
+  local c=$1 pid=$2
+  say "perf profile of case $c (${DURATION}s)"
+  perf record -q -e cpu-clock -F 999 -g -p "$pid" -o "$work/perf-$c.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+  local perf_pid=$!
+  run_wrk "$c" "$DURATION" "$work/profile-$c.txt" >/dev/null
+  wait "$perf_pid" || true
+  echo
+  echo "#### perf: case $c, self time by symbol (top 25)"
+  echo
+  echo '```'
+  perf report -i "$work/perf-$c.data" --stdio --no-children --sort dso,symbol --percent-limit 0.7 2>/dev/null |
+    grep -E '^ +[0-9.]+%' | head -25
+  echo '```'
+}
+
+# --- report ---------------------------------------------------------------------------------------
+mem_delta_kib=$((RSS_AFTER - RSS_BEFORE))
+{
+  echo "### Run of $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo
+  echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM, Linux $(uname -r)"
+  echo "- versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), node $(node -v), tollgate $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?') ($tollgate)"
+  echo "- command: \`ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP THREADS=$THREADS CONNECTIONS=$CONNECTIONS TOKENS=$TOKENS bash benches/load.sh\`"
+  echo "- wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS interleaved rounds of ($CASES), ${WARMUP}s warm-up per case; wrk, the proxy under test and the upstream share the $(nproc) CPUs"
+  echo
+  python3 "$here/report.py" table "$results"
+  echo
+  echo "Resident memory after the rounds: tollgate (c, d) $((RSS_A / 1024)) MiB, tollgate (e) $((RSS_B / 1024)) MiB, nginx (b, master + workers) $((RSS_NGINX / 1024)) MiB."
+  echo
+  echo "| provider traffic | measured | target |"
+  echo "|---|---|---|"
+  echo "| RSS added by $TOKENS distinct cached introspected tokens | $((RSS_BEFORE / 1024)) → $((RSS_AFTER / 1024)) MiB: +$((mem_delta_kib / 1024)) MiB ($((mem_delta_kib * 1024 / TOKENS)) bytes per token); $MEM_CALLS introspections in ${MEM_SECS}s; replaying $REPLAY_REQS of them: $REPLAY_CALLS introspections (RSS then $((RSS_FINAL / 1024)) MiB) | < 100 MiB |"
+  echo "| stampede: $STAMPEDE concurrent requests, one new token, introspection answering in 100 ms | $STAMPEDE_CALLS introspection call(s); $STAMPEDE_OUT | exactly 1 |"
+  echo "| cold start: $STAMPEDE concurrent JWT requests as soon as the port accepts | $COLD_JWKS JWKS fetch(es); discovery: $COLD_DISC_OAUTH oauth-authorization-server (the test provider answers 404) then $COLD_DISC_OPENID openid-configuration; burst at start: $COLD_BURST; ready after ${COLD_READY_MS} ms; the same burst once ready: $COLD_BURST2 | exactly 1 JWKS fetch |"
+  echo "| keep-alive: 1000 distinct tokens over $CONNECTIONS client connections | $KA_CALLS introspections over $KA_CONNS new TCP connections | connections reused |"
+  echo "| keep-alive: 1000 distinct tokens over 1 client connection | $KA1_CALLS introspections over $KA1_CONNS new TCP connection(s) | connections reused |"
+  if [[ $PROFILE == 1 ]] && command -v perf >/dev/null; then
+    profile_case d "$PID_TOLLGATE_A"
+    profile_case e "$PID_TOLLGATE_B"
+  fi
+} | tee "$work/report.md"
+say "done"

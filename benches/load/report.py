@@ -1,0 +1,97 @@
+"""Helpers for benches/load.sh.
+
+    python3 report.py wrk FILE          one wrk --latency output -> "requests rps p50_us p99_us non2xx errors"
+    python3 report.py table RESULTS     the per-round TSV -> Markdown: medians per case, then ratios
+"""
+
+import re
+import statistics
+import sys
+
+UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6}
+LABELS = {
+    "a": "(a) upstream direct (nginx `return 200`)",
+    "b": "(b) nginx reverse proxy, no auth",
+    "c": "(c) tollgate, public route (no policy)",
+    "d": "(d) tollgate, cached introspected token",
+    "e": "(e) tollgate, cached JWT",
+    "f": "(f) = (d) with the access log on (level info, the default)",
+}
+
+
+def duration_us(text):
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text)
+    if not m:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(m.group(1)) * UNITS[m.group(2)]
+
+
+def parse_wrk(path):
+    out = open(path, encoding="utf-8").read()
+    requests = int(re.search(r"^\s*(\d+) requests in", out, re.M).group(1))
+    rps = float(re.search(r"^Requests/sec:\s*([0-9.]+)", out, re.M).group(1))
+    p50 = duration_us(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1))
+    p99 = duration_us(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    n_err = sum(int(g) for g in errors.groups()) if errors else 0
+    print(requests, f"{rps:.1f}", f"{p50:.0f}", f"{p99:.0f}", int(non2xx.group(1)) if non2xx else 0, n_err)
+
+
+def table(path):
+    rows = {}
+    for line in open(path, encoding="utf-8"):
+        if not line.strip() or line.startswith("case"):
+            continue
+        case, rnd, requests, rps, p50, p99, cpu_us, non2xx, errors = line.split()
+        rows.setdefault(case, []).append(
+            {
+                "round": int(rnd),
+                "rps": float(rps),
+                "p50": float(p50),
+                "p99": float(p99),
+                "cpu": float(cpu_us) / int(requests),
+                "bad": int(non2xx) + int(errors),
+            }
+        )
+    med = {
+        case: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99", "cpu")}
+        for case, rs in rows.items()
+    }
+    print("| case | req/s | p50 | p99 | proxy CPU per request | non-2xx + socket errors |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for case in sorted(rows):
+        m = med[case]
+        cpu = "-" if case == "a" else f"{m['cpu']:.1f} µs"
+        bad = sum(r["bad"] for r in rows[case])
+        rps_all = ", ".join(f"{r['rps']:.0f}" for r in sorted(rows[case], key=lambda r: r["round"]))
+        print(
+            f"| {LABELS.get(case, case)} | {m['rps']:.0f} ({rps_all}) | {m['p50'] / 1e3:.2f} ms "
+            f"| {m['p99'] / 1e3:.2f} ms | {cpu} | {bad} |"
+        )
+    print()
+    print("Medians over the rounds (req/s of each round in brackets). CPU: utime+stime of the proxy's")
+    print("processes (nginx: master and workers; the upstream's CPU is not counted) over the requests")
+    print("wrk completed in the round. (a)'s column would be the upstream's own CPU, so it is left out.")
+    if "b" not in med:
+        return
+    print()
+    print("| vs nginx (b) | req/s ratio (target ≥ 1.0) | CPU/request ratio (target ≤ 1.0) | p99 ratio (target ≤ 1.0) | per-round req/s ratios |")
+    print("|---|---:|---:|---:|---|")
+    b_by_round = {r["round"]: r for r in rows["b"]}
+    for case in sorted(rows):
+        if case in ("a", "b"):
+            continue
+        m, b = med[case], med["b"]
+        paired = ", ".join(
+            f"{r['rps'] / b_by_round[r['round']]['rps']:.2f}"
+            for r in sorted(rows[case], key=lambda r: r["round"])
+            if r["round"] in b_by_round
+        )
+        print(
+            f"| {case}/b | {m['rps'] / b['rps']:.2f} | {m['cpu'] / b['cpu']:.2f} | {m['p99'] / b['p99']:.2f} | {paired} |"
+        )
+
+
+if __name__ == "__main__":
+    {"wrk": parse_wrk, "table": table}[sys.argv[1]](sys.argv[2])
