@@ -509,7 +509,7 @@ mem_delta_kib=$((RSS_AFTER - RSS_BEFORE))
   echo "### Run of $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
   echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM, Linux $(uname -r)"
-  echo "- versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), node $(node -v), tollgate $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?') ($tollgate)"
+  echo "- versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), node $(node -v), tollgate $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')${TOLLGATE_BIN:+ (TOLLGATE_BIN)}"
   echo "- command: \`ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP THREADS=$THREADS CONNECTIONS=$CONNECTIONS TOKENS=$TOKENS bash benches/load.sh\`"
   echo "- wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS interleaved rounds of ($CASES), ${WARMUP}s warm-up per case; wrk, the proxy under test and the upstream share the $(nproc) CPUs"
   echo
