@@ -11,12 +11,12 @@
 //! - `tollgate_config_reloads_total{outcome}`
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use rustc_hash::FxHashMap;
 
 pub const REQUESTS: &str = "tollgate_requests_total";
 pub const REQUEST_DURATION: &str = "tollgate_request_duration_seconds";
@@ -85,11 +85,12 @@ struct Latency {
 
 /// The request path's metric handles on one thread: found in the registry once, then reused, so a
 /// request neither allocates label strings nor takes the registry's locks. The sets are small
-/// (APIs × decisions × statuses seen).
+/// (APIs × decisions × statuses seen), and their keys are ours, not a client's: hashed with Fx,
+/// not SipHash (which was 2% of a request's instructions).
 #[derive(Default)]
 struct RequestMetrics {
-    counters: HashMap<RequestKey, Counter>,
-    latency: HashMap<Option<Arc<str>>, Latency>,
+    counters: FxHashMap<RequestKey, Counter>,
+    latency: FxHashMap<Option<Arc<str>>, Latency>,
 }
 
 thread_local! {

@@ -76,7 +76,9 @@ impl UpstreamPool {
                 },
             }
         }
-        let mut sender = connect(authority).await?;
+        // Boxed: the connecting future is large and rare; inline, every request's future would
+        // carry (and move) its space.
+        let mut sender = Box::pin(connect(authority)).await?;
         let response = sender.send_request(req).await?;
         Ok(self.returning(authority, sender, response))
     }

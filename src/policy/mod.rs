@@ -241,7 +241,8 @@ async fn find_token(
         None
     };
     let (req, form_token) = if sources.contains(&TokenSource::Form) && is_form_post(&req) {
-        take_form_token(req, api.settings.max_form_bytes).await?
+        // Boxed: rare, and its body-reading future would otherwise enlarge every request's.
+        Box::pin(take_form_token(req, api.settings.max_form_bytes)).await?
     } else {
         (req, None)
     };
