@@ -161,7 +161,13 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        // `close` names no header, and `keep-alive` goes below anyway: the usual values cost
+        // no parsing.
+        .filter(|name| {
+            !name.eq_ignore_ascii_case("close") && !name.eq_ignore_ascii_case("keep-alive")
+        })
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     doomed.extend(headers.keys().filter(|n| is_hop_by_hop(n)).cloned());
     for name in doomed {

@@ -37,6 +37,13 @@ pub fn normalise_path(raw: &str) -> Result<String, PathError> {
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
     }
+    // Most paths are already normal: nothing encoded, no dot segment, no empty segment.
+    let plain = bytes
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && !matches!(b, b'%' | b'\\' | b';'));
+    if plain && !raw.contains("//") && !raw.contains("/.") {
+        return Ok(raw.to_owned());
+    }
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -149,14 +156,13 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// The host a request names, lowercase, without its port.
-pub fn request_host(host: &str) -> String {
-    let host = if host.starts_with('[') {
+/// The host a request names, without its port (compared case-insensitively by [`Router::route`]).
+pub fn request_host(host: &str) -> &str {
+    if host.starts_with('[') {
         host.split_inclusive(']').next().unwrap_or(host)
     } else {
         host.split(':').next().unwrap_or(host)
-    };
-    host.to_ascii_lowercase()
+    }
 }
 
 /// The route table: APIs ordered so that the first match is the right one (longest prefix, then a
@@ -178,12 +184,15 @@ impl<A> Router<A> {
         Router { routes }
     }
 
-    /// The API for a (lowercase, port-less) host and a normalised path.
+    /// The API for a port-less host (any case; configured hosts are lowercase) and a normalised
+    /// path.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Arc<A>> {
         self.routes
             .iter()
             .find(|(h, prefix, _)| {
-                h.as_deref().is_none_or(|h| Some(h) == host) && prefix_matches(prefix, path)
+                h.as_deref()
+                    .is_none_or(|h| host.is_some_and(|host| h.eq_ignore_ascii_case(host)))
+                    && prefix_matches(prefix, path)
             })
             .map(|(_, _, api)| api)
     }
@@ -209,6 +218,9 @@ mod tests {
         assert_eq!(ok("/%41b%20c"), "/Ab c");
         assert_eq!(ok("/orders/"), "/orders/");
         assert_eq!(ok("/orders/."), "/orders/");
+        // Already normal: returned as is.
+        assert_eq!(ok("/orders/1"), "/orders/1");
+        assert_eq!(ok("/a..b/c.d/~x"), "/a..b/c.d/~x");
     }
 
     #[test]
@@ -252,7 +264,9 @@ mod tests {
         assert_eq!(route(None, "/ordersX"), "root");
         assert_eq!(route(None, "/orders/admin/x"), "admin");
         assert_eq!(route(Some("api.test"), "/orders"), "host-orders");
-        assert_eq!(request_host("API.test:8080"), "api.test");
+        assert_eq!(route(Some("API.Test"), "/orders"), "host-orders");
+        assert_eq!(route(Some("other.test"), "/orders"), "orders");
+        assert_eq!(request_host("API.test:8080"), "API.test");
         assert_eq!(request_host("[::1]:80"), "[::1]");
     }
 }

@@ -140,7 +140,7 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Allowed, R
         .map(request_host);
     let api = runtime
         .router
-        .route(host.as_deref(), &path)
+        .route(host, &path)
         .cloned()
         .ok_or((Rejection::NoRoute, None))?;
     let refuse = |r: Rejection| (r, Some(api.clone()));
