@@ -40,11 +40,10 @@ pub struct ForwardPlan {
 #[derive(Debug, Clone, Copy)]
 pub struct UpstreamTime(pub Duration);
 
-/// The client's address, set by the listener on every request, with its IP already rendered for
-/// `X-Forwarded-For` (once per connection, not per request).
+/// The client's IP, set by the listener on every request, already rendered for `X-Forwarded-For`
+/// (once per connection, not per request).
 #[derive(Debug, Clone)]
 pub struct ClientAddr {
-    pub addr: SocketAddr,
     ip: HeaderValue,
 }
 
@@ -52,7 +51,7 @@ impl ClientAddr {
     pub fn new(addr: SocketAddr) -> Self {
         let ip = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        ClientAddr { addr, ip }
+        ClientAddr { ip }
     }
 }
 

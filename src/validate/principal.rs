@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 /// and held by the verdict cache for every token seen, so it is packed: every string lives once in
 /// one buffer, and the fields are ranges of it (a cached token costs a few hundred bytes, not a
 /// few thousand in many small allocations).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
     text: Box<str>,
     subject: Option<Span>,
@@ -24,10 +24,17 @@ pub struct Principal {
 }
 
 /// A range of [`Principal::text`].
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Span {
     start: u32,
     end: u32,
+}
+
+impl Span {
+    fn of(self, text: &str) -> &str {
+        text.get(self.start as usize..self.end as usize)
+            .unwrap_or_default()
+    }
 }
 
 /// Whether principals keep their attributes. Only exposed headers read them, so a runtime where no
@@ -103,9 +110,7 @@ impl Principal {
     }
 
     fn get(&self, span: Span) -> &str {
-        self.text
-            .get(span.start as usize..span.end as usize)
-            .unwrap_or_default()
+        span.of(&self.text)
     }
 
     pub fn subject(&self) -> Option<&str> {
@@ -163,9 +168,7 @@ impl Packer {
     }
 
     fn get(&self, span: Span) -> &str {
-        self.text
-            .get(span.start as usize..span.end as usize)
-            .unwrap_or_default()
+        span.of(&self.text)
     }
 }
 
