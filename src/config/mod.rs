@@ -2,23 +2,28 @@
 //! paths) → `${VAR}` from an injected [`Env`] → checked [`Settings`]. `runtime` builds the request
 //! path from `Settings`; nothing on the request path reads the file structs.
 
+mod api;
 mod compile;
 mod describe;
 mod dev;
 mod duration;
 mod interpolate;
+mod listen;
+mod provider;
 pub mod raw;
+mod rules;
 
 use std::path::Path;
 
-pub use compile::{
-    ApiSettings, CacheSettings, ClientCheck, JwtSettings, ListenSettings, LogSettings,
-    PolicySettings, ProviderSettings, RuleSettings, Secret, Settings, UpstreamTarget,
-};
+pub use api::{ApiSettings, ClientCheck, PolicySettings, UpstreamTarget};
+pub use compile::{CacheSettings, LogSettings, Secret, Settings};
 pub use describe::describe;
 pub use dev::{DevClientSettings, DevSettings, RESERVED_CLIENT, dev_settings};
 pub use interpolate::{Env, ProcessEnv};
+pub use listen::ListenSettings;
+pub use provider::{JwtSettings, ProviderSettings};
 pub use raw::{ClientAuth, LogFormat, ScopeMatch, TokenSource, ValidationMode};
+pub use rules::RuleSettings;
 
 /// A configuration problem, with the key path it concerns (e.g. `api[0].clients`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,253 @@
+//! `[[api]]`: one API's route, upstream, validation mode and default policy. Its rules are in
+//! `rules`.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use url::Url;
+
+use super::ConfigError;
+use super::compile::non_empty;
+use super::raw::{RawApi, ScopeMatch, TokenSource, ValidationMode};
+use super::rules::{RuleSettings, compile_rule};
+
+/// Who may call: exact client ids, or no check at all (Anypoint's "skip client id validation").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCheck {
+    Skip,
+    Contracts(HashSet<String>),
+}
+
+/// What a request must carry to pass: scopes and a client contract.
+#[derive(Debug, Clone)]
+pub struct PolicySettings {
+    pub scopes: Vec<String>,
+    pub scope_match: ScopeMatch,
+    pub clients: ClientCheck,
+}
+
+/// Where an API's requests go: `http://authority` plus a base path (without trailing `/`).
+#[derive(Debug, Clone)]
+pub struct UpstreamTarget {
+    pub url: Url,
+    pub authority: http::uri::Authority,
+    /// The authority as the upstream's `Host` header, rendered once.
+    pub host: http::HeaderValue,
+    pub base_path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub name: String,
+    pub host: Option<String>,
+    pub path_prefix: String,
+    pub upstream: UpstreamTarget,
+    pub strip_prefix: bool,
+    pub timeout: Duration,
+    pub validation: ValidationMode,
+    /// Accepted `aud` values; a token must name one of them. Required for the JWT modes.
+    pub audience: Vec<String>,
+    pub policy: PolicySettings,
+    pub expose_headers: bool,
+    /// As written: the exposed headers' prefix.
+    pub expose_headers_prefix: String,
+    /// The same, lowercase with `_` read as `-`: client headers matching it are removed.
+    pub strip_headers_prefix: String,
+    pub token_sources: Vec<TokenSource>,
+    pub max_form_bytes: usize,
+    pub rules: Vec<RuleSettings>,
+}
+
+pub(super) fn api(
+    raw: RawApi,
+    path: &str,
+    default_timeout: Duration,
+) -> Result<ApiSettings, ConfigError> {
+    let key = |k: &str| format!("{path}.{k}");
+    non_empty(&raw.name, &key("name"))?;
+    let host = raw
+        .host
+        .map(|h| {
+            let valid = !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
+            if valid {
+                Ok(h.to_ascii_lowercase())
+            } else {
+                Err(ConfigError::at(
+                    key("host"),
+                    format!("{h:?} is not a host name"),
+                ))
+            }
+        })
+        .transpose()?;
+    let path_prefix = path_prefix(
+        raw.path_prefix.as_deref().unwrap_or("/"),
+        &key("path_prefix"),
+    )?;
+    let upstream = upstream(&raw.upstream, &key("upstream"))?;
+    let policy = policy(
+        raw.scopes,
+        raw.scope_match.unwrap_or_default(),
+        raw.clients,
+        raw.skip_client_id_validation,
+        path,
+    )?;
+    let prefix = raw
+        .expose_headers_prefix
+        .unwrap_or_else(|| "X-AGW-".to_owned());
+    if prefix.is_empty() || http::HeaderName::from_bytes(prefix.as_bytes()).is_err() {
+        return Err(ConfigError::at(
+            key("expose_headers_prefix"),
+            format!("{prefix:?} is not a valid header name prefix"),
+        ));
+    }
+    let token_sources = raw
+        .token_sources
+        .unwrap_or_else(|| vec![TokenSource::Header]);
+    if token_sources.is_empty() {
+        return Err(ConfigError::at(
+            key("token_sources"),
+            "at least one of \"header\", \"query\", \"form\" is required",
+        ));
+    }
+    let validation = raw.validation.unwrap_or_default();
+    let audience = raw.audience.unwrap_or_default();
+    if audience.iter().any(String::is_empty) {
+        return Err(ConfigError::at(
+            key("audience"),
+            "audience values must not be empty",
+        ));
+    }
+    if audience.is_empty() && validation != ValidationMode::Introspection {
+        return Err(ConfigError::at(
+            key("audience"),
+            "validation by JWT needs the accepted audience values (Okta's default: \"api://default\")",
+        ));
+    }
+    let mut rules = Vec::with_capacity(raw.rules.len());
+    for (i, rule) in raw.rules.into_iter().enumerate() {
+        rules.push(compile_rule(rule, &format!("{path}.rule[{i}]"), &policy)?);
+    }
+    Ok(ApiSettings {
+        name: raw.name,
+        host,
+        path_prefix,
+        upstream,
+        strip_prefix: raw.strip_prefix,
+        timeout: raw.timeout.map_or(default_timeout, |d| d.0),
+        validation,
+        audience,
+        policy,
+        expose_headers: raw.expose_headers,
+        strip_headers_prefix: normalise_prefix(&prefix),
+        expose_headers_prefix: prefix,
+        token_sources,
+        max_form_bytes: raw.max_form_bytes.unwrap_or(64 * 1024),
+        rules,
+    })
+}
+
+/// Header prefixes compare case-insensitively with `_` read as `-` (some servers treat them alike).
+pub(crate) fn normalise_prefix(prefix: &str) -> String {
+    prefix.to_ascii_lowercase().replace('_', "-")
+}
+
+fn path_prefix(prefix: &str, key: &str) -> Result<String, ConfigError> {
+    let normalised = crate::routing::normalise_path(prefix)
+        .map_err(|e| ConfigError::at(key, format!("{prefix:?} is not a usable path ({e})")))?;
+    if normalised != prefix && normalised.trim_end_matches('/') != prefix.trim_end_matches('/') {
+        return Err(ConfigError::at(
+            key,
+            format!("{prefix:?} is not in normal form (write {normalised:?})"),
+        ));
+    }
+    let trimmed = prefix.trim_end_matches('/');
+    Ok(if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    })
+}
+
+fn upstream(text: &str, key: &str) -> Result<UpstreamTarget, ConfigError> {
+    let url = Url::parse(text)
+        .map_err(|e| ConfigError::at(key, format!("{text:?} is not a URL: {e}")))?;
+    if url.scheme() != "http" {
+        return Err(ConfigError::at(
+            key,
+            format!(
+                "scheme {:?} is not supported: upstreams are http://",
+                url.scheme()
+            ),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(ConfigError::at(
+            key,
+            "an upstream has no query, fragment or user info",
+        ));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| ConfigError::at(key, "the upstream URL has no host"))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let authority = format!("{host}:{port}")
+        .parse::<http::uri::Authority>()
+        .map_err(|e| ConfigError::at(key, format!("bad authority: {e}")))?;
+    let base_path = url.path().trim_end_matches('/').to_owned();
+    let host = http::HeaderValue::from_str(authority.as_str())
+        .map_err(|_| ConfigError::at(key, "the authority cannot be a Host header"))?;
+    Ok(UpstreamTarget {
+        url,
+        authority,
+        host,
+        base_path,
+    })
+}
+
+fn policy(
+    scopes: Vec<String>,
+    scope_match: ScopeMatch,
+    clients: Vec<String>,
+    skip: bool,
+    path: &str,
+) -> Result<PolicySettings, ConfigError> {
+    check_scopes(&scopes, &format!("{path}.scopes"))?;
+    let clients = if skip {
+        ClientCheck::Skip
+    } else {
+        if clients.is_empty() {
+            return Err(ConfigError::at(
+                format!("{path}.clients"),
+                "client-id validation is on but no clients are listed: list the client ids \
+                 holding a contract, or set skip_client_id_validation = true",
+            ));
+        }
+        for (i, c) in clients.iter().enumerate() {
+            non_empty(c, &format!("{path}.clients[{i}]"))?;
+        }
+        ClientCheck::Contracts(clients.into_iter().collect())
+    };
+    Ok(PolicySettings {
+        scopes,
+        scope_match,
+        clients,
+    })
+}
+
+/// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+pub(super) fn check_scopes(scopes: &[String], path: &str) -> Result<(), ConfigError> {
+    for (i, s) in scopes.iter().enumerate() {
+        let valid = !s.is_empty()
+            && s.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+        if !valid {
+            return Err(ConfigError::at(
+                format!("{path}[{i}]"),
+                format!("{s:?} is not a scope token (RFC 6749 §3.3)"),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! `[provider]`: the identity provider's endpoints, the introspection client, and how JWTs are
+//! checked locally.
+
+use std::time::Duration;
+
+use url::Url;
+
+use super::ConfigError;
+use super::compile::{Secret, http_url, non_empty, positive};
+use super::raw::{ClientAuth, RawProvider};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderSettings {
+    /// Kept as written: the metadata's `issuer` and tokens' `iss` must equal it byte for byte.
+    pub issuer: String,
+    pub authorize_url: Option<Url>,
+    pub token_url: Option<Url>,
+    pub introspection_url: Option<Url>,
+    pub jwks_url: Option<Url>,
+    pub registration_url: Option<Url>,
+    pub introspection_client_id: String,
+    pub introspection_client_secret: Secret,
+    pub introspection_auth: ClientAuth,
+    pub registration_authorization: Option<Secret>,
+    pub request_timeout: Duration,
+    pub jwt: JwtSettings,
+}
+
+/// Local JWT validation (RFC 7519, RFC 9068) against the provider's JWKS (RFC 7517).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwtSettings {
+    /// Asymmetric algorithms only: `none` and HMAC are refused when the config is read.
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    pub leeway: Duration,
+    /// When set, the JOSE `typ` must be this (or `application/` + this), e.g. `at+jwt`.
+    pub typ: Option<String>,
+    pub max_token_bytes: usize,
+    /// At most one JWKS fetch per this long for unknown `kid`s.
+    pub jwks_min_refresh: Duration,
+    /// Refresh interval without `Cache-Control: max-age`; with one, it is clamped to the bounds.
+    pub jwks_refresh: Duration,
+    pub jwks_refresh_min: Duration,
+    pub jwks_refresh_max: Duration,
+}
+
+pub(super) fn provider(raw: RawProvider) -> Result<ProviderSettings, ConfigError> {
+    let issuer_url = http_url(&raw.issuer, "provider.issuer")?;
+    if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
+        return Err(ConfigError::at(
+            "provider.issuer",
+            "an issuer has no query or fragment (RFC 8414 §2)",
+        ));
+    }
+    let endpoint = |value: &Option<String>, key: &str| {
+        value
+            .as_deref()
+            .map(|v| http_url(v, &format!("provider.{key}")))
+            .transpose()
+    };
+    non_empty(
+        &raw.introspection_client_id,
+        "provider.introspection_client_id",
+    )?;
+    non_empty(
+        &raw.introspection_client_secret,
+        "provider.introspection_client_secret",
+    )?;
+    if let Some(auth) = &raw.registration_authorization {
+        non_empty(auth, "provider.registration_authorization")?;
+        if http::HeaderValue::from_str(auth).is_err() {
+            return Err(ConfigError::at(
+                "provider.registration_authorization",
+                "not a valid header value",
+            ));
+        }
+    }
+    let jwt = jwt_settings(&raw)?;
+    Ok(ProviderSettings {
+        authorize_url: endpoint(&raw.authorize_url, "authorize_url")?,
+        token_url: endpoint(&raw.token_url, "token_url")?,
+        introspection_url: endpoint(&raw.introspection_url, "introspection_url")?,
+        jwks_url: endpoint(&raw.jwks_url, "jwks_url")?,
+        registration_url: endpoint(&raw.registration_url, "registration_url")?,
+        issuer: raw.issuer,
+        introspection_client_id: raw.introspection_client_id,
+        introspection_client_secret: Secret(raw.introspection_client_secret),
+        introspection_auth: raw.introspection_auth.unwrap_or_default(),
+        registration_authorization: raw.registration_authorization.map(Secret),
+        request_timeout: positive(raw.request_timeout, "provider.request_timeout", 5)?,
+        jwt,
+    })
+}
+
+fn jwt_settings(raw: &RawProvider) -> Result<JwtSettings, ConfigError> {
+    use jsonwebtoken::Algorithm;
+    let names = raw
+        .jwt_algorithms
+        .clone()
+        .unwrap_or_else(|| vec!["RS256".to_owned()]);
+    if names.is_empty() {
+        return Err(ConfigError::at(
+            "provider.jwt_algorithms",
+            "list at least one algorithm",
+        ));
+    }
+    let mut algorithms = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let key = format!("provider.jwt_algorithms[{i}]");
+        let alg: Algorithm = name
+            .parse()
+            .map_err(|_| ConfigError::at(&key, format!("{name:?} is not a JWS algorithm")))?;
+        // Shared-secret and unsigned tokens are never accepted: a public JWKS cannot vouch for them.
+        let allowed = matches!(
+            alg,
+            Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512
+                | Algorithm::ES256
+                | Algorithm::ES384
+                | Algorithm::EdDSA
+        );
+        if !allowed {
+            return Err(ConfigError::at(
+                key,
+                format!("{name} is not allowed: use RS*, PS*, ES* or EdDSA"),
+            ));
+        }
+        algorithms.push(alg);
+    }
+    let d = |v: Option<super::duration::ConfigDuration>, default: u64| {
+        v.map_or(Duration::from_secs(default), |d| d.0)
+    };
+    let settings = JwtSettings {
+        algorithms,
+        leeway: d(raw.leeway, 30),
+        typ: raw.jwt_typ.clone(),
+        max_token_bytes: raw.max_token_bytes.unwrap_or(8192),
+        jwks_min_refresh: d(raw.jwks_min_refresh, 30),
+        jwks_refresh: positive(raw.jwks_refresh, "provider.jwks_refresh", 300)?,
+        jwks_refresh_min: positive(raw.jwks_refresh_min, "provider.jwks_refresh_min", 60)?,
+        jwks_refresh_max: positive(raw.jwks_refresh_max, "provider.jwks_refresh_max", 3600)?,
+    };
+    if settings.jwks_refresh_min > settings.jwks_refresh_max {
+        return Err(ConfigError::at(
+            "provider.jwks_refresh_min",
+            "must not exceed jwks_refresh_max",
+        ));
+    }
+    if settings.max_token_bytes < 256 {
+        return Err(ConfigError::at(
+            "provider.max_token_bytes",
+            "must be at least 256",
+        ));
+    }
+    Ok(settings)
+}

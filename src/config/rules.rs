@@ -1,0 +1,93 @@
+//! `[[api.rule]]`: Anypoint's method & resource conditions, each with the policy it applies.
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use http::Method;
+
+use super::ConfigError;
+use super::api::{ClientCheck, PolicySettings, check_scopes};
+use super::raw::RawRule;
+
+#[derive(Debug, Clone)]
+pub struct RuleSettings {
+    pub methods: Option<Vec<Method>>,
+    pub paths: Option<GlobSet>,
+    /// The patterns as written, for `check`.
+    pub path_patterns: Vec<String>,
+    pub public: bool,
+    pub policy: PolicySettings,
+}
+
+pub(super) fn compile_rule(
+    raw: RawRule,
+    path: &str,
+    api_policy: &PolicySettings,
+) -> Result<RuleSettings, ConfigError> {
+    let methods = raw
+        .methods
+        .map(|ms| {
+            ms.iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                        ConfigError::at(
+                            format!("{path}.methods[{i}]"),
+                            format!("{m:?} is not an HTTP method"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let paths = raw.paths.as_ref().map(|ps| globs(ps, path)).transpose()?;
+    if raw.public && (raw.scopes.is_some() || raw.clients.is_some() || raw.scope_match.is_some()) {
+        return Err(ConfigError::at(
+            format!("{path}.public"),
+            "a public rule requires no token, so it cannot also require scopes or clients",
+        ));
+    }
+    let policy = PolicySettings {
+        scopes: match raw.scopes {
+            Some(s) => {
+                check_scopes(&s, &format!("{path}.scopes"))?;
+                s
+            }
+            None => api_policy.scopes.clone(),
+        },
+        scope_match: raw.scope_match.unwrap_or(api_policy.scope_match),
+        clients: match raw.clients {
+            Some(c) if c.is_empty() => {
+                return Err(ConfigError::at(
+                    format!("{path}.clients"),
+                    "an empty list would admit no client: omit the key to inherit the API's",
+                ));
+            }
+            Some(c) => ClientCheck::Contracts(c.into_iter().collect()),
+            None => api_policy.clients.clone(),
+        },
+    };
+    Ok(RuleSettings {
+        methods,
+        paths,
+        path_patterns: raw.paths.unwrap_or_default(),
+        public: raw.public,
+        policy,
+    })
+}
+
+fn globs(patterns: &[String], path: &str) -> Result<GlobSet, ConfigError> {
+    let mut set = GlobSetBuilder::new();
+    for (i, p) in patterns.iter().enumerate() {
+        let key = format!("{path}.paths[{i}]");
+        if !p.starts_with('/') {
+            return Err(ConfigError::at(key, format!("{p:?} must start with /")));
+        }
+        let glob = GlobBuilder::new(p)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| ConfigError::at(key, format!("bad pattern: {e}")))?;
+        set.add(glob);
+    }
+    set.build()
+        .map_err(|e| ConfigError::at(format!("{path}.paths"), e.to_string()))
+}
