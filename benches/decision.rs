@@ -28,7 +28,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tollgate::body::{ProxyBody, empty, full};
 use tollgate::clock::SystemClock;
 use tollgate::config;
-use tollgate::policy::{PolicyLayer, PolicyService, Rejection};
+use tollgate::forward::ForwardError;
+use tollgate::policy::{PolicyLayer, PolicyService};
 use tollgate::runtime::{Runtime, RuntimeHandle};
 use tower::{Layer, Service, ServiceExt};
 
@@ -40,13 +41,13 @@ struct Answer;
 
 impl Service<Request<ProxyBody>> for Answer {
     type Response = Response<ProxyBody>;
-    type Error = Rejection;
-    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Rejection>>;
+    type Error = ForwardError;
+    type Future = BoxFuture<'static, Result<Response<ProxyBody>, ForwardError>>;
 
     fn poll_ready(
         &mut self,
         _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Rejection>> {
+    ) -> std::task::Poll<Result<(), ForwardError>> {
         std::task::Poll::Ready(Ok(()))
     }
 

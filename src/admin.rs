@@ -2,40 +2,34 @@
 //! serves) and `/readyz` (readiness: the provider's endpoints are resolved, so tokens can be
 //! validated; 503 again from the start of a shutdown, so load balancers drain first).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::body::{ProxyBody, full};
 use crate::measure;
 use crate::runtime::RuntimeHandle;
 
-/// Serves until aborted; `draining` is set when shutdown begins.
+/// Serves until aborted (which closes its connections too); `draining` is set when shutdown
+/// begins. The connections have the gateway's limits and deadlines, and a small cap of their own:
+/// scrapes and probes need few, and a flood of them must not take the process's file descriptors.
 pub async fn serve(listener: TcpListener, runtime: RuntimeHandle, draining: Arc<AtomicBool>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let runtime = runtime.clone();
-        let draining = draining.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let response = answer(&req, &runtime, draining.load(Ordering::SeqCst));
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    let settings = runtime.current().listen.clone();
+    let handle = move |req: Request<Incoming>| {
+        let response = answer(&req, &runtime, draining.load(Ordering::SeqCst));
+        async move { response }
+    };
+    crate::server::serve_plain(
+        &listener,
+        settings.admin_max_connections,
+        settings.connection,
+        handle,
+    )
+    .await;
 }
 
 fn answer(req: &Request<Incoming>, runtime: &RuntimeHandle, draining: bool) -> Response<ProxyBody> {

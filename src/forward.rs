@@ -9,13 +9,12 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
+    UPGRADE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version};
 
-use crate::body::ProxyBody;
-use crate::policy::Rejection;
+use crate::body::{BodyError, ProxyBody};
 use crate::upstream::UpstreamPool;
 
 /// Where and how to forward one allowed request: set by the policy, read here.
@@ -27,12 +26,44 @@ pub struct ForwardPlan {
     /// The normalised path (re-encoded) and the query without any `access_token`.
     pub path_and_query: http::uri::PathAndQuery,
     pub timeout: Duration,
+    /// The longest gap allowed between an upstream response's body bytes.
+    pub stream_idle: Duration,
     /// Client headers starting with this (lowercase, `_` read as `-`) are removed.
     pub strip_header_prefix: String,
     /// Identity headers to add, after every removal.
     pub identity: Vec<(HeaderName, HeaderValue)>,
     /// The original `Host` (or `:authority`), for `X-Forwarded-Host`.
     pub original_host: Option<HeaderValue>,
+}
+
+/// Why a request got no response from the upstream; the policy renders it. The client's own body
+/// failures are told apart from the upstream's: they are the client's fault, not a bad gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardError {
+    #[error("the upstream could not be reached")]
+    Unreachable,
+    #[error("the upstream did not answer in time")]
+    Timeout,
+    /// The client's request body broke (framing, truncation) before the upstream answered.
+    #[error("the client's request body is malformed")]
+    ClientBody,
+    /// The client's request body stalled before the upstream answered.
+    #[error("the client's request body stalled")]
+    ClientStalled,
+    /// The request body outgrew `max_body_bytes` before the upstream answered.
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(u64),
+}
+
+impl ForwardError {
+    fn of(error: &crate::upstream::UpstreamError) -> ForwardError {
+        match BodyError::find(error) {
+            Some(BodyError::Client(_)) => ForwardError::ClientBody,
+            Some(BodyError::Stalled(_)) => ForwardError::ClientStalled,
+            Some(BodyError::TooLarge(limit)) => ForwardError::TooLarge(*limit),
+            Some(BodyError::Upstream(_)) | None => ForwardError::Unreachable,
+        }
+    }
 }
 
 /// How long the upstream took to answer (to its response head): the part of a request's latency
@@ -97,11 +128,11 @@ impl Forwarder {
     async fn forward(
         pool: UpstreamPool,
         req: Request<ProxyBody>,
-    ) -> Result<Response<ProxyBody>, Rejection> {
+    ) -> Result<Response<ProxyBody>, ForwardError> {
         let (mut parts, body) = req.into_parts();
         let Some(plan) = parts.extensions.remove::<ForwardPlan>() else {
             // Only the policy sends requests here, always with a plan.
-            return Err(Rejection::UpstreamUnreachable);
+            return Err(ForwardError::Unreachable);
         };
         let client_ip = parts.extensions.get::<ClientAddr>().map(|c| &c.ip);
         let mut headers = std::mem::take(&mut parts.headers);
@@ -120,12 +151,16 @@ impl Forwarder {
         *upstream_req.headers_mut() = headers;
         upstream_req.headers_mut().insert(HOST, plan.host.clone());
         let asked = std::time::Instant::now();
-        let response = tokio::time::timeout(plan.timeout, pool.send(&plan.authority, upstream_req))
+        let sent = pool.send(&plan.authority, upstream_req, plan.stream_idle);
+        let response = tokio::time::timeout(plan.timeout, sent)
             .await
-            .map_err(|_| Rejection::UpstreamTimeout)?
+            .map_err(|_| ForwardError::Timeout)?
             .map_err(|e| {
-                tracing::warn!(upstream = %plan.authority, error = %crate::provider::error_chain(&e), "upstream request failed");
-                Rejection::UpstreamUnreachable
+                let kind = ForwardError::of(&e);
+                if kind == ForwardError::Unreachable {
+                    tracing::warn!(upstream = %plan.authority, error = %crate::provider::error_chain(&e), "upstream request failed");
+                }
+                kind
             })?;
         let (mut parts, body) = response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
@@ -136,8 +171,8 @@ impl Forwarder {
 
 impl tower::Service<Request<ProxyBody>> for Forwarder {
     type Response = Response<ProxyBody>;
-    type Error = Rejection;
-    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Rejection>>;
+    type Error = ForwardError;
+    type Future = BoxFuture<'static, Result<Response<ProxyBody>, ForwardError>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // The pooled client has no readiness of its own: connections are made per request.
@@ -221,12 +256,6 @@ fn set_forwarded(
         Some(h) => headers.insert(X_FORWARDED_HOST, h),
         None => headers.remove(X_FORWARDED_HOST),
     };
-}
-
-/// Content-Length for a body the policy rewrote.
-pub fn set_content_length(headers: &mut HeaderMap, len: usize) {
-    headers.remove(TRANSFER_ENCODING);
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
 }
 
 #[cfg(test)]

@@ -8,6 +8,10 @@
 //! head as it passes, and queues the verdict; the listener hands each request its verdict in order.
 //! Bytes pass through unchanged. Anything it cannot follow (HTTP/2, upgrades, malformed framing
 //! that hyper will refuse anyway) switches it off for the rest of the connection.
+//!
+//! Since it sees where each head begins and ends, it also tells the connection's watchdog when a
+//! head has arrived whole and when a read stopped inside one, so a head that trickles in is cut
+//! off after `header_read_timeout`.
 
 use std::collections::VecDeque;
 use std::io;
@@ -16,6 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::server::connection::ConnectionState;
 
 /// The framing verdicts of one connection's request heads, oldest first: `Some(reason)` when the
 /// head's framing is ambiguous.
@@ -63,16 +69,23 @@ pub struct FramingGuard<IO> {
     pending: Vec<u8>,
     max_head: usize,
     log: Arc<FramingLog>,
+    connection: Arc<ConnectionState>,
 }
 
 impl<IO> FramingGuard<IO> {
-    pub fn new(inner: IO, max_head: usize, log: Arc<FramingLog>) -> Self {
+    pub fn new(
+        inner: IO,
+        max_head: usize,
+        log: Arc<FramingLog>,
+        connection: Arc<ConnectionState>,
+    ) -> Self {
         FramingGuard {
             inner,
             state: State::Head,
             pending: Vec::new(),
             max_head,
             log,
+            connection,
         }
     }
 
@@ -119,6 +132,9 @@ impl<IO> FramingGuard<IO> {
             };
             bytes = &bytes[used..];
         }
+        if self.state == State::Head && !self.pending.is_empty() {
+            self.connection.head_partial();
+        }
     }
 
     /// Collects a request head; judges it once complete. Returns the bytes consumed.
@@ -133,6 +149,7 @@ impl<IO> FramingGuard<IO> {
             return bytes.len();
         };
         let head = std::mem::take(&mut self.pending);
+        self.connection.head_complete();
         self.state = self.judge(&head[..end]);
         // What followed the head in this read belongs to the body or the next message.
         bytes.len() - (head.len() - end)
@@ -278,7 +295,7 @@ mod tests {
 
     fn verdicts(stream: &[&[u8]]) -> (Vec<Option<&'static str>>, State) {
         let log = Arc::new(FramingLog::default());
-        let mut guard = FramingGuard::new((), 8192, log.clone());
+        let mut guard = FramingGuard::new((), 8192, log.clone(), ConnectionState::new());
         for part in stream {
             guard.observe(part);
         }

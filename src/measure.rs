@@ -9,6 +9,8 @@
 //! - `tollgate_cache_lookups_total{cache,result}` (`hit`, `miss`, `coalesced`), `tollgate_cache_entries{cache}`
 //! - `tollgate_upstream_errors_total{api,kind}`
 //! - `tollgate_config_reloads_total{outcome}`
+//! - `tollgate_connections_closed_total{reason}`: connections the gateway ended itself (a deadline
+//!   passed, or a cap was reached)
 
 use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
@@ -28,6 +30,7 @@ pub const CACHE_LOOKUPS: &str = "tollgate_cache_lookups_total";
 pub const CACHE_ENTRIES: &str = "tollgate_cache_entries";
 pub const UPSTREAM_ERRORS: &str = "tollgate_upstream_errors_total";
 pub const CONFIG_RELOADS: &str = "tollgate_config_reloads_total";
+pub const CONNECTIONS_CLOSED: &str = "tollgate_connections_closed_total";
 
 /// Latency buckets, in seconds: from tens of microseconds (a cached decision) to seconds.
 const BUCKETS: [f64; 14] = [

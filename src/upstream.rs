@@ -6,6 +6,8 @@
 //! A connection goes back to the pool when the response body it carries has been read to its end;
 //! one whose body was abandoned, or which failed, is dropped (and closed). A pooled connection the
 //! upstream has closed meanwhile is skipped; a request that never left on one is sent on another.
+//! A response body that stalls for the listener's `stream_idle_timeout` is cut off (its connection
+//! closed), so an upstream that sends a head and then nothing cannot hold a client forever.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -22,7 +24,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::body::ProxyBody;
+use crate::body::{BodyError, IdleBound, ProxyBody};
 
 /// How long a new connection may take to be established.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,18 +60,20 @@ struct Idle {
 
 impl UpstreamPool {
     /// Sends `req` (origin-form URI, `Host` set) to `authority` and returns the response, whose body
-    /// returns the connection to the pool when read to its end.
+    /// returns the connection to the pool when read to its end, and fails after `stall` without a
+    /// byte.
     pub async fn send(
         &self,
         authority: &Authority,
         mut req: Request<ProxyBody>,
+        stall: Duration,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
         while let Some(mut sender) = self.checkout(authority) {
             if sender.ready().await.is_err() {
                 continue;
             }
             match sender.try_send_request(req).await {
-                Ok(response) => return Ok(self.returning(authority, sender, response)),
+                Ok(response) => return Ok(self.returning(authority, sender, response, stall)),
                 Err(mut failed) => match failed.take_message() {
                     // It never left: the connection was closing. Another may do.
                     Some(unsent) => req = unsent,
@@ -81,7 +85,7 @@ impl UpstreamPool {
         // carry (and move) its space.
         let mut sender = Box::pin(connect(authority)).await?;
         let response = sender.send_request(req).await?;
-        Ok(self.returning(authority, sender, response))
+        Ok(self.returning(authority, sender, response, stall))
     }
 
     fn checkout(&self, authority: &Authority) -> Option<SendRequest<ProxyBody>> {
@@ -121,11 +125,13 @@ impl UpstreamPool {
         authority: &Authority,
         sender: SendRequest<ProxyBody>,
         response: Response<Incoming>,
+        stall: Duration,
     ) -> Response<ProxyBody> {
         let (parts, incoming) = response.into_parts();
         let mut body = ReturnAtEnd {
             incoming,
             back: Some((self.clone(), authority.clone(), sender)),
+            idle: IdleBound::new(stall),
         };
         if body.incoming.is_end_stream() {
             // No body to read (204, 304, HEAD, Content-Length: 0): free at once.
@@ -156,6 +162,7 @@ async fn connect(authority: &Authority) -> Result<SendRequest<ProxyBody>, Upstre
 struct ReturnAtEnd {
     incoming: Incoming,
     back: Option<(UpstreamPool, Authority, SendRequest<ProxyBody>)>,
+    idle: IdleBound,
 }
 
 impl ReturnAtEnd {
@@ -168,22 +175,36 @@ impl ReturnAtEnd {
 
 impl Body for ReturnAtEnd {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.incoming).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => this.give_back(),
-            Poll::Ready(Some(Ok(_))) if this.incoming.is_end_stream() => this.give_back(),
+        match Pin::new(&mut this.incoming).poll_frame(cx) {
+            Poll::Ready(None) => {
+                this.give_back();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if this.incoming.is_end_stream() {
+                    this.give_back();
+                }
+                this.idle.progressed();
+                Poll::Ready(Some(Ok(frame)))
+            }
             // An error: the connection is not reusable; dropping it closes it.
-            Poll::Ready(Some(Err(_))) => this.back = None,
-            _ => {}
+            Poll::Ready(Some(Err(e))) => {
+                this.back = None;
+                Poll::Ready(Some(Err(BodyError::Upstream(e))))
+            }
+            Poll::Pending if this.idle.expired(cx) => {
+                this.back = None;
+                Poll::Ready(Some(Err(BodyError::Stalled(this.idle.limit()))))
+            }
+            Poll::Pending => Poll::Pending,
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {

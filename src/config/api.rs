@@ -55,8 +55,15 @@ pub struct ApiSettings {
     pub strip_headers_prefix: String,
     pub token_sources: Vec<TokenSource>,
     pub max_form_bytes: usize,
+    /// The largest request body forwarded (`u64::MAX`: no limit, from `max_body_bytes = 0`).
+    pub max_body_bytes: u64,
     pub rules: Vec<RuleSettings>,
 }
+
+/// 10 MiB, the request payload limit of AWS API Gateway and Apigee: bodies stream through (a
+/// large one costs no memory here), so the limit guards the upstream's work, and it is large
+/// enough for the JSON and form payloads APIs take while refusing an endless upload at once.
+const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 
 pub(super) fn api(
     raw: RawApi,
@@ -144,6 +151,10 @@ pub(super) fn api(
         expose_headers_prefix: prefix,
         token_sources,
         max_form_bytes: raw.max_form_bytes.unwrap_or(64 * 1024),
+        max_body_bytes: match raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES) {
+            0 => u64::MAX,
+            n => n,
+        },
         rules,
     })
 }

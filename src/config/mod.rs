@@ -20,7 +20,7 @@ pub use compile::{CacheSettings, LogSettings, Secret, Settings};
 pub use describe::describe;
 pub use dev::{DevClientSettings, DevSettings, RESERVED_CLIENT, dev_settings};
 pub use interpolate::{Env, ProcessEnv};
-pub use listen::ListenSettings;
+pub use listen::{ConnectionLimits, ListenSettings};
 pub use provider::{JwtSettings, ProviderSettings};
 pub use raw::{ClientAuth, LogFormat, ScopeMatch, TokenSource, ValidationMode};
 pub use rules::RuleSettings;

@@ -34,6 +34,14 @@ pub struct RawListen {
     pub header_read_timeout: Option<ConfigDuration>,
     pub request_timeout: Option<ConfigDuration>,
     pub shutdown_grace: Option<ConfigDuration>,
+    pub idle_timeout: Option<ConfigDuration>,
+    pub stream_idle_timeout: Option<ConfigDuration>,
+    pub max_connection_age: Option<ConfigDuration>,
+    pub max_connections_per_ip: Option<usize>,
+    pub max_concurrent_streams: Option<u32>,
+    pub http2_keepalive_interval: Option<ConfigDuration>,
+    pub http2_keepalive_timeout: Option<ConfigDuration>,
+    pub admin_max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +125,7 @@ pub struct RawApi {
     pub expose_headers_prefix: Option<String>,
     pub token_sources: Option<Vec<TokenSource>>,
     pub max_form_bytes: Option<usize>,
+    pub max_body_bytes: Option<u64>,
     #[serde(default, rename = "rule")]
     pub rules: Vec<RawRule>,
 }

@@ -50,7 +50,7 @@ fn a_minimal_config_gets_its_defaults() {
     assert_eq!(api.strip_headers_prefix, "x-agw-");
     assert_eq!(api.policy.scope_match, ScopeMatch::All);
     assert_eq!(api.validation, ValidationMode::Introspection);
-    assert_eq!(s.listen.max_header_bytes, 16 * 1024);
+    assert_eq!(s.listen.connection.max_header_bytes, 16 * 1024);
     assert_eq!(s.listen.workers, None, "one per CPU unless set");
 }
 

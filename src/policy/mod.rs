@@ -21,9 +21,9 @@ use tower::{Layer, Service, ServiceExt};
 pub use authorize::authorize;
 pub use rejection::{AccessRecord, Rejection};
 
-use crate::body::{ProxyBody, full};
+use crate::body::{BoundedBody, ProxyBody, full, set_content_length};
 use crate::config::{PolicySettings, RuleSettings, TokenSource};
-use crate::forward::{ForwardPlan, set_content_length};
+use crate::forward::{ForwardError, ForwardPlan};
 use crate::framing::AmbiguousFraming;
 use crate::routing::{encode_path, normalise_path, request_host};
 use crate::runtime::{Api, Runtime, RuntimeHandle};
@@ -68,7 +68,7 @@ struct Allowed {
 
 impl<S> Service<Request<ProxyBody>> for PolicyService<S>
 where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Rejection>
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ForwardError>
         + Clone
         + Send
         + 'static,
@@ -117,7 +117,8 @@ where
                     });
                     response
                 }
-                Err(rejection) => {
+                Err(failure) => {
+                    let rejection = Rejection::from(failure);
                     metrics::counter!(crate::measure::UPSTREAM_ERRORS, "api" => api.name.to_string(), "kind" => rejection.reason())
                         .increment(1);
                     rejection.into_response(Some(&api.name), client_id)
@@ -145,6 +146,12 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Allowed, R
         .ok_or((Rejection::NoRoute, None))?;
     let refuse = |r: Rejection| (r, Some(api.clone()));
     let settings = &api.settings;
+    let req = bound_body(
+        req,
+        settings.max_body_bytes,
+        runtime.listen.connection.stream_idle_timeout,
+    )
+    .map_err(refuse)?;
 
     // RFC 6750 §2.3: the query token is taken out whether or not this API accepts it there, so it
     // never reaches upstream logs.
@@ -162,7 +169,14 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Allowed, R
         (req, None)
     } else {
         let policy = rule.map_or(&settings.policy, |r| &r.policy);
-        let (req, token) = find_token(req, &api, query_token).await.map_err(refuse)?;
+        let (req, token) = find_token(
+            req,
+            &api,
+            query_token,
+            runtime.listen.connection.stream_idle_timeout,
+        )
+        .await
+        .map_err(refuse)?;
         let principal = validate_and_authorize(&api, policy, &token)
             .await
             .map_err(refuse)?;
@@ -171,6 +185,7 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Allowed, R
 
     let plan = plan(
         &api,
+        runtime.listen.connection.stream_idle_timeout,
         &path,
         query.as_deref(),
         principal.as_deref(),
@@ -196,6 +211,29 @@ pub fn matching_rule<'a>(
         rule.methods.as_ref().is_none_or(|ms| ms.contains(method))
             && rule.paths.as_ref().is_none_or(|ps| ps.is_match(path))
     })
+}
+
+/// Applies the API's body size limit: at once when `Content-Length` says it is exceeded (nothing
+/// is forwarded), else while the body streams; and bounds the gaps between its bytes. A request
+/// without a body (most of them) is left as it is, at no cost.
+fn bound_body(
+    req: Request<ProxyBody>,
+    limit: u64,
+    stall: std::time::Duration,
+) -> Result<Request<ProxyBody>, Rejection> {
+    use http_body::Body as _;
+    if req.body().is_end_stream() {
+        return Ok(req);
+    }
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(Rejection::BodyTooLarge(limit));
+    }
+    Ok(req.map(|body| BoundedBody::new(body, limit, stall).boxed()))
 }
 
 /// RFC 9112 §6.3: a message with both Content-Length and Transfer-Encoding, or with several
@@ -233,6 +271,7 @@ async fn find_token(
     req: Request<ProxyBody>,
     api: &Api,
     query_token: Option<BearerToken>,
+    stall: std::time::Duration,
 ) -> Result<(Request<ProxyBody>, BearerToken), Rejection> {
     let sources = &api.settings.token_sources;
     let header_token = if sources.contains(&TokenSource::Header) {
@@ -242,7 +281,12 @@ async fn find_token(
     };
     let (req, form_token) = if sources.contains(&TokenSource::Form) && is_form_post(&req) {
         // Boxed: rare, and its body-reading future would otherwise enlarge every request's.
-        Box::pin(take_form_token(req, api.settings.max_form_bytes)).await?
+        // The body's gaps are bounded already; this bounds the whole read, so a client trickling
+        // one byte per gap cannot hold the request (and its connection) for long either.
+        let read = Box::pin(take_form_token(req, api.settings.max_form_bytes));
+        tokio::time::timeout(stall, read)
+            .await
+            .map_err(|_| Rejection::RequestTimeout)??
     } else {
         (req, None)
     };
@@ -282,7 +326,15 @@ async fn take_form_token(
     let bytes = Limited::new(body, limit)
         .collect()
         .await
-        .map_err(|_| Rejection::FormTooLarge)?
+        .map_err(|e| match e.downcast_ref::<crate::body::BodyError>() {
+            Some(crate::body::BodyError::Stalled(_)) => Rejection::RequestTimeout,
+            Some(crate::body::BodyError::TooLarge(n)) => Rejection::BodyTooLarge(*n),
+            Some(crate::body::BodyError::Client(_) | crate::body::BodyError::Upstream(_)) => {
+                Rejection::BadBody
+            }
+            // `Limited`'s own error: the form is longer than a token is worth reading for.
+            None => Rejection::FormTooLarge,
+        })?
         .to_bytes();
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| Rejection::InvalidRequest("the form body is not UTF-8"))?;
@@ -319,6 +371,7 @@ async fn validate_and_authorize(
 /// The upstream target, path and identity headers for an allowed request.
 fn plan(
     api: &Api,
+    stream_idle: std::time::Duration,
     path: &str,
     query: Option<&str>,
     principal: Option<&Principal>,
@@ -362,6 +415,7 @@ fn plan(
         host: settings.upstream.host.clone(),
         path_and_query,
         timeout: settings.timeout,
+        stream_idle,
         strip_header_prefix: settings.strip_headers_prefix.clone(),
         identity,
         original_host,

@@ -9,6 +9,7 @@ use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::{ProxyBody, full};
+use crate::forward::ForwardError;
 use crate::provider::ProviderError;
 use crate::routing::PathError;
 use crate::validate::InvalidReason;
@@ -23,6 +24,12 @@ pub enum Rejection {
     /// RFC 6750 §3.1 `invalid_request`: a malformed credential or more than one.
     InvalidRequest(&'static str),
     FormTooLarge,
+    /// The request body is larger than the API's `max_body_bytes` (the limit).
+    BodyTooLarge(u64),
+    /// The request body stalled for `stream_idle_timeout` before the upstream answered.
+    RequestTimeout,
+    /// The request body's framing broke (bad chunk size, truncated) before the upstream answered.
+    BadBody,
     MissingToken,
     InvalidToken(InvalidReason),
     InsufficientScope {
@@ -52,6 +59,9 @@ impl Rejection {
             Rejection::BadFraming(_) => "bad_framing",
             Rejection::InvalidRequest(_) => "invalid_request",
             Rejection::FormTooLarge => "form_too_large",
+            Rejection::BodyTooLarge(_) => "body_too_large",
+            Rejection::RequestTimeout => "request_timeout",
+            Rejection::BadBody => "bad_body",
             Rejection::MissingToken => "missing_token",
             Rejection::InvalidToken(r) => r.reason(),
             Rejection::InsufficientScope { .. } => "insufficient_scope",
@@ -65,10 +75,12 @@ impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self {
             Rejection::NoRoute => StatusCode::NOT_FOUND,
-            Rejection::BadPath(_) | Rejection::BadFraming(_) | Rejection::InvalidRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            Rejection::FormTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::BadPath(_)
+            | Rejection::BadFraming(_)
+            | Rejection::InvalidRequest(_)
+            | Rejection::BadBody => StatusCode::BAD_REQUEST,
+            Rejection::FormTooLarge | Rejection::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Rejection::MissingToken | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Rejection::InsufficientScope { .. } | Rejection::NoContract => StatusCode::FORBIDDEN,
             Rejection::ProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -96,6 +108,18 @@ impl Rejection {
                 "invalid_request",
                 "the form body is too large to read a token from".into(),
             ),
+            Rejection::BodyTooLarge(limit) => (
+                "payload_too_large",
+                format!("the request body is larger than this API accepts ({limit} bytes)"),
+            ),
+            Rejection::RequestTimeout => (
+                "request_timeout",
+                "the request body stopped arriving".into(),
+            ),
+            Rejection::BadBody => (
+                "invalid_request",
+                "the request body's framing is malformed".into(),
+            ),
             Rejection::MissingToken => ("unauthorized", "an access token is required".into()),
             Rejection::InvalidToken(r) => ("invalid_token", r.description().into()),
             Rejection::InsufficientScope { required } => (
@@ -117,6 +141,28 @@ impl Rejection {
                 "gateway_timeout",
                 "the upstream did not answer in time".into(),
             ),
+        }
+    }
+
+    /// Refusals after which the connection is closed: the rest of its bytes cannot be trusted to
+    /// be read the same way by everyone (framing), or the request body was left unread.
+    fn closes_connection(&self) -> bool {
+        match self {
+            Rejection::BadFraming(_)
+            | Rejection::BadBody
+            | Rejection::BodyTooLarge(_)
+            | Rejection::RequestTimeout => true,
+            Rejection::NoRoute
+            | Rejection::BadPath(_)
+            | Rejection::InvalidRequest(_)
+            | Rejection::FormTooLarge
+            | Rejection::MissingToken
+            | Rejection::InvalidToken(_)
+            | Rejection::InsufficientScope { .. }
+            | Rejection::NoContract
+            | Rejection::ProviderUnavailable(_)
+            | Rejection::UpstreamUnreachable
+            | Rejection::UpstreamTimeout => false,
         }
     }
 
@@ -143,6 +189,9 @@ impl Rejection {
             | Rejection::BadPath(_)
             | Rejection::BadFraming(_)
             | Rejection::FormTooLarge
+            | Rejection::BodyTooLarge(_)
+            | Rejection::RequestTimeout
+            | Rejection::BadBody
             | Rejection::ProviderUnavailable(_)
             | Rejection::UpstreamUnreachable
             | Rejection::UpstreamTimeout => None,
@@ -170,8 +219,7 @@ impl Rejection {
         {
             headers.insert(WWW_AUTHENTICATE, value);
         }
-        if let Rejection::BadFraming(_) = &self {
-            // The rest of the connection cannot be trusted to be read the same way by everyone.
+        if self.closes_connection() {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         if let Rejection::ProviderUnavailable(e) = &self {
@@ -184,6 +232,18 @@ impl Rejection {
             client_id,
         });
         response
+    }
+}
+
+impl From<ForwardError> for Rejection {
+    fn from(failure: ForwardError) -> Self {
+        match failure {
+            ForwardError::Unreachable => Rejection::UpstreamUnreachable,
+            ForwardError::Timeout => Rejection::UpstreamTimeout,
+            ForwardError::ClientBody => Rejection::BadBody,
+            ForwardError::ClientStalled => Rejection::RequestTimeout,
+            ForwardError::TooLarge(limit) => Rejection::BodyTooLarge(limit),
+        }
     }
 }
 

@@ -1,32 +1,37 @@
-//! The listeners: the gateway (HTTP/1.1 and HTTP/2 cleartext on one port, with bounded head size,
-//! head read time and connection count) and the admin endpoints. The request path is the tower
-//! stack access log → policy → forwarder.
+//! The listeners: the gateway (HTTP/1.1 and HTTP/2 cleartext on one port) and the admin endpoints,
+//! each through the one accept loop (`accept`) and the one connection driver (`connection`), so
+//! every listener has the same limits and deadlines. The request path is the tower stack access
+//! log → policy → forwarder.
 
-use std::convert::Infallible;
+pub mod accept;
+pub mod connection;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use http::{Request, Version};
-use http_body_util::BodyExt;
+use http::{Request, Response, Version};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinSet;
 use tower::{ServiceBuilder, ServiceExt};
 
+use self::accept::{Admission, Drain, accept_loop, spawn_connection};
+use self::connection::ConnectionState;
 use crate::admin;
-use crate::config::ListenSettings;
+use crate::body::{ProxyBody, from_client};
+use crate::config::{ConnectionLimits, ListenSettings};
 use crate::forward::{ClientAddr, Forwarder};
 use crate::framing::{AmbiguousFraming, FramingGuard, FramingLog};
 use crate::policy::PolicyLayer;
 use crate::runtime::RuntimeHandle;
 use crate::telemetry::AccessLogLayer;
+
+/// The kernel's queue of connections not yet accepted, per listening socket.
+const BACKLOG: u32 = 1024;
 
 /// Both listeners, bound.
 pub struct Listeners {
@@ -36,22 +41,42 @@ pub struct Listeners {
 
 impl Listeners {
     pub async fn bind(settings: &ListenSettings) -> io::Result<Self> {
-        let proxy = TcpListener::bind(settings.address).await.map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot listen on {}: {e}", settings.address),
-            )
-        })?;
+        let named = |addr: SocketAddr| {
+            move |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+        };
+        let proxy = bind_shared(settings.address).map_err(named(settings.address))?;
         let admin = TcpListener::bind(settings.admin_address)
             .await
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot listen on {}: {e}", settings.admin_address),
-                )
-            })?;
+            .map_err(named(settings.admin_address))?;
         Ok(Listeners { proxy, admin })
     }
+}
+
+/// A listening socket that more sockets may join on the same address (`SO_REUSEPORT`), so each
+/// worker can have its own and the kernel spreads new connections across them.
+///
+/// Joining is what `SO_REUSEPORT` does for any process that asks, so a second tollgate started on
+/// a port already served would quietly share it. A plain bind first makes that the usual
+/// "address in use" error instead.
+fn bind_shared(addr: SocketAddr) -> io::Result<TcpListener> {
+    if addr.port() != 0 {
+        drop(std::net::TcpListener::bind(addr)?);
+    }
+    bind_member(addr)
+}
+
+/// One more socket of the group on `addr`.
+fn bind_member(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// Serves both listeners until `shutdown` completes.
@@ -108,8 +133,9 @@ fn display_addr(addr: Option<SocketAddr>) -> String {
 /// The threads that serve the proxy listener. Like nginx's worker processes, each runs its own
 /// single-threaded event loop and serves each connection it accepts, and that connection's upstream
 /// requests, to the end: a request never hops between threads, so the request path needs no
-/// cross-thread wake-ups. They share one listening socket (the kernel hands each connection to
-/// whichever worker accepts first, so a busy worker takes fewer), the connection limit and the
+/// cross-thread wake-ups. Each has its own listening socket on the one address (`SO_REUSEPORT`):
+/// the kernel spreads new connections across them evenly, where one shared socket let whichever
+/// worker woke first take nearly all of a burst. They share the connection limits and the
 /// runtime (routes, caches, provider).
 struct Workers {
     stop: watch::Sender<bool>,
@@ -126,16 +152,26 @@ impl Workers {
         let count = settings.workers.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
-        let listener = listener.into_std()?;
-        let slots = Arc::new(Semaphore::new(settings.max_connections));
+        let addr = listener.local_addr()?;
+        let first = listener.into_std()?;
+        let admission = Admission::new(settings.max_connections, settings.max_connections_per_ip);
         let (stop, _) = watch::channel(false);
         let mut done = Vec::with_capacity(count);
         for index in 0..count {
+            let listener = if index == 0 {
+                first.try_clone()?
+            } else {
+                // Where the platform will not let a second socket join, the workers share one.
+                match bind_member(addr).and_then(TcpListener::into_std) {
+                    Ok(own) => own,
+                    Err(_) => first.try_clone()?,
+                }
+            };
             let worker = Worker {
-                listener: listener.try_clone()?,
+                listener,
                 runtime: runtime.clone(),
                 settings: settings.clone(),
-                slots: slots.clone(),
+                admission: admission.clone(),
                 stop: stop.subscribe(),
             };
             let (report, answer) = oneshot::channel();
@@ -170,7 +206,7 @@ struct Worker {
     listener: std::net::TcpListener,
     runtime: RuntimeHandle,
     settings: ListenSettings,
-    slots: Arc<Semaphore>,
+    admission: Admission,
     stop: watch::Receiver<bool>,
 }
 
@@ -195,89 +231,107 @@ impl Worker {
                     return true;
                 }
             };
-            let connections = GracefulShutdown::new();
+            let drain = Drain::default();
             tokio::select! {
-                () = accept_loop(listener, self.runtime, &self.settings, self.slots, &connections) => {}
+                () = serve_proxy(&listener, self.runtime, &self.settings, &self.admission, &drain) => {}
                 _ = self.stop.wait_for(|stop| *stop) => {}
             }
-            tracing::debug!(connections = connections.count(), "worker draining");
-            tokio::time::timeout(self.settings.shutdown_grace, connections.shutdown())
-                .await
-                .is_ok()
+            // Closing this worker's socket now turns further connections away at once.
+            drop(listener);
+            drain.finish(self.settings.shutdown_grace).await
         })
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// The gateway's accept loop: each connection gets the framing watcher and the client's address,
+/// and every request the tower stack.
+async fn serve_proxy(
+    listener: &TcpListener,
     runtime: RuntimeHandle,
     settings: &ListenSettings,
-    slots: Arc<Semaphore>,
-    connections: &GracefulShutdown,
+    admission: &Admission,
+    drain: &Drain,
 ) {
     let stack = ServiceBuilder::new()
         .layer(AccessLogLayer)
         .layer(PolicyLayer::new(runtime))
         .service(Forwarder::new());
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
-        .max_buf_size(settings.max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
-    let builder = Arc::new(builder);
-    // `slots` bounds concurrent connections: past the limit, new ones wait in the kernel's backlog.
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let (stream, remote) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                // EMFILE and friends: log, back off a little, keep serving.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    let builder = Arc::new(connection::builder(&settings.connection));
+    let limits = settings.connection;
+    accept_loop(listener, admission, drain, |stream, remote, ticket| {
         let stack = stack.clone();
         let builder = builder.clone();
-        let max_head = settings.max_header_bytes;
-        let watcher = connections.watcher();
-        tokio::spawn(async move {
-            let framing = Arc::new(FramingLog::default());
-            let client = ClientAddr::new(remote);
-            let io = TokioIo::new(FramingGuard::new(stream, max_head, framing.clone()));
-            let service = service_fn(move |req: Request<Incoming>| {
-                let stack = stack.clone();
-                let mut req = req.map(|body| body.boxed());
-                req.extensions_mut().insert(client.clone());
-                // HTTP/1 requests arrive in the order their heads were read.
-                if req.version() < Version::HTTP_2
-                    && let Some(reason) = framing.next_verdict()
-                {
-                    req.extensions_mut().insert(AmbiguousFraming(reason));
-                }
-                async move {
-                    Ok::<_, Infallible>(
-                        stack
-                            .oneshot(req)
-                            .await
-                            .unwrap_or_else(|never| match never {}),
-                    )
-                }
-            });
-            if let Err(e) = watcher.watch(builder.serve_connection(io, service)).await {
-                tracing::debug!(%remote, error = %e, "connection ended with an error");
+        let signal = drain.signal();
+        let state = ConnectionState::new();
+        let framing = Arc::new(FramingLog::default());
+        let io = FramingGuard::new(
+            stream,
+            limits.max_header_bytes,
+            framing.clone(),
+            state.clone(),
+        );
+        let client = ClientAddr::new(remote);
+        let handle = move |req: Request<Incoming>| {
+            let mut req = req.map(from_client);
+            req.extensions_mut().insert(client.clone());
+            // HTTP/1 requests arrive in the order their heads were read.
+            if req.version() < Version::HTTP_2
+                && let Some(reason) = framing.next_verdict()
+            {
+                req.extensions_mut().insert(AmbiguousFraming(reason));
             }
-            drop(permit);
+            let stack = stack.clone();
+            async move {
+                stack
+                    .oneshot(req)
+                    .await
+                    .unwrap_or_else(|never| match never {})
+            }
+        };
+        spawn_connection(ticket, async move {
+            connection::serve(io, state, &builder, &limits, handle, signal).await;
         });
-    }
+    })
+    .await;
+}
+
+/// Serves `handle` on a listener of its own (admin, the dev servers) through the same accept loop
+/// and connection driver as the gateway, until this future is dropped: that closes its
+/// connections too.
+pub async fn serve_plain<H, F>(
+    listener: &TcpListener,
+    max_connections: usize,
+    limits: ConnectionLimits,
+    handle: H,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let admission = Admission::new(max_connections, 0);
+    let builder = Arc::new(connection::builder(&limits));
+    // Nothing waits for these connections to drain: they end with the listener's task.
+    let drain = Drain::default();
+    let mut connections = JoinSet::new();
+    accept_loop(listener, &admission, &drain, |stream, _, ticket| {
+        // Reap finished connections so the set does not grow for the life of the server.
+        while connections.try_join_next().is_some() {}
+        let handle = handle.clone();
+        let builder = builder.clone();
+        let signal = drain.signal();
+        connections.spawn(async move {
+            connection::serve(
+                stream,
+                ConnectionState::new(),
+                &builder,
+                &limits,
+                handle,
+                signal,
+            )
+            .await;
+            drop(ticket);
+        });
+    })
+    .await;
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

@@ -1,0 +1,470 @@
+//! One client connection's life, whatever the listener: hyper serves it (HTTP/1.1 or HTTP/2, chosen
+//! by the first bytes), and a watchdog bounds each state it can sit in.
+//!
+//! - Before its first request: from accept to the first complete request head (HTTP/1) or the
+//!   preface and SETTINGS (HTTP/2), at most `header_read_timeout`. hyper's own head timer starts
+//!   only once it has chosen HTTP/1 and runs again whenever a keep-alive connection waits, so it
+//!   is off; this covers protocol detection too.
+//! - Idle: no request in flight (HTTP/1: none whose response head is still to come, and no bytes
+//!   written; HTTP/2: no open stream), at most `idle_timeout`, then a graceful close.
+//! - A later head begun but not finished (the gateway's HTTP/1 framing watcher reports it): at
+//!   most `header_read_timeout`.
+//! - A write to a client that has stopped reading: at most `stream_idle_timeout`.
+//! - Optionally `max_connection_age`, then a graceful close (GOAWAY on HTTP/2).
+//!
+//! The request path pays for none of this with timers: the connection's IO wrapper and its
+//! service bump plain counters, and the watchdog samples them at a quarter of the shortest bound
+//! (so a bound holds to within a quarter of itself) or wakes at an exact deadline.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::body::{BodyError, ProxyBody};
+use crate::config::ConnectionLimits;
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4), which a SETTINGS frame must follow.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const FRAME_HEADER: usize = 9;
+const SETTINGS: u8 = 0x4;
+
+/// What a connection's IO, service and framing watcher tell its watchdog. Written on the request
+/// path with relaxed stores (each field has one writer at a time: the connection's own task).
+#[derive(Debug)]
+pub struct ConnectionState {
+    origin: Instant,
+    /// A first request head arrived, or an HTTP/2 preface and SETTINGS.
+    started: AtomicBool,
+    http2: AtomicBool,
+    /// Requests begun, ever.
+    requests: AtomicU64,
+    /// Requests in flight (HTTP/1: until their response head; HTTP/2: until the stream's body ends).
+    open: AtomicU32,
+    /// Successful writes, ever.
+    writes: AtomicU64,
+    /// When a write began waiting, as nanoseconds since `origin` plus one; 0: none waits.
+    write_blocked: AtomicU64,
+    /// When a request head began arriving without finishing (same encoding); 0: none.
+    head_partial: AtomicU64,
+}
+
+impl ConnectionState {
+    pub fn new() -> Arc<Self> {
+        Arc::new(ConnectionState {
+            origin: Instant::now(),
+            started: AtomicBool::new(false),
+            http2: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+            open: AtomicU32::new(0),
+            writes: AtomicU64::new(0),
+            write_blocked: AtomicU64::new(0),
+            head_partial: AtomicU64::new(0),
+        })
+    }
+
+    fn stamp(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64 + 1
+    }
+
+    fn at(&self, stamp: u64) -> Option<Instant> {
+        (stamp != 0).then(|| self.origin + Duration::from_nanos(stamp - 1))
+    }
+
+    /// A request head arrived whole (the framing watcher): the head timer stops.
+    pub fn head_complete(&self) {
+        self.started.store(true, Ordering::Relaxed);
+        if self.head_partial.load(Ordering::Relaxed) != 0 {
+            self.head_partial.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A read ended inside a request head (the framing watcher): its timer starts, once.
+    pub fn head_partial(&self) {
+        if self.head_partial.load(Ordering::Relaxed) == 0 {
+            self.head_partial.store(self.stamp(), Ordering::Relaxed);
+        }
+    }
+
+    /// A request begins; it is open until the returned guard is dropped.
+    fn begin(self: &Arc<Self>) -> OpenRequest {
+        self.started.store(true, Ordering::Relaxed);
+        bump(&self.requests);
+        self.open.fetch_add(1, Ordering::Relaxed);
+        OpenRequest(self.clone())
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    // One writer: a load and a store, no locked read-modify-write.
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+/// A request in flight, counted in [`ConnectionState::open`] while it lives.
+struct OpenRequest(Arc<ConnectionState>);
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Wraps a connection's socket: counts writes, notes a write left waiting, and spots the HTTP/2
+/// preface and its SETTINGS among the first bytes. Bytes pass through unchanged.
+pub struct TrackedIo<IO> {
+    inner: IO,
+    state: Arc<ConnectionState>,
+    /// Bytes of the preface and first frame header seen so far, until the SETTINGS frame is
+    /// complete; `None` once decided.
+    preface: Option<Preface>,
+}
+
+#[derive(Debug, Default)]
+struct Preface {
+    seen: Vec<u8>,
+    /// Bytes of the SETTINGS payload still to come.
+    left: usize,
+}
+
+impl<IO> TrackedIo<IO> {
+    pub fn new(inner: IO, state: Arc<ConnectionState>) -> Self {
+        TrackedIo {
+            inner,
+            state,
+            preface: Some(Preface::default()),
+        }
+    }
+
+    fn observe(&mut self, mut bytes: &[u8]) {
+        let Some(preface) = &mut self.preface else {
+            return;
+        };
+        let wanted = H2_PREFACE.len() + FRAME_HEADER;
+        if preface.seen.len() < wanted {
+            let take = (wanted - preface.seen.len()).min(bytes.len());
+            preface.seen.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            let n = preface.seen.len().min(H2_PREFACE.len());
+            if preface.seen[..n] != H2_PREFACE[..n] {
+                // HTTP/1: its first head is reported by the service (or the framing watcher).
+                self.preface = None;
+                return;
+            }
+            if preface.seen.len() < wanted {
+                return;
+            }
+            let frame = &preface.seen[H2_PREFACE.len()..];
+            if frame[3] != SETTINGS {
+                // Not a valid connection start; hyper will refuse it.
+                self.preface = None;
+                return;
+            }
+            preface.left =
+                usize::from(frame[0]) << 16 | usize::from(frame[1]) << 8 | usize::from(frame[2]);
+        }
+        preface.left = preface.left.saturating_sub(bytes.len());
+        if preface.left == 0 {
+            self.state.http2.store(true, Ordering::Relaxed);
+            self.state.started.store(true, Ordering::Relaxed);
+            self.preface = None;
+        }
+    }
+
+    fn wrote(&self, ready: bool) {
+        let blocked = &self.state.write_blocked;
+        if ready {
+            bump(&self.state.writes);
+            if blocked.load(Ordering::Relaxed) != 0 {
+                blocked.store(0, Ordering::Relaxed);
+            }
+        } else if blocked.load(Ordering::Relaxed) == 0 {
+            blocked.store(self.state.stamp(), Ordering::Relaxed);
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for TrackedIo<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if this.preface.is_some()
+            && let Poll::Ready(Ok(())) = result
+        {
+            let filled = &buf.filled()[before..];
+            this.observe(filled);
+        }
+        result
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for TrackedIo<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(result.is_ready());
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(result.is_ready());
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The hyper builder every listener uses, with the limits applied.
+pub fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // The watchdog bounds heads (see the module's docs); hyper's timer would also cut
+        // keep-alive connections at the head timeout instead of the idle timeout.
+        .header_read_timeout(None)
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .keep_alive_interval(limits.http2_keepalive_interval)
+        .keep_alive_timeout(limits.http2_keepalive_timeout);
+    builder
+}
+
+/// Why the watchdog ended a connection (for the debug log and the metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Closed at once.
+    Close(&'static str),
+    /// Asked to finish what is in flight and close (HTTP/2 GOAWAY).
+    Graceful(&'static str),
+}
+
+/// Serves one connection, answering each request with `handle`, until it ends, the watchdog ends
+/// it, or `stop` turns true (then it closes gracefully, finishing what is in flight).
+pub async fn serve<IO, H, F>(
+    io: IO,
+    state: Arc<ConnectionState>,
+    builder: &auto::Builder<TokioExecutor>,
+    limits: &ConnectionLimits,
+    handle: H,
+    mut stop: watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let counting = state.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let open = counting.begin();
+        let http2 = req.version() == Version::HTTP_2;
+        let answer = handle(req);
+        async move { Ok::<_, Infallible>(finish(open, http2, answer.await)) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(TrackedIo::new(io, state.clone())), service);
+    tokio::pin!(conn);
+    let mut watchdog = Watchdog::new(state, limits);
+    let timer = tokio::time::sleep_until(watchdog.next_wake(Instant::now()));
+    tokio::pin!(timer);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = &mut timer => {
+                let now = Instant::now();
+                match watchdog.check(now) {
+                    Some(Ending::Close(why)) => {
+                        tracing::debug!(reason = why, "closing connection");
+                        metrics::counter!(crate::measure::CONNECTIONS_CLOSED, "reason" => why).increment(1);
+                        return;
+                    }
+                    Some(Ending::Graceful(why)) if !closing => {
+                        tracing::debug!(reason = why, "closing connection gracefully");
+                        metrics::counter!(crate::measure::CONNECTIONS_CLOSED, "reason" => why).increment(1);
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    Some(Ending::Graceful(_)) | None => {}
+                }
+                timer.as_mut().reset(watchdog.next_wake(now));
+            }
+            _ = stop.wait_for(|stop| *stop), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Samples a connection's state and decides when it has sat too long.
+struct Watchdog {
+    state: Arc<ConnectionState>,
+    limits: ConnectionLimits,
+    /// How often idleness is sampled.
+    every: Duration,
+    /// The activity seen at the last sample, and since when it has not changed.
+    last_activity: (u64, u64),
+    idle_since: Instant,
+    aged: bool,
+}
+
+impl Watchdog {
+    fn new(state: Arc<ConnectionState>, limits: &ConnectionLimits) -> Self {
+        let shortest = limits
+            .header_read_timeout
+            .min(limits.idle_timeout)
+            .min(limits.stream_idle_timeout);
+        Watchdog {
+            idle_since: state.origin,
+            state,
+            limits: *limits,
+            every: (shortest / 4).max(Duration::from_millis(5)),
+            last_activity: (0, 0),
+            aged: false,
+        }
+    }
+
+    fn next_wake(&self, now: Instant) -> Instant {
+        let mut next = now + self.every;
+        if !self.state.started.load(Ordering::Relaxed) {
+            next = next.min(self.state.origin + self.limits.header_read_timeout);
+        }
+        if let Some(age) = self.limits.max_connection_age.filter(|_| !self.aged) {
+            next = next.min(self.state.origin + age);
+        }
+        next.max(now)
+    }
+
+    /// What to do now, if anything.
+    fn check(&mut self, now: Instant) -> Option<Ending> {
+        let state = &self.state;
+        let limits = &self.limits;
+        if !state.started.load(Ordering::Relaxed)
+            && now >= state.origin + limits.header_read_timeout
+        {
+            return Some(Ending::Close("header_read_timeout"));
+        }
+        let overdue = |stamp: &AtomicU64, limit: Duration| {
+            state
+                .at(stamp.load(Ordering::Relaxed))
+                .is_some_and(|since| now >= since + limit)
+        };
+        if overdue(&state.head_partial, limits.header_read_timeout) {
+            return Some(Ending::Close("header_read_timeout"));
+        }
+        if overdue(&state.write_blocked, limits.stream_idle_timeout) {
+            return Some(Ending::Close("stream_idle_timeout"));
+        }
+        if let Some(age) = limits.max_connection_age
+            && !self.aged
+            && now >= state.origin + age
+        {
+            self.aged = true;
+            return Some(Ending::Graceful("max_connection_age"));
+        }
+        self.idle(now).then_some(Ending::Graceful("idle_timeout"))
+    }
+
+    /// Has nothing happened for `idle_timeout`? HTTP/2 writes (PING acks, window updates) do not
+    /// count as activity: only its streams do.
+    fn idle(&mut self, now: Instant) -> bool {
+        let state = &self.state;
+        let writes = if state.http2.load(Ordering::Relaxed) {
+            0
+        } else {
+            state.writes.load(Ordering::Relaxed)
+        };
+        let activity = (state.requests.load(Ordering::Relaxed), writes);
+        let busy = state.open.load(Ordering::Relaxed) > 0
+            || state.head_partial.load(Ordering::Relaxed) != 0
+            || state.write_blocked.load(Ordering::Relaxed) != 0;
+        if busy || activity != self.last_activity {
+            self.last_activity = activity;
+            self.idle_since = now;
+            return false;
+        }
+        now >= self.idle_since + self.limits.idle_timeout
+    }
+}
+
+/// Marks a response to a request begun with [`ConnectionState::begin`]: an HTTP/1 request is done
+/// once its head is out; an HTTP/2 stream stays open until its body has been sent (or dropped).
+fn finish(open: OpenRequest, http2: bool, response: Response<ProxyBody>) -> Response<ProxyBody> {
+    if !http2 {
+        drop(open);
+        return response;
+    }
+    response.map(|body| StreamBody { body, _open: open }.boxed())
+}
+
+/// An HTTP/2 response body that keeps its stream counted as open.
+struct StreamBody {
+    body: ProxyBody,
+    _open: OpenRequest,
+}
+
+impl Body for StreamBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
