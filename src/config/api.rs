@@ -8,6 +8,7 @@ use url::Url;
 
 use super::ConfigError;
 use super::compile::non_empty;
+use super::cors::{CorsSettings, cors};
 use super::raw::{RawApi, ScopeMatch, TokenSource, ValidationMode};
 use super::rules::{RuleSettings, compile_rule};
 
@@ -56,6 +57,8 @@ pub struct ApiSettings {
     pub token_sources: Vec<TokenSource>,
     pub max_form_bytes: usize,
     pub rules: Vec<RuleSettings>,
+    /// `[api.cors]`; `None`: no CORS answers, and upstream answers pass as they are.
+    pub cors: Option<CorsSettings>,
 }
 
 pub(super) fn api(
@@ -129,6 +132,7 @@ pub(super) fn api(
     for (i, rule) in raw.rules.into_iter().enumerate() {
         rules.push(compile_rule(rule, &format!("{path}.rule[{i}]"), &policy)?);
     }
+    let cors = raw.cors.map(|c| cors(c, &key("cors"))).transpose()?;
     Ok(ApiSettings {
         name: raw.name,
         host,
@@ -145,6 +149,7 @@ pub(super) fn api(
         token_sources,
         max_form_bytes: raw.max_form_bytes.unwrap_or(64 * 1024),
         rules,
+        cors,
     })
 }
 
