@@ -8,6 +8,7 @@ use std::sync::Arc;
 use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
+use super::cors::CorsRefusal;
 use crate::body::{ProxyBody, full};
 use crate::provider::ProviderError;
 use crate::routing::PathError;
@@ -29,6 +30,8 @@ pub enum Rejection {
         required: String,
     },
     NoContract,
+    /// A CORS preflight from an origin, or for a method or header, that `[api.cors]` does not allow.
+    CorsRefused(CorsRefusal),
     ProviderUnavailable(ProviderError),
     UpstreamUnreachable,
     UpstreamTimeout,
@@ -56,6 +59,7 @@ impl Rejection {
             Rejection::InvalidToken(r) => r.reason(),
             Rejection::InsufficientScope { .. } => "insufficient_scope",
             Rejection::NoContract => "no_contract",
+            Rejection::CorsRefused(_) => "cors_refused",
             Rejection::ProviderUnavailable(_) => "provider_unavailable",
             Rejection::UpstreamUnreachable => "upstream_unreachable",
             Rejection::UpstreamTimeout => "upstream_timeout",
@@ -70,7 +74,9 @@ impl Rejection {
             }
             Rejection::FormTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::MissingToken | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Rejection::InsufficientScope { .. } | Rejection::NoContract => StatusCode::FORBIDDEN,
+            Rejection::InsufficientScope { .. }
+            | Rejection::NoContract
+            | Rejection::CorsRefused(_) => StatusCode::FORBIDDEN,
             Rejection::ProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -106,6 +112,7 @@ impl Rejection {
                 "access_denied",
                 "the client has no contract for this API".into(),
             ),
+            Rejection::CorsRefused(r) => ("cors_refused", r.description().into()),
             Rejection::ProviderUnavailable(_) => (
                 "temporarily_unavailable",
                 "the token could not be validated now; retry later".into(),
@@ -143,6 +150,8 @@ impl Rejection {
             | Rejection::BadPath(_)
             | Rejection::BadFraming(_)
             | Rejection::FormTooLarge
+            // Not about a credential: a preflight carries none (RFC 6750 §3 does not apply).
+            | Rejection::CorsRefused(_)
             | Rejection::ProviderUnavailable(_)
             | Rejection::UpstreamUnreachable
             | Rejection::UpstreamTimeout => None,
