@@ -1,10 +1,13 @@
 //! CORS at the gateway (`[api.cors]`): preflights answered by tollgate itself (204 with the grant, or
 //! 403 `cors_refused`), never forwarded and needing no token or provider call; the grant on every
 //! other answer to an allowed origin, refusals included, replacing the upstream's own; `*`; config
-//! errors; and `check`.
+//! errors; `check`; and the example configuration, which now uses `[api.cors]` instead of a public
+//! `OPTIONS` rule.
 //!
 //! Every test runs the real gateway binary in front of the recording upstream, with the real test
 //! OpenID provider (a fake one only for the outage).
+
+use std::collections::HashMap;
 
 use reqwest::Method;
 use serde_json::json;
@@ -491,4 +494,68 @@ async fn check_prints_the_cors_policy_in_force() {
         "{}",
         out.stdout
     );
+}
+
+// === the example configuration ===
+
+#[tokio::test]
+async fn the_example_config_answers_preflights_and_forwards_no_tokenless_options() {
+    let idp = TestIdp::start().await;
+    let upstream = Upstream::start().await;
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/tollgate.toml"))
+            .unwrap();
+    let mut config = example.clone();
+    let swaps: HashMap<&str, String> = HashMap::from([
+        (
+            "issuer = \"https://${OKTA_DOMAIN}/oauth2/default\"",
+            format!("issuer = {}", toml_string(&idp.issuer)),
+        ),
+        (
+            "address = \"0.0.0.0:8080\"",
+            "address = \"127.0.0.1:0\"".to_owned(),
+        ),
+        (
+            "admin_address = \"127.0.0.1:9901\"",
+            "admin_address = \"127.0.0.1:0\"".to_owned(),
+        ),
+        (
+            "upstream = \"http://127.0.0.1:8081\"",
+            format!("upstream = {}", toml_string(&upstream.url())),
+        ),
+    ]);
+    for (from, to) in &swaps {
+        assert!(config.contains(from), "the example has no {from}");
+        config = config.replacen(from, to, 1);
+    }
+    let env = [
+        ("OKTA_INTROSPECTION_CLIENT_ID", "tollgate-introspector"),
+        ("OKTA_INTROSPECTION_CLIENT_SECRET", "introspector-secret"),
+        ("ORDERS_CLIENT_ID", "orders-app"),
+    ];
+    let gw = Gateway::start_with_env(&config, &env).await;
+    gw.wait_ready().await;
+
+    let resp = preflight(&gw, APP, "DELETE", Some("authorization")).await;
+    assert_eq!(resp.status(), 204, "{resp:?}");
+    assert_eq!(
+        one(&resp, "access-control-allow-origin").as_deref(),
+        Some(APP)
+    );
+    // A public OPTIONS rule forwarded every OPTIONS without a token; now one needs a token.
+    let resp = client()
+        .request(Method::OPTIONS, gw.url("/orders/42"))
+        .send()
+        .await
+        .unwrap();
+    assert_rejected(resp, 401, None, &upstream).await;
+
+    let token = idp.token("orders-app", "orders-secret", "mulescope").await;
+    let resp = get(&gw, Some(APP), Some(&token)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        one(&resp, "access-control-allow-origin").as_deref(),
+        Some(APP)
+    );
+    assert_eq!(idp.stats().await.introspection, 1);
 }
