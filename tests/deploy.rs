@@ -2,7 +2,8 @@
 //! cluster and no Docker: every manifest parses; every Secret, ConfigMap, volume, port, selector and
 //! scale target they name exists; the Services and probes reach tollgate's own ports and endpoints;
 //! the ConfigMap's `tollgate.toml` is accepted by `tollgate::config::parse` with exactly the
-//! environment each Deployment gives the container; the shutdown fits the grace period; the pods are
+//! environment each Deployment gives the container, and it (like `config/tollgate.toml`) answers CORS
+//! preflights with `[api.cors]`, not a public `OPTIONS` rule; the shutdown fits the grace period; the pods are
 //! locked down; the Dockerfile builds from Cargo.lock, ships `config/` and runs unprivileged.
 //! Field names and types per Kubernetes version are `tests/deploy-lint/run`'s job (kubernetes-validate).
 
@@ -536,7 +537,45 @@ fn the_config_map_is_a_valid_config_with_each_deployments_environment() {
         });
         listeners_match_the_pod(d, &settings);
         upstreams_fit_the_layout(d, &settings);
+        preflights_are_answered_not_forwarded(&d.id(), &settings);
     }
+}
+
+/// Browser preflights are tollgate's to answer (`[api.cors]`); a public `OPTIONS` rule would
+/// forward every `OPTIONS`, preflight or not, to the API without a token.
+fn preflights_are_answered_not_forwarded(what: &str, settings: &Settings) {
+    for api in &settings.apis {
+        assert!(
+            api.cors.is_some(),
+            "{what}: api {} has no [api.cors]",
+            api.name
+        );
+        for (i, rule) in api.rules.iter().enumerate() {
+            let options = rule
+                .methods
+                .as_ref()
+                .is_none_or(|ms| ms.contains(&http::Method::OPTIONS));
+            assert!(
+                !(rule.public && options),
+                "{what}: api {} rule {i} lets OPTIONS through without a token",
+                api.name
+            );
+        }
+    }
+}
+
+#[test]
+fn the_example_config_is_valid_and_answers_preflights_itself() {
+    let text = fs::read_to_string(Path::new(ROOT).join("config/tollgate.toml")).unwrap();
+    let mut needed = BTreeSet::new();
+    variables(&toml_doc(&text), &mut needed);
+    let env: HashMap<String, String> = needed
+        .into_iter()
+        .map(|var| (var, "placeholder.example".to_owned()))
+        .collect();
+    let settings = config::parse(&text, &env)
+        .unwrap_or_else(|e| panic!("tollgate refuses config/tollgate.toml: {e}"));
+    preflights_are_answered_not_forwarded("config/tollgate.toml", &settings);
 }
 
 /// The gateway listens on the port the Service targets, the admin endpoints on the probes' port,

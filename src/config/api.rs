@@ -8,6 +8,7 @@ use url::Url;
 
 use super::ConfigError;
 use super::compile::non_empty;
+use super::cors::{CorsSettings, cors};
 use super::raw::{RawApi, ScopeMatch, TokenSource, ValidationMode};
 use super::rules::{RuleSettings, compile_rule};
 
@@ -58,6 +59,8 @@ pub struct ApiSettings {
     /// The largest request body forwarded (`u64::MAX`: no limit, from `max_body_bytes = 0`).
     pub max_body_bytes: u64,
     pub rules: Vec<RuleSettings>,
+    /// `[api.cors]`; `None`: no CORS answers, and upstream answers pass as they are.
+    pub cors: Option<CorsSettings>,
 }
 
 /// 10 MiB, the request payload limit of AWS API Gateway and Apigee: bodies stream through (a
@@ -136,6 +139,7 @@ pub(super) fn api(
     for (i, rule) in raw.rules.into_iter().enumerate() {
         rules.push(compile_rule(rule, &format!("{path}.rule[{i}]"), &policy)?);
     }
+    let cors = raw.cors.map(|c| cors(c, &key("cors"))).transpose()?;
     Ok(ApiSettings {
         name: raw.name,
         host,
@@ -156,6 +160,7 @@ pub(super) fn api(
             n => n,
         },
         rules,
+        cors,
     })
 }
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{ClientCheck, PolicySettings, Settings};
+use super::{ClientCheck, CorsList, CorsOrigins, CorsSettings, PolicySettings, Settings};
 
 pub fn describe(s: &Settings) -> String {
     let mut out = String::new();
@@ -69,8 +69,35 @@ pub fn describe(s: &Settings) -> String {
                 }
             );
         }
+        if let Some(c) = &api.cors {
+            let _ = writeln!(out, "  cors: {}", cors(c));
+        }
     }
     out
+}
+
+fn cors(c: &CorsSettings) -> String {
+    let origins = match &c.origins {
+        CorsOrigins::Any => "*".to_owned(),
+        CorsOrigins::Exact(map) => {
+            let mut origins: Vec<&str> = map.keys().map(|o| &**o).collect();
+            origins.sort_unstable();
+            origins.join(" ")
+        }
+    };
+    let headers = match &c.headers {
+        CorsList::Any => "*".to_owned(),
+        CorsList::Only(hs) => hs.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(","),
+    };
+    let text =
+        |v: Option<&http::HeaderValue>| v.and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+    format!(
+        "origins [{origins}], methods {}, headers [{headers}], expose [{}], max_age {}, credentials {}",
+        text(Some(&c.allow_methods)),
+        text(c.expose_headers.as_ref()),
+        text(c.max_age.as_ref()),
+        c.allow_credentials
+    )
 }
 
 fn policy(p: &PolicySettings) -> String {

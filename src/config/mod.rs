@@ -4,6 +4,7 @@
 
 mod api;
 mod compile;
+mod cors;
 mod describe;
 mod dev;
 mod duration;
@@ -17,6 +18,7 @@ use std::path::Path;
 
 pub use api::{ApiSettings, ClientCheck, PolicySettings, UpstreamTarget};
 pub use compile::{CacheSettings, LogSettings, Secret, Settings};
+pub use cors::{CorsList, CorsOrigins, CorsSettings};
 pub use describe::describe;
 pub use dev::{DevClientSettings, DevSettings, RESERVED_CLIENT, dev_settings};
 pub use interpolate::{Env, ProcessEnv};

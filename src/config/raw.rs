@@ -128,6 +128,21 @@ pub struct RawApi {
     pub max_body_bytes: Option<u64>,
     #[serde(default, rename = "rule")]
     pub rules: Vec<RawRule>,
+    pub cors: Option<RawCors>,
+}
+
+/// `[api.cors]`: the browser origins allowed to call the API (checked in `config::cors`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Option<Vec<String>>,
+    pub allowed_headers: Option<Vec<String>>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    pub max_age: Option<ConfigDuration>,
+    #[serde(default)]
+    pub allow_credentials: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

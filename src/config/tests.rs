@@ -147,6 +147,78 @@ fn errors_name_the_key_path() {
             "log.level",
             "not a log filter",
         ),
+        (
+            format!(
+                "{PROVIDER}{API}[api.cors]\nallowed_origins = [\"*\"]\nallow_credentials = true"
+            ),
+            "api[0].cors.allowed_origins[0]",
+            "cannot be combined with allow_credentials",
+        ),
+        (
+            format!("{PROVIDER}{API}[api.cors]\nallowed_origins = [\"https://a.test/\"]"),
+            "api[0].cors.allowed_origins[0]",
+            "write \"https://a.test\"",
+        ),
+        (
+            format!(
+                "{PROVIDER}{API}[api.cors]\nallowed_origins = [\"https://a.test\", \"https://a.test:443\"]"
+            ),
+            "api[0].cors.allowed_origins[1]",
+            "no path, user or default port",
+        ),
+        (
+            format!("{PROVIDER}{API}[api.cors]\nallowed_origins = [\"null\"]"),
+            "api[0].cors.allowed_origins[0]",
+            "allows everyone",
+        ),
+        (
+            format!("{PROVIDER}{API}[api.cors]\nallowed_origins = [\"a.test\"]"),
+            "api[0].cors.allowed_origins[0]",
+            "not an origin",
+        ),
+        (
+            format!("{PROVIDER}{API}[api.cors]\nallowed_origins = []"),
+            "api[0].cors.allowed_origins",
+            "at least one origin",
+        ),
+        (
+            format!("{PROVIDER}{API}[api.cors]\nallowed_origins = [\"https://a.test\", \"*\"]"),
+            "api[0].cors.allowed_origins[1]",
+            "list it alone",
+        ),
+        (
+            format!(
+                "{PROVIDER}{API}[api.cors]\nallowed_origins = [\"https://a.test\"]\nallowed_headers = [\"*\"]\nallow_credentials = true"
+            ),
+            "api[0].cors.allowed_headers[0]",
+            "cannot be combined with allow_credentials",
+        ),
+        (
+            format!(
+                "{PROVIDER}{API}[api.cors]\nallowed_origins = [\"https://a.test\"]\nallowed_methods = [\"GE T\"]"
+            ),
+            "api[0].cors.allowed_methods[0]",
+            "not a token",
+        ),
+        (
+            format!(
+                "{PROVIDER}{API}[api.cors]\nallowed_origins = [\"https://a.test\"]\nallowed_methods = []"
+            ),
+            "api[0].cors.allowed_methods",
+            "allows no method",
+        ),
+        (
+            format!(
+                "{PROVIDER}{API}[api.cors]\nallowed_origins = [\"https://a.test\"]\nmax_age = 600"
+            ),
+            "api[0].cors.max_age",
+            "invalid type",
+        ),
+        (
+            format!("{PROVIDER}{API}[api.cors]\nallowed_origin = [\"https://a.test\"]"),
+            "api[0].cors.allowed_origin",
+            "unknown field",
+        ),
         (PROVIDER.to_owned(), "api", "at least one"),
         (API.to_owned(), "", "missing field `provider`"),
     ];
@@ -179,4 +251,39 @@ fn rules_inherit_and_override_the_api_policy() {
     let glob = rules[0].paths.as_ref().unwrap();
     assert!(glob.is_match("/orders/1") && !glob.is_match("/orders/1/items"));
     assert!(rules[1].public);
+}
+
+#[test]
+fn cors_gets_its_defaults_and_origins_as_browsers_send_them() {
+    let text = format!(
+        "{PROVIDER}{API}[api.cors]\nallowed_origins = [\"HTTPS://App.Example.com\", \"http://localhost:3000\"]\nmax_age = \"10m\"\nexpose_headers = [\"X-Request-Id\"]\n"
+    );
+    let s = parse(&text, &env()).unwrap();
+    let cors = s.apis[0].cors.as_ref().unwrap();
+    let CorsOrigins::Exact(origins) = &cors.origins else {
+        panic!("exact origins expected: {cors:?}")
+    };
+    let mut keys: Vec<&str> = origins.keys().map(|k| &**k).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["http://localhost:3000", "https://app.example.com"]);
+    assert_eq!(
+        origins["https://app.example.com"],
+        "https://app.example.com"
+    );
+    assert_eq!(cors.allow_methods, "GET, HEAD, POST");
+    assert_eq!(
+        cors.headers,
+        CorsList::Only(vec![
+            http::header::AUTHORIZATION,
+            http::header::CONTENT_TYPE
+        ])
+    );
+    assert_eq!(cors.expose_headers.as_ref().unwrap(), "x-request-id");
+    assert_eq!(cors.max_age.as_ref().unwrap(), "600");
+    assert!(!cors.allow_credentials);
+    assert!(
+        parse(&format!("{PROVIDER}{API}"), &env()).unwrap().apis[0]
+            .cors
+            .is_none()
+    );
 }

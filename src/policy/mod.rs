@@ -1,10 +1,12 @@
 //! The policy: a tower [`PolicyLayer`]/[`PolicyService`] around the forwarder that decides every
-//! request: route → normalise path → token → validate → authorise → forward. A refusal is a
+//! request: route → normalise path → (CORS preflight) → token → validate → authorise → forward. A refusal is a
 //! response (the service's error is `Infallible`), rendered by [`Rejection::into_response`].
-//! Routing happens here so a 404 goes through the same renderer. The current [`Runtime`] is read
-//! per request, so a reload applies mid-connection.
+//! Routing happens here so a 404 goes through the same renderer. An API with `[api.cors]` has its
+//! preflights answered here and its every other answer given the CORS grant (`cors`). The current
+//! [`Runtime`] is read per request, so a reload applies mid-connection.
 
 mod authorize;
+mod cors;
 pub mod extract;
 mod rejection;
 
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, TRANSFER_ENCODING};
 use http::{HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use tower::{Layer, Service, ServiceExt};
@@ -89,49 +91,78 @@ where
         let inner = self.inner.clone();
         let runtime = self.runtime.current();
         Box::pin(async move {
-            let allowed = match decide(&runtime, req).await {
-                Ok(allowed) => allowed,
+            // Kept before the request is consumed: every answer of a CORS API depends on it.
+            let origin = cors::single(req.headers(), &ORIGIN).cloned();
+            let (api, mut response) = match decide(&runtime, req).await {
+                Ok(Decision::Forward(allowed)) => {
+                    let api = allowed.api.clone();
+                    (api, forward(inner, allowed).await)
+                }
+                // Complete as it is, CORS headers included.
+                Ok(Decision::Answered(response)) => return Ok(response),
                 Err((rejection, api)) => {
-                    return Ok(rejection.into_response(api.as_ref().map(|a| &a.name), None));
+                    let response = rejection.into_response(api.as_ref().map(|a| &a.name), None);
+                    match api {
+                        Some(api) => (api, response),
+                        None => return Ok(response),
+                    }
                 }
             };
-            let Allowed {
-                api,
-                principal,
-                request,
-            } = allowed;
-            let client_id = principal
-                .as_ref()
-                .and_then(|p| p.client_id().map(str::to_owned));
-            Ok(match inner.oneshot(request).await {
-                Ok(mut response) => {
-                    response.extensions_mut().insert(AccessRecord {
-                        api: Some(api.name.clone()),
-                        decision: if principal.is_some() {
-                            "allowed"
-                        } else {
-                            "public"
-                        },
-                        reason: "-",
-                        client_id,
-                    });
-                    response
-                }
-                Err(failure) => {
-                    let rejection = Rejection::from(failure);
-                    metrics::counter!(crate::measure::UPSTREAM_ERRORS, "api" => api.name.to_string(), "kind" => rejection.reason())
-                        .increment(1);
-                    rejection.into_response(Some(&api.name), client_id)
-                }
-            })
+            if let Some(settings) = &api.settings.cors {
+                cors::decorate(settings, origin.as_ref(), response.headers_mut());
+            }
+            Ok(response)
         })
     }
+}
+
+/// Sends an allowed request upstream; an upstream failure is rendered as a refusal.
+async fn forward<S>(inner: S, allowed: Allowed) -> Response<ProxyBody>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ForwardError>,
+{
+    let Allowed {
+        api,
+        principal,
+        request,
+    } = allowed;
+    let client_id = principal
+        .as_ref()
+        .and_then(|p| p.client_id().map(str::to_owned));
+    match inner.oneshot(request).await {
+        Ok(mut response) => {
+            response.extensions_mut().insert(AccessRecord {
+                api: Some(api.name.clone()),
+                decision: if principal.is_some() {
+                    "allowed"
+                } else {
+                    "public"
+                },
+                reason: "-",
+                client_id,
+            });
+            response
+        }
+        Err(failure) => {
+            let rejection = Rejection::from(failure);
+            metrics::counter!(crate::measure::UPSTREAM_ERRORS, "api" => api.name.to_string(), "kind" => rejection.reason())
+                .increment(1);
+            rejection.into_response(Some(&api.name), client_id)
+        }
+    }
+}
+
+/// What the policy made of a request.
+enum Decision {
+    Forward(Allowed),
+    /// Answered by the gateway itself (a CORS preflight).
+    Answered(Response<ProxyBody>),
 }
 
 type Refusal = (Rejection, Option<Arc<Api>>);
 
 /// Everything up to the forwarding decision.
-async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Allowed, Refusal> {
+async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Decision, Refusal> {
     check_framing(&req).map_err(|r| (r, None))?;
     let path = normalise_path(req.uri().path()).map_err(|e| (Rejection::BadPath(e), None))?;
     let host_value = original_host(&req);
@@ -146,6 +177,14 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Allowed, R
         .ok_or((Rejection::NoRoute, None))?;
     let refuse = |r: Rejection| (r, Some(api.clone()));
     let settings = &api.settings;
+    // Fetch §3.2.2: a preflight carries no credentials, so it is answered before any rule or
+    // token check, and never forwarded.
+    if let Some(cors) = &settings.cors
+        && cors::is_preflight(req.method(), req.headers())
+    {
+        let answer = cors::answer_preflight(cors, &api.name, req.headers());
+        return Ok(Decision::Answered(answer));
+    }
     let req = bound_body(
         req,
         settings.max_body_bytes,
@@ -193,11 +232,11 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Allowed, R
     )
     .map_err(refuse)?;
     req.extensions_mut().insert(plan);
-    Ok(Allowed {
+    Ok(Decision::Forward(Allowed {
         api,
         principal,
         request: req,
-    })
+    }))
 }
 
 /// The first rule whose methods and paths match (Anypoint's method & resource conditions), with

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
+use super::cors::CorsRefusal;
 use crate::body::{ProxyBody, full};
 use crate::forward::ForwardError;
 use crate::provider::ProviderError;
@@ -36,6 +37,8 @@ pub enum Rejection {
         required: String,
     },
     NoContract,
+    /// A CORS preflight from an origin, or for a method or header, that `[api.cors]` does not allow.
+    CorsRefused(CorsRefusal),
     ProviderUnavailable(ProviderError),
     UpstreamUnreachable,
     UpstreamTimeout,
@@ -66,6 +69,7 @@ impl Rejection {
             Rejection::InvalidToken(r) => r.reason(),
             Rejection::InsufficientScope { .. } => "insufficient_scope",
             Rejection::NoContract => "no_contract",
+            Rejection::CorsRefused(_) => "cors_refused",
             Rejection::ProviderUnavailable(_) => "provider_unavailable",
             Rejection::UpstreamUnreachable => "upstream_unreachable",
             Rejection::UpstreamTimeout => "upstream_timeout",
@@ -82,7 +86,9 @@ impl Rejection {
             Rejection::FormTooLarge | Rejection::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Rejection::MissingToken | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Rejection::InsufficientScope { .. } | Rejection::NoContract => StatusCode::FORBIDDEN,
+            Rejection::InsufficientScope { .. }
+            | Rejection::NoContract
+            | Rejection::CorsRefused(_) => StatusCode::FORBIDDEN,
             Rejection::ProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -130,6 +136,7 @@ impl Rejection {
                 "access_denied",
                 "the client has no contract for this API".into(),
             ),
+            Rejection::CorsRefused(r) => ("cors_refused", r.description().into()),
             Rejection::ProviderUnavailable(_) => (
                 "temporarily_unavailable",
                 "the token could not be validated now; retry later".into(),
@@ -160,6 +167,7 @@ impl Rejection {
             | Rejection::InvalidToken(_)
             | Rejection::InsufficientScope { .. }
             | Rejection::NoContract
+            | Rejection::CorsRefused(_)
             | Rejection::ProviderUnavailable(_)
             | Rejection::UpstreamUnreachable
             | Rejection::UpstreamTimeout => false,
@@ -192,6 +200,8 @@ impl Rejection {
             | Rejection::BodyTooLarge(_)
             | Rejection::RequestTimeout
             | Rejection::BadBody
+            // Not about a credential: a preflight carries none (RFC 6750 §3 does not apply).
+            | Rejection::CorsRefused(_)
             | Rejection::ProviderUnavailable(_)
             | Rejection::UpstreamUnreachable
             | Rejection::UpstreamTimeout => None,

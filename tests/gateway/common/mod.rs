@@ -53,6 +53,8 @@ pub async fn assert_rejected(
 /// - the status;
 /// - for 401 and 403, a `WWW-Authenticate` starting `Bearer realm="`, carrying `error="<error>"` when
 ///   `error` is given and no `error=` at all when it is not (RFC 6750 §3.1: no token, no error code);
+///   except a refused CORS preflight (403 `cors_refused`), which is about no credential and must
+///   carry no challenge;
 /// - for 503 `temporarily_unavailable`, a `Retry-After`;
 /// - with `error`, a JSON body whose `error` equals it and whose `error_description` is a non-empty
 ///   string.
@@ -72,7 +74,12 @@ pub async fn assert_refusal(resp: reqwest::Response, status: u16, error: Option<
     );
 
     assert_eq!(got, status, "expected status {status}; got {context}");
-    if status == 401 || status == 403 {
+    if status == 403 && error == Some("cors_refused") {
+        assert!(
+            challenge.is_none(),
+            "a refused preflight carries no challenge; got {context}"
+        );
+    } else if status == 401 || status == 403 {
         let challenge = challenge
             .as_deref()
             .unwrap_or_else(|| panic!("a {status} needs WWW-Authenticate; got {context}"));

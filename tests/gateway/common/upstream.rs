@@ -70,6 +70,8 @@ pub enum UpstreamBehaviour {
     Status(u16),
     /// Like `Echo`, then closes the connection (`Connection: close`).
     Close,
+    /// Like `Echo`, with these extra response headers (name, value), in order.
+    Headers(Vec<(&'static str, &'static str)>),
     /// Signals the first request-body chunk (`first_chunk_seen`), then answers 200 `text/plain` with a
     /// chunked body: "first\n", then (after `release`) "second\n".
     Stream,
@@ -293,7 +295,7 @@ async fn handle(
     shared.recorded.send_modify(|c| *c += 1);
 
     let status = match shared.behaviour {
-        UpstreamBehaviour::Echo | UpstreamBehaviour::Close => 200,
+        UpstreamBehaviour::Echo | UpstreamBehaviour::Close | UpstreamBehaviour::Headers(_) => 200,
         UpstreamBehaviour::Delay(wait) => {
             tokio::time::sleep(wait).await;
             200
@@ -308,6 +310,11 @@ async fn handle(
         .header("x-upstream", "yes");
     if matches!(shared.behaviour, UpstreamBehaviour::Close) {
         response = response.header("connection", "close");
+    }
+    if let UpstreamBehaviour::Headers(headers) = &shared.behaviour {
+        for (name, value) in headers {
+            response = response.header(*name, *value);
+        }
     }
     let response = response
         .body(Either::Left(Full::new(Bytes::from(body))))
