@@ -22,11 +22,12 @@ use tower::{ServiceBuilder, ServiceExt};
 
 use crate::admin;
 use crate::config::ListenSettings;
-use crate::forward::{ClientAddr, Forwarder};
+use crate::forward::Forwarder;
 use crate::framing::{AmbiguousFraming, FramingGuard, FramingLog};
 use crate::policy::PolicyLayer;
 use crate::runtime::RuntimeHandle;
 use crate::telemetry::AccessLogLayer;
+use crate::trust::{ClientAddr, Scheme};
 
 /// Both listeners, bound.
 pub struct Listeners {
@@ -248,15 +249,19 @@ async fn accept_loop(
         let stack = stack.clone();
         let builder = builder.clone();
         let max_head = settings.max_header_bytes;
+        let trusted = settings.trusted_proxies.clone();
         let watcher = connections.watcher();
         tokio::spawn(async move {
             let framing = Arc::new(FramingLog::default());
-            let client = ClientAddr::new(remote);
+            // Cleartext: this listener's scheme, whatever a request claims. A TLS listener says
+            // `Https` here.
+            let connection = ClientAddr::for_connection(remote, Scheme::Http, &trusted);
             let io = TokioIo::new(FramingGuard::new(stream, max_head, framing.clone()));
             let service = service_fn(move |req: Request<Incoming>| {
                 let stack = stack.clone();
                 let mut req = req.map(|body| body.boxed());
-                req.extensions_mut().insert(client.clone());
+                let client = connection.for_request(req.headers(), &trusted);
+                req.extensions_mut().insert(client);
                 // HTTP/1 requests arrive in the order their heads were read.
                 if req.version() < Version::HTTP_2
                     && let Some(reason) = framing.next_verdict()

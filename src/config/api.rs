@@ -55,6 +55,9 @@ pub struct ApiSettings {
     pub strip_headers_prefix: String,
     pub token_sources: Vec<TokenSource>,
     pub max_form_bytes: usize,
+    /// Whether the client's `Authorization` header reaches the upstream (Anypoint does forward
+    /// it); `false` keeps the bearer credential at the gateway (Envoy's default).
+    pub forward_authorization: bool,
     pub rules: Vec<RuleSettings>,
 }
 
@@ -144,6 +147,7 @@ pub(super) fn api(
         expose_headers_prefix: prefix,
         token_sources,
         max_form_bytes: raw.max_form_bytes.unwrap_or(64 * 1024),
+        forward_authorization: raw.forward_authorization.unwrap_or(true),
         rules,
     })
 }

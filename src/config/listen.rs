@@ -1,5 +1,5 @@
-//! `[listen]`: the gateway and admin sockets, connection limits, and the time bounds on a
-//! connection's life.
+//! `[listen]`: the gateway and admin sockets, connection limits, the time bounds on a
+//! connection's life, and the proxies whose forwarding headers are believed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::ConfigError;
 use super::compile::positive;
 use super::raw::RawListen;
+use crate::trust::TrustedProxies;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListenSettings {
@@ -21,6 +22,9 @@ pub struct ListenSettings {
     pub request_timeout: Duration,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
+    /// Peers whose `X-Forwarded-*` and `Forwarded` are extended rather than replaced, and whose
+    /// `X-Forwarded-For` names the client. Empty (the default): nobody's.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// hyper refuses smaller read buffers; a smaller head limit would be a panic, not a setting.
@@ -70,5 +74,18 @@ pub(super) fn listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
         request_timeout: positive(raw.request_timeout, "listen.request_timeout", 30)?,
         // Under Kubernetes' default 30 s terminationGracePeriodSeconds.
         shutdown_grace: raw.shutdown_grace.map_or(Duration::from_secs(25), |d| d.0),
+        trusted_proxies: trusted_proxies(&raw.trusted_proxies)?,
     })
+}
+
+fn trusted_proxies(entries: &[String]) -> Result<TrustedProxies, ConfigError> {
+    let nets = entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            TrustedProxies::parse_entry(entry.trim())
+                .map_err(|reason| ConfigError::at(format!("listen.trusted_proxies[{i}]"), reason))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TrustedProxies::new(nets))
 }

@@ -34,6 +34,8 @@ pub struct RawListen {
     pub header_read_timeout: Option<ConfigDuration>,
     pub request_timeout: Option<ConfigDuration>,
     pub shutdown_grace: Option<ConfigDuration>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +119,7 @@ pub struct RawApi {
     pub expose_headers_prefix: Option<String>,
     pub token_sources: Option<Vec<TokenSource>>,
     pub max_form_bytes: Option<usize>,
+    pub forward_authorization: Option<bool>,
     #[serde(default, rename = "rule")]
     pub rules: Vec<RawRule>,
 }

@@ -365,5 +365,6 @@ fn plan(
         strip_header_prefix: settings.strip_headers_prefix.clone(),
         identity,
         original_host,
+        forward_authorization: settings.forward_authorization,
     })
 }

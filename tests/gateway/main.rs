@@ -22,3 +22,4 @@ mod lifecycle;
 mod metrics;
 mod reload;
 mod troubleshoot;
+mod trust;
