@@ -13,6 +13,7 @@ mod harness;
 
 // Capability modules.
 mod cli;
+mod credentials;
 mod dev;
 mod dev_provider;
 mod forwarding;
