@@ -272,6 +272,50 @@ mod tests {
         }
     }
 
+    fn rewritten(peer: &str, trusted: &[&str], sent: &[(&str, &str)]) -> HeaderMap {
+        let trust = crate::trust::TrustedProxies::new(
+            trusted
+                .iter()
+                .map(|t| crate::trust::TrustedProxies::parse_entry(t).unwrap())
+                .collect(),
+        );
+        let mut headers = HeaderMap::new();
+        for (name, value) in sent {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let client = ClientAddr::for_connection(peer.parse().unwrap(), Scheme::Http, &trust)
+            .for_request(&headers, &trust);
+        let host = HeaderValue::from_static("shop.example");
+        set_forwarding_headers(&mut headers, Some(&client), Some(host));
+        headers
+    }
+
+    #[test]
+    fn ipv6_peers_are_quoted_and_mapped_ipv4_reads_as_ipv4() {
+        let h = rewritten("[2001:db8::7]:5000", &[], &[("forwarded", "for=1.2.3.4")]);
+        assert_eq!(
+            h[FORWARDED],
+            "for=\"[2001:db8::7]\";proto=http;host=shop.example"
+        );
+        assert_eq!(h[X_FORWARDED_FOR], "2001:db8::7");
+        let h = rewritten("[::ffff:10.0.0.1]:5000", &["10.0.0.0/8"], &[]);
+        assert_eq!(h[X_FORWARDED_FOR], "10.0.0.1");
+        assert_eq!(h[X_REAL_IP], "10.0.0.1");
+    }
+
+    #[test]
+    fn no_client_means_no_forwarding_claims_pass() {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
+        h.insert(FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
+        h.insert(X_REAL_IP, HeaderValue::from_static("6.6.6.6"));
+        set_forwarding_headers(&mut h, None, None);
+        assert!(h.is_empty(), "{h:?}");
+    }
+
     #[test]
     fn values_are_quoted_when_they_are_not_tokens() {
         let mut out = Vec::new();
