@@ -1,20 +1,22 @@
 //! Forwarding to the upstream: pooled HTTP/1.1 connections, streaming bodies both ways, hop-by-hop
-//! hygiene (RFC 9110 §7.6.1), `X-Forwarded-*`, and the identity headers, added last so that nothing
-//! a client sends (not even a `Connection` naming them) can remove or forge them. It never sees a
+//! hygiene (RFC 9110 §7.6.1), the forwarding headers (`forwarded`), and the identity headers, the
+//! last two added after every removal so that nothing a client sends (not even a `Connection`
+//! naming them) can remove or forge them. It never sees a
 //! token: the policy hands it a [`ForwardPlan`] in the request's extensions.
 
-use std::net::SocketAddr;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use http::header::{
-    CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
-    UPGRADE,
+    AUTHORIZATION, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version};
 
 use crate::body::{BodyError, ProxyBody};
+use crate::forwarded::set_forwarding_headers;
+use crate::trust::ClientAddr;
 use crate::upstream::UpstreamPool;
 
 /// Where and how to forward one allowed request: set by the policy, read here.
@@ -32,8 +34,10 @@ pub struct ForwardPlan {
     pub strip_header_prefix: String,
     /// Identity headers to add, after every removal.
     pub identity: Vec<(HeaderName, HeaderValue)>,
-    /// The original `Host` (or `:authority`), for `X-Forwarded-Host`.
+    /// The original `Host` (or `:authority`), for `X-Forwarded-Host` and `Forwarded`.
     pub original_host: Option<HeaderValue>,
+    /// `false`: the `Authorization` header (which may carry the bearer token) is not forwarded.
+    pub forward_authorization: bool,
 }
 
 /// Why a request got no response from the upstream; the policy renders it. The client's own body
@@ -71,26 +75,8 @@ impl ForwardError {
 #[derive(Debug, Clone, Copy)]
 pub struct UpstreamTime(pub Duration);
 
-/// The client's IP, set by the listener on every request, already rendered for `X-Forwarded-For`
-/// (once per connection, not per request).
-#[derive(Debug, Clone)]
-pub struct ClientAddr {
-    ip: HeaderValue,
-}
-
-impl ClientAddr {
-    pub fn new(addr: SocketAddr) -> Self {
-        let ip = HeaderValue::from_str(&addr.ip().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        ClientAddr { ip }
-    }
-}
-
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy ones proxies still see), and
 /// Transfer-Encoding: framing is the connection's business, and hyper sets it again for the next hop.
@@ -134,12 +120,18 @@ impl Forwarder {
             // Only the policy sends requests here, always with a plan.
             return Err(ForwardError::Unreachable);
         };
-        let client_ip = parts.extensions.get::<ClientAddr>().map(|c| &c.ip);
         let mut headers = std::mem::take(&mut parts.headers);
         remove_hop_by_hop(&mut headers);
         strip_prefixed(&mut headers, &plan.strip_header_prefix);
         headers.remove(HOST);
-        set_forwarded(&mut headers, client_ip, plan.original_host.clone());
+        if !plan.forward_authorization {
+            headers.remove(AUTHORIZATION);
+        }
+        set_forwarding_headers(
+            &mut headers,
+            parts.extensions.get::<ClientAddr>(),
+            plan.original_host.clone(),
+        );
         for (name, value) in plan.identity {
             headers.append(name, value);
         }
@@ -226,36 +218,6 @@ fn strip_prefixed(headers: &mut HeaderMap, prefix: &str) {
     for name in doomed {
         headers.remove(name);
     }
-}
-
-fn set_forwarded(
-    headers: &mut HeaderMap,
-    client_ip: Option<&HeaderValue>,
-    host: Option<HeaderValue>,
-) {
-    if let Some(ip) = client_ip {
-        let value = match headers.get_all(&X_FORWARDED_FOR).iter().count() {
-            0 => Some(ip.clone()),
-            _ => {
-                let mut joined = Vec::new();
-                for prior in headers.get_all(&X_FORWARDED_FOR) {
-                    joined.extend_from_slice(prior.as_bytes());
-                    joined.extend_from_slice(b", ");
-                }
-                joined.extend_from_slice(ip.as_bytes());
-                HeaderValue::from_bytes(&joined).ok()
-            }
-        };
-        if let Some(v) = value {
-            headers.insert(X_FORWARDED_FOR, v);
-        }
-    }
-    // The listener is cleartext; what a client claims about the scheme is not trusted.
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    match host {
-        Some(h) => headers.insert(X_FORWARDED_HOST, h),
-        None => headers.remove(X_FORWARDED_HOST),
-    };
 }
 
 #[cfg(test)]

@@ -58,6 +58,9 @@ pub struct ApiSettings {
     pub max_form_bytes: usize,
     /// The largest request body forwarded (`u64::MAX`: no limit, from `max_body_bytes = 0`).
     pub max_body_bytes: u64,
+    /// Whether the client's `Authorization` header reaches the upstream (Anypoint does forward
+    /// it); `false` keeps the bearer credential at the gateway (Envoy's default).
+    pub forward_authorization: bool,
     pub rules: Vec<RuleSettings>,
     /// `[api.cors]`; `None`: no CORS answers, and upstream answers pass as they are.
     pub cors: Option<CorsSettings>,
@@ -159,6 +162,7 @@ pub(super) fn api(
             0 => u64::MAX,
             n => n,
         },
+        forward_authorization: raw.forward_authorization.unwrap_or(true),
         rules,
         cors,
     })

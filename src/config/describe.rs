@@ -12,6 +12,13 @@ pub fn describe(s: &Settings) -> String {
         "listen: {} (admin {})",
         s.listen.address, s.listen.admin_address
     );
+    if !s.listen.trusted_proxies.is_empty() {
+        let _ = writeln!(
+            out,
+            "  forwarding headers believed from: {}",
+            s.listen.trusted_proxies
+        );
+    }
     let _ = writeln!(out, "provider: issuer {}", p.issuer);
     let _ = writeln!(
         out,
@@ -47,6 +54,9 @@ pub fn describe(s: &Settings) -> String {
         );
         if !api.audience.is_empty() {
             let _ = writeln!(out, "  audience: {}", api.audience.join(" "));
+        }
+        if !api.forward_authorization {
+            let _ = writeln!(out, "  Authorization header: not forwarded");
         }
         let _ = writeln!(out, "  default: {}", policy(&api.policy));
         for (i, rule) in api.rules.iter().enumerate() {

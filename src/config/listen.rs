@@ -1,5 +1,5 @@
-//! `[listen]`: the gateway and admin sockets, connection limits, and the time bounds on a
-//! connection's life.
+//! `[listen]`: the gateway and admin sockets, connection limits, the time bounds on a
+//! connection's life, and the proxies whose forwarding headers are believed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::ConfigError;
 use super::compile::positive;
 use super::raw::RawListen;
+use crate::trust::TrustedProxies;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListenSettings {
@@ -26,6 +27,9 @@ pub struct ListenSettings {
     /// The life of one connection (the same on every listener), and the gaps allowed between a
     /// body's bytes, both ways.
     pub connection: ConnectionLimits,
+    /// Peers whose `X-Forwarded-*` and `Forwarded` are extended rather than replaced, and whose
+    /// `X-Forwarded-For` names the client. Empty (the default): nobody's.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// How long a connection may stay in each of its states, and what it may carry at once. Every
@@ -113,6 +117,7 @@ pub(super) fn listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
         // Under Kubernetes' default 30 s terminationGracePeriodSeconds.
         shutdown_grace: raw.shutdown_grace.map_or(Duration::from_secs(25), |d| d.0),
         connection,
+        trusted_proxies: trusted_proxies(&raw.trusted_proxies)?,
     })
 }
 
@@ -172,4 +177,16 @@ fn at_least_one(value: Option<usize>, key: &str, default: usize) -> Result<usize
         0 => Err(ConfigError::at(key, "must be at least 1")),
         n => Ok(n),
     }
+}
+
+fn trusted_proxies(entries: &[String]) -> Result<TrustedProxies, ConfigError> {
+    let nets = entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            TrustedProxies::parse_entry(entry.trim())
+                .map_err(|reason| ConfigError::at(format!("listen.trusted_proxies[{i}]"), reason))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TrustedProxies::new(nets))
 }

@@ -42,6 +42,8 @@ pub struct RawListen {
     pub http2_keepalive_interval: Option<ConfigDuration>,
     pub http2_keepalive_timeout: Option<ConfigDuration>,
     pub admin_max_connections: Option<usize>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,6 +128,7 @@ pub struct RawApi {
     pub token_sources: Option<Vec<TokenSource>>,
     pub max_form_bytes: Option<usize>,
     pub max_body_bytes: Option<u64>,
+    pub forward_authorization: Option<bool>,
     #[serde(default, rename = "rule")]
     pub rules: Vec<RawRule>,
     pub cors: Option<RawCors>,

@@ -52,6 +52,11 @@ fn a_minimal_config_gets_its_defaults() {
     assert_eq!(api.validation, ValidationMode::Introspection);
     assert_eq!(s.listen.connection.max_header_bytes, 16 * 1024);
     assert_eq!(s.listen.workers, None, "one per CPU unless set");
+    assert!(
+        s.listen.trusted_proxies.is_empty(),
+        "nobody's headers are believed"
+    );
+    assert!(api.forward_authorization, "Anypoint's default");
 }
 
 #[test]
@@ -141,6 +146,23 @@ fn errors_name_the_key_path() {
             format!("{PROVIDER}{API}\n[listen]\nmax_header_bytes = 100"),
             "listen.max_header_bytes",
             "at least",
+        ),
+        (
+            format!(
+                "{PROVIDER}{API}\n[listen]\ntrusted_proxies = [\"10.0.0.0/8\", \"proxy.internal\"]"
+            ),
+            "listen.trusted_proxies[1]",
+            "neither an IP address nor a CIDR",
+        ),
+        (
+            format!("{PROVIDER}{API}\n[listen]\ntrusted_proxies = [\"10.0.0.1/8\"]"),
+            "listen.trusted_proxies[0]",
+            "host bits set",
+        ),
+        (
+            format!("{PROVIDER}{API}forward_authorization = \"no\""),
+            "api[0].forward_authorization",
+            "invalid type",
         ),
         (
             format!("{PROVIDER}{API}\n[log]\nlevel = \"[[\""),

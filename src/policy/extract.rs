@@ -1,6 +1,8 @@
 //! Finds the bearer token (RFC 6750 §2): the `Authorization` header (§2.1), and where the API allows
 //! them, the `access_token` form parameter (§2.2) and query parameter (§2.3). A client may use one
-//! method only; two credentials, or a malformed one, is `invalid_request`.
+//! method only. §3.1 sorts the failures: a malformed *request* (two credentials, a scheme with no
+//! token, a header that cannot be parsed) is `invalid_request` (400); a credential that is there but
+//! is not a well-formed token is `invalid_token` (401).
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
@@ -11,9 +13,20 @@ use crate::validate::BearerToken;
 /// The token's name in the query and form (RFC 6750 §2.2, §2.3).
 pub const ACCESS_TOKEN: &str = "access_token";
 
+/// A credential the request carries: a well-formed token, or one that is present but is not a
+/// `b64token` (RFC 6750 §2.1). Both count as a credential when a client sends two; a malformed one
+/// alone is `invalid_token` (§3.1: the token is malformed), never sent to the provider.
+#[derive(Debug)]
+pub enum Credential {
+    Token(BearerToken),
+    Malformed,
+}
+
 /// The credential from the `Authorization` header: `Ok(None)` when there is none, or when it is of
-/// another scheme (then the client is challenged as if it sent nothing).
-pub fn from_header(headers: &HeaderMap) -> Result<Option<BearerToken>, Rejection> {
+/// another scheme (then the client is challenged as if it sent nothing). `invalid_request` when the
+/// request is malformed: two headers, a Bearer scheme with no token, or a value that cannot be
+/// read as `auth-scheme [ 1*SP credentials ]` (RFC 9110 §11.4) at all.
+pub fn from_header(headers: &HeaderMap) -> Result<Option<Credential>, Rejection> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -24,24 +37,42 @@ pub fn from_header(headers: &HeaderMap) -> Result<Option<BearerToken>, Rejection
         ));
     }
     // Byte-wise, no UTF-8 pass: a token is ASCII by its grammar, and an 8 KiB JWT is read on
-    // every request.
-    let value = value.as_bytes();
-    // Branch-free folds: the compiler turns them into vector compares.
-    if !value.iter().fold(true, |ok, &b| {
-        ok & ((0x20..0x7f).contains(&b) | (b == b'\t'))
-    }) {
-        return Err(Rejection::InvalidRequest("malformed Authorization header"));
+    // every request. RFC 9110 §5.5: the field value excludes surrounding whitespace.
+    let value = value.as_bytes().trim_ascii();
+    if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        // The HTTP parsers refuse these before we see them; this says so if one ever does not.
+        return Err(Rejection::InvalidRequest(
+            "the Authorization header cannot be parsed",
+        ));
     }
     let (scheme, credentials) = match value.iter().position(|&b| b == b' ') {
         Some(space) => (&value[..space], &value[space + 1..]),
         None => (value, &b""[..]),
     };
+    if scheme.is_empty() || !scheme.iter().all(|&b| is_tchar(b)) {
+        // A tab for the space, quotes, a comma, non-ASCII: no scheme can be read.
+        return Err(Rejection::InvalidRequest(
+            "the Authorization header cannot be parsed",
+        ));
+    }
     if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Ok(None);
     }
-    match std::str::from_utf8(credentials) {
-        Ok(token) if is_b64token(credentials) => Ok(Some(BearerToken::new(token))),
-        _ => Err(Rejection::InvalidRequest("malformed Bearer credentials")),
+    // `1*SP`: any number of spaces may separate the scheme from the token.
+    let token = credentials.trim_ascii_start();
+    if token.is_empty() {
+        return Err(Rejection::InvalidRequest(
+            "the Bearer scheme carries no token",
+        ));
+    }
+    Ok(Some(classify(token)))
+}
+
+/// A present token: well-formed, or not.
+fn classify(token: &[u8]) -> Credential {
+    match std::str::from_utf8(token) {
+        Ok(text) if is_b64token(token) => Credential::Token(BearerToken::new(text)),
+        _ => Credential::Malformed,
     }
 }
 
@@ -49,6 +80,7 @@ pub fn from_header(headers: &HeaderMap) -> Result<Option<BearerToken>, Rejection
 fn is_b64token(token: &[u8]) -> bool {
     let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
     let body = &token[..token.len() - padding];
+    // Branch-free fold: the compiler turns it into vector compares.
     let b64 = |b: u8| {
         (b.is_ascii_uppercase() | b.is_ascii_lowercase() | b.is_ascii_digit())
             | (b == b'-')
@@ -61,14 +93,21 @@ fn is_b64token(token: &[u8]) -> bool {
     !body.is_empty() && body.iter().fold(true, |ok, &b| ok & b64(b))
 }
 
-/// Splits `access_token` out of an urlencoded string (a query, or a form body): the token if the
-/// string holds exactly one, and the string without it (`None` when nothing was removed). With
-/// `accept` false the parameters are only removed: a source the API does not accept is not judged.
+/// RFC 9110 §5.6.2 tchar: what an auth-scheme is made of.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Splits `access_token` out of an urlencoded string (a query, or a form body): the credential if
+/// the string holds exactly one, and the string without it (`None` when nothing was removed).
+/// With `accept` false the parameters are only removed: a source the API does not accept is not
+/// judged. Two parameters, or an empty one (a name with no token), is `invalid_request`; a value
+/// that is not a `b64token` is a [`Credential::Malformed`].
 pub fn take_access_token(
     encoded: &str,
     accept: bool,
-) -> Result<(Option<BearerToken>, Option<String>), Rejection> {
-    let mut token = None;
+) -> Result<(Option<Credential>, Option<String>), Rejection> {
+    let mut credential = None;
     let mut kept: Vec<&str> = Vec::new();
     let mut removed = false;
     for pair in encoded.split('&') {
@@ -85,7 +124,7 @@ pub fn take_access_token(
         if !accept {
             continue;
         }
-        if token.is_some() {
+        if credential.is_some() {
             return Err(Rejection::InvalidRequest(
                 "more than one access_token parameter",
             ));
@@ -94,83 +133,15 @@ pub fn take_access_token(
             .next()
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
-        if !is_b64token(value.as_bytes()) {
+        if value.is_empty() {
             return Err(Rejection::InvalidRequest(
-                "malformed access_token parameter",
+                "the access_token parameter is empty",
             ));
         }
-        token = Some(BearerToken::new(value));
+        credential = Some(classify(value.as_bytes()));
     }
-    Ok((token, removed.then(|| kept.join("&"))))
+    Ok((credential, removed.then(|| kept.join("&"))))
 }
 
 #[cfg(test)]
-mod tests {
-    use http::HeaderValue;
-
-    use super::*;
-
-    fn header(values: &[&str]) -> Result<Option<BearerToken>, Rejection> {
-        let mut h = HeaderMap::new();
-        for v in values {
-            h.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
-        }
-        from_header(&h)
-    }
-
-    #[test]
-    fn header_token_forms() {
-        assert_eq!(
-            header(&["Bearer abc.DEF-_~+/=="])
-                .unwrap()
-                .unwrap()
-                .expose(),
-            "abc.DEF-_~+/=="
-        );
-        assert_eq!(header(&["bEaReR xyz"]).unwrap().unwrap().expose(), "xyz");
-        assert_eq!(header(&[]).unwrap(), None);
-        assert_eq!(header(&["Basic dXNlcjpwYXNz"]).unwrap(), None);
-        for bad in [
-            "Bearer",
-            "Bearer ",
-            "Bearer a b",
-            "Bearer  a",
-            "Bearer a,b",
-            "Bearer ===",
-            "Bearer a\"b",
-        ] {
-            assert!(
-                matches!(header(&[bad]), Err(Rejection::InvalidRequest(_))),
-                "{bad:?}"
-            );
-        }
-        // obs-text, which a header value may carry but a token may not.
-        let mut h = HeaderMap::new();
-        h.insert(
-            AUTHORIZATION,
-            HeaderValue::from_bytes(b"Bearer a\xffb").unwrap(),
-        );
-        assert!(matches!(from_header(&h), Err(Rejection::InvalidRequest(_))));
-        assert!(matches!(
-            header(&["Bearer a", "Bearer b"]),
-            Err(Rejection::InvalidRequest(_))
-        ));
-    }
-
-    #[test]
-    fn query_token_is_taken_out() {
-        let (t, rest) = take_access_token("a=1&access_token=tok&b=2", true).unwrap();
-        assert_eq!(t.unwrap().expose(), "tok");
-        assert_eq!(rest.as_deref(), Some("a=1&b=2"));
-        let (t, rest) = take_access_token("a=1", true).unwrap();
-        assert!(t.is_none() && rest.is_none());
-        let (t, rest) = take_access_token("access%5Ftoken=tok", true).unwrap();
-        assert_eq!(t.unwrap().expose(), "tok");
-        assert_eq!(rest.as_deref(), Some(""));
-        assert!(take_access_token("access_token=a&access_token=b", true).is_err());
-        assert!(take_access_token("access_token=", true).is_err());
-        let (t, rest) = take_access_token("access_token=a&x=1&access_token=", false).unwrap();
-        assert!(t.is_none());
-        assert_eq!(rest.as_deref(), Some("x=1"));
-    }
-}
+mod tests;

@@ -29,7 +29,8 @@ use crate::forward::{ForwardError, ForwardPlan};
 use crate::framing::AmbiguousFraming;
 use crate::routing::{encode_path, normalise_path, request_host};
 use crate::runtime::{Api, Runtime, RuntimeHandle};
-use crate::validate::{BearerToken, Principal, ValidateError};
+use crate::validate::{BearerToken, InvalidReason, Principal, ValidateError};
+use extract::Credential;
 
 /// Applies the gateway's policy in front of a forwarding service.
 #[derive(Clone)]
@@ -305,11 +306,11 @@ fn original_host(req: &Request<ProxyBody>) -> Option<HeaderValue> {
         .or_else(|| req.headers().get(HOST).cloned())
 }
 
-/// Gathers the credentials the API accepts; exactly one may be present.
+/// Gathers the credentials the API accepts; exactly one may be present, and it must be well-formed.
 async fn find_token(
     req: Request<ProxyBody>,
     api: &Api,
-    query_token: Option<BearerToken>,
+    query_token: Option<Credential>,
     stall: std::time::Duration,
 ) -> Result<(Request<ProxyBody>, BearerToken), Rejection> {
     let sources = &api.settings.token_sources;
@@ -332,14 +333,19 @@ async fn find_token(
     let mut found = [header_token, query_token, form_token]
         .into_iter()
         .flatten();
-    let token = found.next().ok_or(Rejection::MissingToken)?;
+    let credential = found.next().ok_or(Rejection::MissingToken)?;
     if found.next().is_some() {
-        // RFC 6750 §2: clients MUST NOT use more than one method.
+        // RFC 6750 §2: clients MUST NOT use more than one method; a malformed request, whether
+        // or not either token is well-formed.
         return Err(Rejection::InvalidRequest(
             "more than one access token in the request",
         ));
     }
-    Ok((req, token))
+    match credential {
+        Credential::Token(token) => Ok((req, token)),
+        // RFC 6750 §3.1: the token is malformed; no provider is asked about it.
+        Credential::Malformed => Err(Rejection::InvalidToken(InvalidReason::NotB64Token)),
+    }
 }
 
 /// RFC 6750 §2.2: a single-part urlencoded body, on a method that has body semantics.
@@ -360,7 +366,7 @@ fn is_form_post(req: &Request<ProxyBody>) -> bool {
 async fn take_form_token(
     req: Request<ProxyBody>,
     limit: usize,
-) -> Result<(Request<ProxyBody>, Option<BearerToken>), Rejection> {
+) -> Result<(Request<ProxyBody>, Option<Credential>), Rejection> {
     let (mut parts, body) = req.into_parts();
     let bytes = Limited::new(body, limit)
         .collect()
@@ -458,5 +464,6 @@ fn plan(
         strip_header_prefix: settings.strip_headers_prefix.clone(),
         identity,
         original_host,
+        forward_authorization: settings.forward_authorization,
     })
 }

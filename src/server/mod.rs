@@ -24,11 +24,12 @@ use self::connection::ConnectionState;
 use crate::admin;
 use crate::body::{ProxyBody, from_client};
 use crate::config::{ConnectionLimits, ListenSettings};
-use crate::forward::{ClientAddr, Forwarder};
+use crate::forward::Forwarder;
 use crate::framing::{AmbiguousFraming, FramingGuard, FramingLog};
 use crate::policy::PolicyLayer;
 use crate::runtime::RuntimeHandle;
 use crate::telemetry::AccessLogLayer;
+use crate::trust::{ClientAddr, Scheme};
 
 /// The kernel's queue of connections not yet accepted, per listening socket.
 const BACKLOG: u32 = 1024;
@@ -270,10 +271,14 @@ async fn serve_proxy(
             framing.clone(),
             state.clone(),
         );
-        let client = ClientAddr::new(remote);
+        let trusted = settings.trusted_proxies.clone();
+        // Cleartext: this listener's scheme, whatever a request claims. A TLS listener says
+        // `Https` here.
+        let connection = ClientAddr::for_connection(remote, Scheme::Http, &trusted);
         let handle = move |req: Request<Incoming>| {
             let mut req = req.map(from_client);
-            req.extensions_mut().insert(client.clone());
+            let client = connection.for_request(req.headers(), &trusted);
+            req.extensions_mut().insert(client);
             // HTTP/1 requests arrive in the order their heads were read.
             if req.version() < Version::HTTP_2
                 && let Some(reason) = framing.next_verdict()

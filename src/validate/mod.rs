@@ -33,6 +33,9 @@ pub enum InvalidReason {
     MalformedClaims(&'static str),
     /// Not a well-formed JWS, or one we refuse to read (JWE, `crit`, missing `kid`).
     Malformed(&'static str),
+    /// Present, but not an RFC 6750 §2.1 `b64token` (quotes, spaces, JSON, non-ASCII): refused
+    /// before any validator sees it.
+    NotB64Token,
     TooLarge,
     AlgorithmNotAllowed,
     UnknownKey,
@@ -51,6 +54,9 @@ impl InvalidReason {
             InvalidReason::WrongAudience => "the access token is not meant for this API",
             InvalidReason::MalformedClaims(_) => "the access token's claims are malformed",
             InvalidReason::Malformed(_) => "the access token is malformed",
+            InvalidReason::NotB64Token => {
+                "the access token is malformed: it is not a b64token (RFC 6750 §2.1)"
+            }
             InvalidReason::TooLarge => "the access token is too large",
             InvalidReason::AlgorithmNotAllowed => {
                 "the access token's signing algorithm is not accepted"
@@ -71,6 +77,7 @@ impl InvalidReason {
             InvalidReason::WrongAudience => "token_wrong_audience",
             InvalidReason::MalformedClaims(_) => "token_malformed_claims",
             InvalidReason::Malformed(_) => "token_malformed",
+            InvalidReason::NotB64Token => "token_not_b64token",
             InvalidReason::TooLarge => "token_too_large",
             InvalidReason::AlgorithmNotAllowed => "token_algorithm_not_allowed",
             InvalidReason::UnknownKey => "token_unknown_key",

@@ -130,17 +130,24 @@ async fn refusals_follow_rfc_6750_and_never_reach_the_upstream(kind: Kind) {
     let resp = get(&gw, "/orders/1", Some(&token)).await;
     assert_rejected(resp, 403, Some("access_denied"), &upstream).await;
 
-    // A malformed Authorization header.
+    // A malformed token (RFC 6750 §3.1: invalid_token), and a malformed request (invalid_request).
     let resp = client()
         .get(gw.url("/orders/1"))
         .header("authorization", "Bearer two words")
         .send()
         .await
         .unwrap();
+    assert_rejected(resp, 401, Some("invalid_token"), &upstream).await;
+    let resp = client()
+        .get(gw.url("/orders/1"))
+        .header("authorization", "Bearer")
+        .send()
+        .await
+        .unwrap();
     assert_rejected(resp, 400, Some("invalid_request"), &upstream).await;
 
     let reasons: Vec<String> = gw
-        .wait_access_logs(5)
+        .wait_access_logs(6)
         .await
         .iter()
         .map(|l| l["reason"].as_str().unwrap().to_owned())
@@ -152,6 +159,7 @@ async fn refusals_follow_rfc_6750_and_never_reach_the_upstream(kind: Kind) {
             "token_inactive",
             "insufficient_scope",
             "no_contract",
+            "token_not_b64token",
             "invalid_request"
         ]
     );

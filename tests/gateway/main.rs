@@ -14,6 +14,7 @@ mod harness;
 // Capability modules.
 mod cli;
 mod cors;
+mod credentials;
 mod dev;
 mod dev_provider;
 mod forwarding;
@@ -23,3 +24,4 @@ mod lifecycle;
 mod metrics;
 mod reload;
 mod troubleshoot;
+mod trust;
