@@ -55,6 +55,9 @@ pub struct ApiSettings {
     pub strip_headers_prefix: String,
     pub token_sources: Vec<TokenSource>,
     pub max_form_bytes: usize,
+    /// The upstream ignores case in paths: the prefix and the rules match with case folded
+    /// (`routing::fold_case`); the path is forwarded as sent.
+    pub case_insensitive_paths: bool,
     pub rules: Vec<RuleSettings>,
 }
 
@@ -68,11 +71,14 @@ pub(super) fn api(
     let host = raw
         .host
         .map(|h| {
-            let valid = !h.is_empty()
-                && h.bytes()
+            // A fully qualified `api.test.` is the same host; requests are read the same way.
+            let name = h.strip_suffix('.').unwrap_or(&h);
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
             if valid {
-                Ok(h.to_ascii_lowercase())
+                Ok(name.to_ascii_lowercase())
             } else {
                 Err(ConfigError::at(
                     key("host"),
@@ -127,7 +133,13 @@ pub(super) fn api(
     }
     let mut rules = Vec::with_capacity(raw.rules.len());
     for (i, rule) in raw.rules.into_iter().enumerate() {
-        rules.push(compile_rule(rule, &format!("{path}.rule[{i}]"), &policy)?);
+        let key = format!("{path}.rule[{i}]");
+        rules.push(compile_rule(
+            rule,
+            &key,
+            &policy,
+            raw.case_insensitive_paths,
+        )?);
     }
     Ok(ApiSettings {
         name: raw.name,
@@ -144,6 +156,7 @@ pub(super) fn api(
         expose_headers_prefix: prefix,
         token_sources,
         max_form_bytes: raw.max_form_bytes.unwrap_or(64 * 1024),
+        case_insensitive_paths: raw.case_insensitive_paths,
         rules,
     })
 }

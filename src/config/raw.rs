@@ -117,6 +117,8 @@ pub struct RawApi {
     pub expose_headers_prefix: Option<String>,
     pub token_sources: Option<Vec<TokenSource>>,
     pub max_form_bytes: Option<usize>,
+    #[serde(default)]
+    pub case_insensitive_paths: bool,
     #[serde(default, rename = "rule")]
     pub rules: Vec<RawRule>,
 }

@@ -1,12 +1,15 @@
 //! The policy: a tower [`PolicyLayer`]/[`PolicyService`] around the forwarder that decides every
-//! request: route → normalise path → token → validate → authorise → forward. A refusal is a
+//! request: method → normalise path → route → rule → token → validate → authorise → forward. A refusal is a
 //! response (the service's error is `Infallible`), rendered by [`Rejection::into_response`].
 //! Routing happens here so a 404 goes through the same renderer. The current [`Runtime`] is read
 //! per request, so a reload applies mid-connection.
 
 mod authorize;
 pub mod extract;
+mod matching;
 mod rejection;
+#[cfg(test)]
+mod spelling_tests;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,13 +22,14 @@ use http_body_util::{BodyExt, Limited};
 use tower::{Layer, Service, ServiceExt};
 
 pub use authorize::authorize;
+pub use matching::{check_method, matching_rule};
 pub use rejection::{AccessRecord, Rejection};
 
 use crate::body::{ProxyBody, full};
-use crate::config::{PolicySettings, RuleSettings, TokenSource};
+use crate::config::{ApiSettings, PolicySettings, TokenSource};
 use crate::forward::{ForwardPlan, set_content_length};
 use crate::framing::AmbiguousFraming;
-use crate::routing::{encode_path, normalise_path, request_host};
+use crate::routing::{after_prefix, encode_path, normalise_path, request_host};
 use crate::runtime::{Api, Runtime, RuntimeHandle};
 use crate::validate::{BearerToken, Principal, ValidateError};
 
@@ -132,6 +136,7 @@ type Refusal = (Rejection, Option<Arc<Api>>);
 /// Everything up to the forwarding decision.
 async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Allowed, Refusal> {
     check_framing(&req).map_err(|r| (r, None))?;
+    check_method(req.method()).map_err(|r| (r, None))?;
     let path = normalise_path(req.uri().path()).map_err(|e| (Rejection::BadPath(e), None))?;
     let host_value = original_host(&req);
     let host = host_value
@@ -157,7 +162,7 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Allowed, R
         None => (None, None),
     };
 
-    let rule = matching_rule(&settings.rules, req.method(), &path).map(|(_, r)| r);
+    let rule = matching_rule(settings, req.method(), &path).map(|(_, r)| r);
     let (mut req, principal) = if rule.is_some_and(|r| r.public) {
         (req, None)
     } else {
@@ -170,7 +175,7 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Allowed, R
     };
 
     let plan = plan(
-        &api,
+        settings,
         &path,
         query.as_deref(),
         principal.as_deref(),
@@ -182,19 +187,6 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Allowed, R
         api,
         principal,
         request: req,
-    })
-}
-
-/// The first rule whose methods and paths match (Anypoint's method & resource conditions), with
-/// its index; `None`: the API's defaults apply.
-pub fn matching_rule<'a>(
-    rules: &'a [RuleSettings],
-    method: &Method,
-    path: &str,
-) -> Option<(usize, &'a RuleSettings)> {
-    rules.iter().enumerate().find(|(_, rule)| {
-        rule.methods.as_ref().is_none_or(|ms| ms.contains(method))
-            && rule.paths.as_ref().is_none_or(|ps| ps.is_match(path))
     })
 }
 
@@ -318,16 +310,15 @@ async fn validate_and_authorize(
 
 /// The upstream target, path and identity headers for an allowed request.
 fn plan(
-    api: &Api,
+    settings: &ApiSettings,
     path: &str,
     query: Option<&str>,
     principal: Option<&Principal>,
     original_host: Option<HeaderValue>,
 ) -> Result<ForwardPlan, Rejection> {
-    let settings = &api.settings;
-    let rest = if settings.strip_prefix && settings.path_prefix != "/" {
-        path.strip_prefix(settings.path_prefix.as_str())
-            .unwrap_or(path)
+    let rest = if settings.strip_prefix {
+        // By segments: under case_insensitive_paths the prefix matched in another case.
+        after_prefix(&settings.path_prefix, path)
     } else {
         path
     };
