@@ -21,4 +21,5 @@ mod jwt;
 mod lifecycle;
 mod metrics;
 mod reload;
+mod spelling;
 mod troubleshoot;
