@@ -190,9 +190,10 @@ pub fn match_form(path: &str, case_insensitive: bool) -> Cow<'_, str> {
 /// Case folding for upstreams that ignore case: ASCII letters, and beyond ASCII Unicode's full
 /// upper-case mapping followed by its lower-case mapping. Going through upper case first folds more
 /// than lower-casing or Unicode case folding alone: `ı` (dotless i) and `ſ` (long s) meet `i` and
-/// `s` (as they do under .NET's OrdinalIgnoreCase), and `ß` meets `ss`, `K` (Kelvin) meets `k`. A
-/// gateway that folds more than its upstream treats a few oddly named resources alike; one that
-/// folds less lets a client spell its way past a rule. No Unicode normalisation (NFC/NFD) is done.
+/// `s` (their upper case is `I` and `S`, which comparisons that upper-case both sides rely on), `ß`
+/// meets `ss`, `K` (Kelvin) meets `k`. A gateway that folds more than its upstream treats a few
+/// oddly named resources alike; one that folds less lets a client spell its way past a rule. No
+/// Unicode normalisation (NFC/NFD) is done.
 pub fn fold_case(path: &str) -> Cow<'_, str> {
     if path.is_ascii() {
         if path.bytes().any(|b| b.is_ascii_uppercase()) {
