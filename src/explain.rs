@@ -124,7 +124,7 @@ async fn walk(
             return Decision::Refused(Rejection::NoRoute);
         }
     }
-    let rule = matching_rule(&s.rules, &q.method, &path);
+    let rule = matching_rule(s, &q.method, &path);
     let policy = rule.map_or(&s.policy, |(_, r)| &r.policy);
     let upstream = format!("{}{}", s.upstream.url.as_str().trim_end_matches('/'), path);
     match rule {

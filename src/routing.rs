@@ -6,6 +6,7 @@
 //! differently (encoded `/` or `\`, backslashes, `;` parameters, NUL and other controls, double
 //! encoding) are refused rather than guessed at.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
@@ -55,9 +56,6 @@ pub fn normalise_path(raw: &str) -> Result<String, PathError> {
                 match value {
                     b'/' | b'\\' => return Err(PathError::EncodedSeparator),
                     b';' => return Err(PathError::Semicolon),
-                    b'%' if bytes.get(i + 3..i + 5).and_then(hex_pair).is_some() => {
-                        return Err(PathError::DoubleEncoding);
-                    }
                     _ => {}
                 }
                 check_byte(value)?;
@@ -72,6 +70,14 @@ pub fn normalise_path(raw: &str) -> Result<String, PathError> {
                 i += 1;
             }
         }
+    }
+    // Decoded once, the path must hold no escape left to decode: `%252e` and also `%25%32e` (whose
+    // escapes each look harmless) would read as `.` to an upstream that decodes twice.
+    if decoded
+        .windows(3)
+        .any(|w| w[0] == b'%' && hex_pair(&w[1..]).is_some())
+    {
+        return Err(PathError::DoubleEncoding);
     }
     let decoded = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
     Ok(remove_dot_segments(&decoded))
@@ -156,117 +162,154 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// The host a request names, without its port (compared case-insensitively by [`Router::route`]).
-pub fn request_host(host: &str) -> &str {
-    if host.starts_with('[') {
-        host.split_inclusive(']').next().unwrap_or(host)
+/// What is left of `path` once the route's `prefix` is taken off: as many leading segments as the
+/// prefix has. Counting segments rather than bytes keeps it right when the prefix matched with case
+/// folded (a folded character may differ in length from the one sent).
+pub fn after_prefix<'a>(prefix: &str, path: &'a str) -> &'a str {
+    let depth = segments(prefix);
+    path.match_indices('/')
+        .nth(depth)
+        .map_or("", |(at, _)| &path[at..])
+}
+
+/// How many segments a normalised path has (`/` has none).
+fn segments(path: &str) -> usize {
+    path.split('/').filter(|s| !s.is_empty()).count()
+}
+
+/// The form of a normalised path that prefixes and rules compare with: the path itself, or with
+/// its case folded when the API says its upstream folds case (`case_insensitive_paths`).
+pub fn match_form(path: &str, case_insensitive: bool) -> Cow<'_, str> {
+    if case_insensitive {
+        fold_case(path)
     } else {
-        host.split(':').next().unwrap_or(host)
+        Cow::Borrowed(path)
     }
 }
 
-/// The route table: APIs ordered so that the first match is the right one (longest prefix, then a
-/// host-specific API before a host-less one).
+/// Case folding for upstreams that ignore case: ASCII letters, and beyond ASCII Unicode's full
+/// upper-case mapping followed by its lower-case mapping. Going through upper case first folds more
+/// than lower-casing or Unicode case folding alone: `ı` (dotless i) and `ſ` (long s) meet `i` and
+/// `s` (their upper case is `I` and `S`, which comparisons that upper-case both sides rely on), `ß`
+/// meets `ss`, `K` (Kelvin) meets `k`. A gateway that folds more than its upstream treats a few
+/// oddly named resources alike; one that folds less lets a client spell its way past a rule. No
+/// Unicode normalisation (NFC/NFD) is done.
+pub fn fold_case(path: &str) -> Cow<'_, str> {
+    if path.is_ascii() {
+        if path.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(path.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(path)
+        }
+    } else {
+        Cow::Owned(path.to_uppercase().to_lowercase())
+    }
+}
+
+/// The host a request names, without its port and without the one trailing dot of a fully
+/// qualified name (`api.test.` is `api.test`, as nginx reads it). [`Router::route`] compares it
+/// case-insensitively.
+pub fn request_host(host: &str) -> &str {
+    let name = if host.starts_with('[') {
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
+    name.strip_suffix('.').unwrap_or(name)
+}
+
+/// One API's place in the route table, as configured.
+#[derive(Debug)]
+pub struct Route<A> {
+    /// Lowercase; `None`: any host.
+    pub host: Option<String>,
+    /// Normalised, without a trailing `/` (except `/` itself).
+    pub prefix: String,
+    /// The prefix matches with case folded ([`fold_case`]).
+    pub case_insensitive: bool,
+    pub api: Arc<A>,
+}
+
+/// The route table. As in Envoy's and nginx's virtual hosts, the host chooses first: a request
+/// whose host some API names is routed among those APIs only (and gets a 404 if none has a prefix
+/// for its path, rather than falling through to a host-less API); any other request is routed among
+/// the host-less APIs. Within the chosen set the longest prefix, counted in segments, wins.
 #[derive(Debug)]
 pub struct Router<A> {
-    routes: Vec<(Option<String>, String, Arc<A>)>,
+    by_host: Vec<(String, Vec<Route<A>>)>,
+    any_host: Vec<Route<A>>,
+    /// Every API in the order given, for lookups by name.
+    apis: Vec<Arc<A>>,
 }
 
 impl<A> Router<A> {
-    /// Builds the table from `(host, path_prefix, api)` triples.
-    pub fn new(routes: impl IntoIterator<Item = (Option<String>, String, Arc<A>)>) -> Self {
-        let mut routes: Vec<_> = routes.into_iter().collect();
-        routes.sort_by(|a, b| {
-            b.1.len()
-                .cmp(&a.1.len())
-                .then_with(|| b.0.is_some().cmp(&a.0.is_some()))
-        });
-        Router { routes }
+    /// Builds the table; configuration has refused two APIs with the same host and prefix.
+    pub fn new(routes: impl IntoIterator<Item = Route<A>>) -> Self {
+        let mut router = Router {
+            by_host: Vec::new(),
+            any_host: Vec::new(),
+            apis: Vec::new(),
+        };
+        for mut route in routes {
+            router.apis.push(route.api.clone());
+            if route.case_insensitive {
+                route.prefix = fold_case(&route.prefix).into_owned();
+            }
+            let Some(host) = route.host.clone() else {
+                router.any_host.push(route);
+                continue;
+            };
+            let i = match router.by_host.iter().position(|(h, _)| *h == host) {
+                Some(i) => i,
+                None => {
+                    router.by_host.push((host, Vec::new()));
+                    router.by_host.len() - 1
+                }
+            };
+            router.by_host[i].1.push(route);
+        }
+        for table in router
+            .by_host
+            .iter_mut()
+            .map(|(_, t)| t)
+            .chain([&mut router.any_host])
+        {
+            // Stable: equal depths keep their order (they cannot both match; see `new`).
+            table.sort_by_key(|r| std::cmp::Reverse(segments(&r.prefix)));
+        }
+        router
     }
 
     /// The API for a port-less host (any case; configured hosts are lowercase) and a normalised
     /// path.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Arc<A>> {
-        self.routes
-            .iter()
-            .find(|(h, prefix, _)| {
-                h.as_deref()
-                    .is_none_or(|h| host.is_some_and(|host| h.eq_ignore_ascii_case(host)))
-                    && prefix_matches(prefix, path)
+        let table = host
+            .and_then(|host| {
+                self.by_host
+                    .iter()
+                    .find(|(h, _)| h.eq_ignore_ascii_case(host))
             })
-            .map(|(_, _, api)| api)
+            .map_or(&self.any_host, |(_, table)| table);
+        // Folded at most once, and only if some API in the set folds.
+        let mut folded: Option<Cow<'_, str>> = None;
+        table
+            .iter()
+            .find(|r| {
+                let seen: &str = if r.case_insensitive {
+                    folded.get_or_insert_with(|| fold_case(path))
+                } else {
+                    path
+                };
+                prefix_matches(&r.prefix, seen)
+            })
+            .map(|r| &r.api)
     }
 
+    /// Every API, in the order configured.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<A>> {
-        self.routes.iter().map(|(_, _, a)| a)
+        self.apis.iter()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalises_dots_and_decoding() {
-        let ok = |raw: &str| normalise_path(raw).unwrap();
-        assert_eq!(ok("/orders/../admin"), "/admin");
-        assert_eq!(ok("/orders/%2e%2e/admin"), "/admin");
-        assert_eq!(ok("/orders/%2E%2E/%2e/admin/"), "/admin/");
-        assert_eq!(ok("/a/./b/../../.."), "/");
-        assert_eq!(ok("//orders///1"), "/orders/1");
-        assert_eq!(ok("/"), "/");
-        assert_eq!(ok("/%41b%20c"), "/Ab c");
-        assert_eq!(ok("/orders/"), "/orders/");
-        assert_eq!(ok("/orders/."), "/orders/");
-        // Already normal: returned as is.
-        assert_eq!(ok("/orders/1"), "/orders/1");
-        assert_eq!(ok("/a..b/c.d/~x"), "/a..b/c.d/~x");
-    }
-
-    #[test]
-    fn refuses_ambiguous_paths() {
-        let err = |raw: &str| normalise_path(raw).unwrap_err();
-        assert_eq!(err("/a%2fb"), PathError::EncodedSeparator);
-        assert_eq!(err("/a%5Cb"), PathError::EncodedSeparator);
-        assert_eq!(err("/a\\b"), PathError::Backslash);
-        assert_eq!(err("/a;jsessionid=1"), PathError::Semicolon);
-        assert_eq!(err("/a%3bx"), PathError::Semicolon);
-        assert_eq!(err("/a%00"), PathError::Control);
-        assert_eq!(err("/a%252e%252e"), PathError::DoubleEncoding);
-        assert_eq!(err("/a%2"), PathError::BadEncoding);
-        assert_eq!(err("/a%zz"), PathError::BadEncoding);
-        assert_eq!(err("/a%ff"), PathError::NotUtf8);
-        assert_eq!(err("a"), PathError::NotAbsolute);
-    }
-
-    #[test]
-    fn encoding_round_trips() {
-        for raw in ["/Ab c", "/x%y", "/é/q?x#f", "/a:b@c!$&'()*+,="] {
-            let wire = encode_path(raw);
-            assert_eq!(normalise_path(&wire).unwrap(), raw, "{wire}");
-        }
-    }
-
-    #[test]
-    fn routes_longest_prefix_on_segment_boundaries() {
-        let router = Router::new([
-            (None, "/".to_owned(), Arc::new("root")),
-            (None, "/orders".to_owned(), Arc::new("orders")),
-            (
-                Some("api.test".to_owned()),
-                "/orders".to_owned(),
-                Arc::new("host-orders"),
-            ),
-            (None, "/orders/admin".to_owned(), Arc::new("admin")),
-        ]);
-        let route = |h: Option<&str>, p: &str| **router.route(h, p).unwrap();
-        assert_eq!(route(None, "/orders/1"), "orders");
-        assert_eq!(route(None, "/ordersX"), "root");
-        assert_eq!(route(None, "/orders/admin/x"), "admin");
-        assert_eq!(route(Some("api.test"), "/orders"), "host-orders");
-        assert_eq!(route(Some("API.Test"), "/orders"), "host-orders");
-        assert_eq!(route(Some("other.test"), "/orders"), "orders");
-        assert_eq!(request_host("API.test:8080"), "API.test");
-        assert_eq!(request_host("[::1]:80"), "[::1]");
-    }
-}
+mod tests;

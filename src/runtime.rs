@@ -9,7 +9,7 @@ use crate::config::{
     ApiSettings, CacheSettings, ListenSettings, ProviderSettings, Settings, ValidationMode,
 };
 use crate::provider::{Provider, ProviderError};
-use crate::routing::Router;
+use crate::routing::{Route, Router};
 use crate::validate::{
     Attributes, CachedValidator, IntrospectionValidator, JwtThenIntrospection, JwtValidator,
     Validator,
@@ -129,11 +129,12 @@ impl Runtime {
                 settings: api.clone(),
                 validator,
             };
-            (
-                api.host.clone(),
-                api.path_prefix.clone(),
-                Arc::new(compiled),
-            )
+            Route {
+                host: api.host.clone(),
+                prefix: api.path_prefix.clone(),
+                case_insensitive: api.case_insensitive_paths,
+                api: Arc::new(compiled),
+            }
         }));
         Runtime {
             router,

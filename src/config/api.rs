@@ -61,6 +61,9 @@ pub struct ApiSettings {
     /// Whether the client's `Authorization` header reaches the upstream (Anypoint does forward
     /// it); `false` keeps the bearer credential at the gateway (Envoy's default).
     pub forward_authorization: bool,
+    /// The upstream ignores case in paths: the prefix and the rules match with case folded
+    /// (`routing::fold_case`); the path is forwarded as sent.
+    pub case_insensitive_paths: bool,
     pub rules: Vec<RuleSettings>,
     /// `[api.cors]`; `None`: no CORS answers, and upstream answers pass as they are.
     pub cors: Option<CorsSettings>,
@@ -81,11 +84,14 @@ pub(super) fn api(
     let host = raw
         .host
         .map(|h| {
-            let valid = !h.is_empty()
-                && h.bytes()
+            // A fully qualified `api.test.` is the same host; requests are read the same way.
+            let name = h.strip_suffix('.').unwrap_or(&h);
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
             if valid {
-                Ok(h.to_ascii_lowercase())
+                Ok(name.to_ascii_lowercase())
             } else {
                 Err(ConfigError::at(
                     key("host"),
@@ -140,7 +146,13 @@ pub(super) fn api(
     }
     let mut rules = Vec::with_capacity(raw.rules.len());
     for (i, rule) in raw.rules.into_iter().enumerate() {
-        rules.push(compile_rule(rule, &format!("{path}.rule[{i}]"), &policy)?);
+        let key = format!("{path}.rule[{i}]");
+        rules.push(compile_rule(
+            rule,
+            &key,
+            &policy,
+            raw.case_insensitive_paths,
+        )?);
     }
     let cors = raw.cors.map(|c| cors(c, &key("cors"))).transpose()?;
     Ok(ApiSettings {
@@ -163,6 +175,7 @@ pub(super) fn api(
             n => n,
         },
         forward_authorization: raw.forward_authorization.unwrap_or(true),
+        case_insensitive_paths: raw.case_insensitive_paths,
         rules,
         cors,
     })

@@ -73,7 +73,6 @@ pub(super) fn compile(raw: RawConfig) -> Result<Settings, ConfigError> {
     }
     let mut apis = Vec::with_capacity(raw.apis.len());
     let mut seen_names = HashSet::new();
-    let mut seen_routes = HashSet::new();
     for (i, raw_api) in raw.apis.into_iter().enumerate() {
         let path = format!("api[{i}]");
         let api = api(raw_api, &path, listen.request_timeout)?;
@@ -83,7 +82,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Settings, ConfigError> {
                 format!("duplicate API name {:?}", api.name),
             ));
         }
-        if !seen_routes.insert((api.host.clone(), api.path_prefix.clone())) {
+        if apis.iter().any(|other| same_route(other, &api)) {
             return Err(ConfigError::at(
                 format!("{path}.path_prefix"),
                 "another API already routes this host and path_prefix",
@@ -98,6 +97,15 @@ pub(super) fn compile(raw: RawConfig) -> Result<Settings, ConfigError> {
         cache,
         apis,
     })
+}
+
+/// Would two APIs route the same requests? Same host and prefix, or prefixes equal once folded
+/// when either folds case (the router could not tell them apart).
+fn same_route(a: &ApiSettings, b: &ApiSettings) -> bool {
+    let fold = a.case_insensitive_paths || b.case_insensitive_paths;
+    a.host == b.host
+        && crate::routing::match_form(&a.path_prefix, fold)
+            == crate::routing::match_form(&b.path_prefix, fold)
 }
 
 pub(super) fn positive(

@@ -129,6 +129,8 @@ pub struct RawApi {
     pub max_form_bytes: Option<usize>,
     pub max_body_bytes: Option<u64>,
     pub forward_authorization: Option<bool>,
+    #[serde(default)]
+    pub case_insensitive_paths: bool,
     #[serde(default, rename = "rule")]
     pub rules: Vec<RawRule>,
     pub cors: Option<RawCors>,

@@ -21,24 +21,14 @@ pub(super) fn compile_rule(
     raw: RawRule,
     path: &str,
     api_policy: &PolicySettings,
+    case_insensitive: bool,
 ) -> Result<RuleSettings, ConfigError> {
-    let methods = raw
-        .methods
-        .map(|ms| {
-            ms.iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
-                        ConfigError::at(
-                            format!("{path}.methods[{i}]"),
-                            format!("{m:?} is not an HTTP method"),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
+    let methods = raw.methods.map(|ms| methods(&ms, path)).transpose()?;
+    let paths = raw
+        .paths
+        .as_ref()
+        .map(|ps| globs(ps, path, case_insensitive))
         .transpose()?;
-    let paths = raw.paths.as_ref().map(|ps| globs(ps, path)).transpose()?;
     if raw.public && (raw.scopes.is_some() || raw.clients.is_some() || raw.scope_match.is_some()) {
         return Err(ConfigError::at(
             format!("{path}.public"),
@@ -74,14 +64,39 @@ pub(super) fn compile_rule(
     })
 }
 
-fn globs(patterns: &[String], path: &str) -> Result<GlobSet, ConfigError> {
+/// The methods as written, upper-cased; a rule that lists GET covers HEAD too (RFC 9110 §9.3.2:
+/// HEAD is GET without the content, and servers answer it with the GET handler), added here so
+/// `check` and `explain` show it.
+fn methods(written: &[String], path: &str) -> Result<Vec<Method>, ConfigError> {
+    let mut methods = written
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                ConfigError::at(
+                    format!("{path}.methods[{i}]"),
+                    format!("{m:?} is not an HTTP method"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if methods.contains(&Method::GET) && !methods.contains(&Method::HEAD) {
+        methods.push(Method::HEAD);
+    }
+    Ok(methods)
+}
+
+/// The rule's patterns; under `case_insensitive_paths` folded the way request paths are, so both
+/// sides of the match use one folding (globset's own case-insensitivity folds differently).
+fn globs(patterns: &[String], path: &str, case_insensitive: bool) -> Result<GlobSet, ConfigError> {
     let mut set = GlobSetBuilder::new();
     for (i, p) in patterns.iter().enumerate() {
         let key = format!("{path}.paths[{i}]");
         if !p.starts_with('/') {
             return Err(ConfigError::at(key, format!("{p:?} must start with /")));
         }
-        let glob = GlobBuilder::new(p)
+        let p = crate::routing::match_form(p, case_insensitive);
+        let glob = GlobBuilder::new(&p)
             .literal_separator(true)
             .backslash_escape(true)
             .build()

@@ -309,3 +309,58 @@ fn cors_gets_its_defaults_and_origins_as_browsers_send_them() {
             .is_none()
     );
 }
+
+#[test]
+fn rules_that_list_get_cover_head() {
+    let text = format!(
+        "{PROVIDER}{API}[[api.rule]]\nmethods = [\"GET\"]\n[[api.rule]]\nmethods = [\"HEAD\", \"get\"]\n[[api.rule]]\nmethods = [\"POST\"]\n"
+    );
+    use http::Method;
+    let s = parse(&text, &env()).unwrap();
+    let methods = |i: usize| s.apis[0].rules[i].methods.clone().unwrap();
+    assert_eq!(methods(0), [Method::GET, Method::HEAD]);
+    assert_eq!(methods(1), [Method::HEAD, Method::GET]);
+    assert_eq!(methods(2), [Method::POST]);
+    // `check` shows what is in force.
+    assert!(
+        describe(&s).contains("rule 0: GET,HEAD: "),
+        "{}",
+        describe(&s)
+    );
+}
+
+#[test]
+fn case_insensitive_paths_fold_the_rules_and_the_route() {
+    let s = parse(&format!("{PROVIDER}{API}"), &env()).unwrap();
+    assert!(!s.apis[0].case_insensitive_paths);
+    let text = format!(
+        "{PROVIDER}{API}case_insensitive_paths = true\n[[api.rule]]\npaths = [\"/Orders/*\"]\n"
+    );
+    let s = parse(&text, &env()).unwrap();
+    assert!(s.apis[0].case_insensitive_paths);
+    let globs = s.apis[0].rules[0].paths.as_ref().unwrap();
+    // Patterns are folded as paths are; the policy folds the path before matching.
+    assert!(globs.is_match("/orders/1") && !globs.is_match("/Orders/1"));
+    assert_eq!(s.apis[0].rules[0].path_patterns, ["/Orders/*"]);
+
+    // Two APIs whose prefixes differ only in case cannot both route when either folds.
+    let second = |folds: bool| {
+        format!(
+            "{PROVIDER}{API}\n[[api]]\nname = \"b\"\npath_prefix = \"/ORDERS\"\nupstream = \"http://127.0.0.1:9001\"\nskip_client_id_validation = true\ncase_insensitive_paths = {folds}\n"
+        )
+    };
+    assert!(parse(&second(false), &env()).is_ok());
+    let e = err(&second(true));
+    assert_eq!(e.path, "api[1].path_prefix", "{e}");
+}
+
+#[test]
+fn a_fully_qualified_host_is_the_same_host() {
+    let text = format!("{PROVIDER}{API}host = \"API.test.\"\n");
+    let s = parse(&text, &env()).unwrap();
+    assert_eq!(s.apis[0].host.as_deref(), Some("api.test"));
+    assert_eq!(
+        err(&format!("{PROVIDER}{API}host = \".\"\n")).path,
+        "api[0].host"
+    );
+}

@@ -1,5 +1,5 @@
 //! The policy: a tower [`PolicyLayer`]/[`PolicyService`] around the forwarder that decides every
-//! request: route → normalise path → (CORS preflight) → token → validate → authorise → forward. A refusal is a
+//! request: method → normalise path → route → (CORS preflight) → rule → token → validate → authorise → forward. A refusal is a
 //! response (the service's error is `Infallible`), rendered by [`Rejection::into_response`].
 //! Routing happens here so a 404 goes through the same renderer. An API with `[api.cors]` has its
 //! preflights answered here and its every other answer given the CORS grant (`cors`). The current
@@ -8,7 +8,10 @@
 mod authorize;
 mod cors;
 pub mod extract;
+mod matching;
 mod rejection;
+#[cfg(test)]
+mod spelling_tests;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -21,13 +24,14 @@ use http_body_util::{BodyExt, Limited};
 use tower::{Layer, Service, ServiceExt};
 
 pub use authorize::authorize;
+pub use matching::{check_method, matching_rule};
 pub use rejection::{AccessRecord, Rejection};
 
 use crate::body::{BoundedBody, ProxyBody, full, set_content_length};
-use crate::config::{PolicySettings, RuleSettings, TokenSource};
+use crate::config::{ApiSettings, PolicySettings, TokenSource};
 use crate::forward::{ForwardError, ForwardPlan};
 use crate::framing::AmbiguousFraming;
-use crate::routing::{encode_path, normalise_path, request_host};
+use crate::routing::{after_prefix, encode_path, normalise_path, request_host};
 use crate::runtime::{Api, Runtime, RuntimeHandle};
 use crate::validate::{BearerToken, InvalidReason, Principal, ValidateError};
 use extract::Credential;
@@ -165,6 +169,7 @@ type Refusal = (Rejection, Option<Arc<Api>>);
 /// Everything up to the forwarding decision.
 async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Decision, Refusal> {
     check_framing(&req).map_err(|r| (r, None))?;
+    check_method(req.method()).map_err(|r| (r, None))?;
     let path = normalise_path(req.uri().path()).map_err(|e| (Rejection::BadPath(e), None))?;
     let host_value = original_host(&req);
     let host = host_value
@@ -204,7 +209,7 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Decision, 
         None => (None, None),
     };
 
-    let rule = matching_rule(&settings.rules, req.method(), &path).map(|(_, r)| r);
+    let rule = matching_rule(settings, req.method(), &path).map(|(_, r)| r);
     let (mut req, principal) = if rule.is_some_and(|r| r.public) {
         (req, None)
     } else {
@@ -224,7 +229,7 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Decision, 
     };
 
     let plan = plan(
-        &api,
+        settings,
         runtime.listen.connection.stream_idle_timeout,
         &path,
         query.as_deref(),
@@ -238,19 +243,6 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Decision, 
         principal,
         request: req,
     }))
-}
-
-/// The first rule whose methods and paths match (Anypoint's method & resource conditions), with
-/// its index; `None`: the API's defaults apply.
-pub fn matching_rule<'a>(
-    rules: &'a [RuleSettings],
-    method: &Method,
-    path: &str,
-) -> Option<(usize, &'a RuleSettings)> {
-    rules.iter().enumerate().find(|(_, rule)| {
-        rule.methods.as_ref().is_none_or(|ms| ms.contains(method))
-            && rule.paths.as_ref().is_none_or(|ps| ps.is_match(path))
-    })
 }
 
 /// Applies the API's body size limit: at once when `Content-Length` says it is exceeded (nothing
@@ -415,17 +407,16 @@ async fn validate_and_authorize(
 
 /// The upstream target, path and identity headers for an allowed request.
 fn plan(
-    api: &Api,
+    settings: &ApiSettings,
     stream_idle: std::time::Duration,
     path: &str,
     query: Option<&str>,
     principal: Option<&Principal>,
     original_host: Option<HeaderValue>,
 ) -> Result<ForwardPlan, Rejection> {
-    let settings = &api.settings;
-    let rest = if settings.strip_prefix && settings.path_prefix != "/" {
-        path.strip_prefix(settings.path_prefix.as_str())
-            .unwrap_or(path)
+    let rest = if settings.strip_prefix {
+        // By segments: under case_insensitive_paths the prefix matched in another case.
+        after_prefix(&settings.path_prefix, path)
     } else {
         path
     };

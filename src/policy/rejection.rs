@@ -20,6 +20,8 @@ use crate::validate::InvalidReason;
 pub enum Rejection {
     NoRoute,
     BadPath(PathError),
+    /// A standard method spelt in another case (`delete`): see `policy::check_method`.
+    BadMethod,
     /// Ambiguous message framing (RFC 9112 §6.3): never forwarded.
     BadFraming(&'static str),
     /// RFC 6750 §3.1 `invalid_request`: a malformed credential or more than one.
@@ -59,6 +61,7 @@ impl Rejection {
         match self {
             Rejection::NoRoute => "no_route",
             Rejection::BadPath(_) => "bad_path",
+            Rejection::BadMethod => "bad_method",
             Rejection::BadFraming(_) => "bad_framing",
             Rejection::InvalidRequest(_) => "invalid_request",
             Rejection::FormTooLarge => "form_too_large",
@@ -80,6 +83,7 @@ impl Rejection {
         match self {
             Rejection::NoRoute => StatusCode::NOT_FOUND,
             Rejection::BadPath(_)
+            | Rejection::BadMethod
             | Rejection::BadFraming(_)
             | Rejection::InvalidRequest(_)
             | Rejection::BadBody => StatusCode::BAD_REQUEST,
@@ -106,6 +110,11 @@ impl Rejection {
             Rejection::BadPath(e) => (
                 "invalid_request",
                 format!("the request path is refused: {e}"),
+            ),
+            Rejection::BadMethod => (
+                "invalid_request",
+                "methods are case-sensitive (RFC 9110 §9.1): send the standard method in upper case"
+                    .into(),
             ),
             Rejection::BadFraming(d) | Rejection::InvalidRequest(d) => {
                 ("invalid_request", (*d).into())
@@ -161,6 +170,7 @@ impl Rejection {
             | Rejection::RequestTimeout => true,
             Rejection::NoRoute
             | Rejection::BadPath(_)
+            | Rejection::BadMethod
             | Rejection::InvalidRequest(_)
             | Rejection::FormTooLarge
             | Rejection::MissingToken
@@ -195,6 +205,7 @@ impl Rejection {
             )),
             Rejection::NoRoute
             | Rejection::BadPath(_)
+            | Rejection::BadMethod
             | Rejection::BadFraming(_)
             | Rejection::FormTooLarge
             | Rejection::BodyTooLarge(_)

@@ -23,5 +23,6 @@ mod jwt;
 mod lifecycle;
 mod metrics;
 mod reload;
+mod spelling;
 mod troubleshoot;
 mod trust;

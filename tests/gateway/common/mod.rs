@@ -16,6 +16,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use self::gateway::Gateway;
 use self::upstream::Upstream;
 
 /// A client for talking to the gateway and the test servers: no proxy from the environment (tests
@@ -249,5 +250,103 @@ where
             "timed out waiting for: {what}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The API under test: `/orders` on `upstream`, requiring `mulescope` from a client with a contract
+/// (`orders-app`), then `extra` (more keys of the same `[[api]]`, then its `[[api.rule]]`s).
+pub fn orders_api(upstream: &str, extra: &str) -> String {
+    format!(
+        "[[api]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = {}\nscopes = [\"mulescope\"]\nclients = [\"orders-app\"]\n{extra}\n",
+        toml_string(upstream)
+    )
+}
+
+/// A raw HTTP/1.1 request to the gateway, byte for byte: the request line, `Host` (the gateway's
+/// address), `headers` (each a full `Name: value` line), `Connection: close`, then `body` (with a
+/// Content-Length when it is not empty and `headers` set no framing).
+pub fn raw_request(
+    gateway: &Gateway,
+    method: &str,
+    target: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {}\r\n", gateway.proxy);
+    for line in headers {
+        head.push_str(line);
+        head.push_str("\r\n");
+    }
+    let framed = headers.iter().any(|h| {
+        let name = h.split(':').next().unwrap_or("").trim();
+        name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+    });
+    if !body.is_empty() && !framed {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+/// The body of a raw answer, de-chunked if it was sent chunked.
+pub fn raw_body(answer: &RawAnswer) -> Vec<u8> {
+    let chunked = answer
+        .header("transfer-encoding")
+        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"));
+    if !chunked {
+        return answer.body.clone();
+    }
+    let mut out = Vec::new();
+    let mut rest = &answer.body[..];
+    loop {
+        let line_end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .unwrap_or_else(|| {
+                panic!(
+                    "bad chunked body: {:?}",
+                    String::from_utf8_lossy(&answer.body)
+                )
+            });
+        let size_text = String::from_utf8_lossy(&rest[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
+/// Asserts a raw answer is the gateway's refusal: the status, a JSON body with this `error` and a
+/// description, and for 401/403 a Bearer challenge for `realm` carrying the error.
+pub fn assert_raw_refusal(answer: &RawAnswer, status: u16, error: &str, realm: &str) {
+    assert_eq!(answer.status, status, "expected {status}: {answer:?}");
+    let body: Value = serde_json::from_slice(&raw_body(answer))
+        .unwrap_or_else(|e| panic!("the refusal body is not JSON ({e}): {answer:?}"));
+    assert_eq!(body["error"], error, "{answer:?}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "{answer:?}"
+    );
+    if status == 401 || status == 403 {
+        let challenge = answer
+            .header("www-authenticate")
+            .unwrap_or_else(|| panic!("a {status} needs WWW-Authenticate: {answer:?}"));
+        assert!(
+            challenge.starts_with(&format!("Bearer realm=\"{realm}\"")),
+            "{challenge}"
+        );
+        assert!(
+            challenge.contains(&format!("error=\"{error}\"")),
+            "{challenge}"
+        );
     }
 }
