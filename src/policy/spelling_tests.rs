@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::Method;
 use percent_encoding::percent_decode_str;
@@ -129,7 +130,7 @@ proptest! {
         let raw = format!("/{raw}");
         if let Ok(path) = normalise_path(&raw) {
             let settings = api("orders", "/", false, &[]);
-            let plan = plan(&settings, &path, None, None, None).expect("planned");
+            let plan = plan(&settings, Duration::from_secs(30), &path, None, None, None).expect("planned");
             let forwarded = plan.path_and_query.path();
             let decoded = percent_decode_str(forwarded).decode_utf8().expect("UTF-8");
             prop_assert_eq!(&*decoded, path.as_str(), "sent {:?}, forwarded {:?}", raw, forwarded);

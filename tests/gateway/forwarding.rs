@@ -875,13 +875,34 @@ async fn connections_beyond_max_connections_wait_for_a_free_slot() {
     let gateway = gateway(&config).await;
     let token = orders_token(&idp).await;
 
-    let first = TcpStream::connect(gateway.proxy).await.expect("first");
-    let _second = TcpStream::connect(gateway.proxy).await.expect("second");
+    // Each worker accepts from a socket of its own, so which waiting connection gets a slot first
+    // is not the order they connected in: the first two are served (hold their slots) before the
+    // third connects.
+    let keep_alive = format!(
+        "GET /orders/1 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\r\n",
+        gateway.proxy
+    );
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut conn = TcpStream::connect(gateway.proxy).await.expect("connect");
+        conn.write_all(keep_alive.as_bytes())
+            .await
+            .expect("request");
+        let mut head = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut head))
+            .await
+            .expect("served within 5 s")
+            .expect("read the answer");
+        assert_eq!(&head, b"HTTP/1.1 200", "a held connection is served");
+        held.push(conn);
+    }
+    let first = held.remove(0);
+    upstream.wait_count(2).await;
     let mut third = TcpStream::connect(gateway.proxy)
         .await
         .expect("third (the kernel accepts it)");
     let request = format!(
-        "GET /orders/1 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
+        "GET /orders/3 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
         gateway.proxy
     );
     third
@@ -894,7 +915,7 @@ async fn connections_beyond_max_connections_wait_for_a_free_slot() {
         early.is_err(),
         "the third connection was served while two were open: {early:?}"
     );
-    upstream.assert_not_reached();
+    assert_eq!(upstream.count(), 2, "the third request waited");
 
     drop(first);
     let got = read_until_close(&mut third, Duration::from_secs(5))
@@ -902,7 +923,7 @@ async fn connections_beyond_max_connections_wait_for_a_free_slot() {
         .expect("the third connection is served once a slot frees");
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert_eq!(upstream.last().target, "/orders/1");
+    assert_eq!(upstream.last().target, "/orders/3");
 }
 
 // 12. Public rules.
