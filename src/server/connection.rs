@@ -9,7 +9,13 @@
 //!   written; HTTP/2: no open stream), at most `idle_timeout`, then a graceful close.
 //! - A later head begun but not finished (the gateway's HTTP/1 framing watcher reports it): at
 //!   most `header_read_timeout`.
-//! - A write to a client that has stopped reading: at most `stream_idle_timeout`.
+//! - A write to a client that has stopped reading: at most `stream_idle_timeout`. On HTTP/2 the
+//!   socket need not block for that: a client that grants no flow-control window (RFC 9113
+//!   §5.2) leaves hyper waiting for capacity without polling the response body, so the upstream
+//!   body's own stall timer never runs. A response body that has handed out a frame and not been
+//!   polled again is counted as starved, and no body poll on the connection for
+//!   `stream_idle_timeout` while one is starved closes it (per connection, like the HTTP/1 write
+//!   bound: a stream that moves keeps its neighbours' clock running).
 //! - Optionally `max_connection_age`, then a graceful close (GOAWAY on HTTP/2).
 //!
 //! The request path pays for none of this with timers: the connection's IO wrapper and its
@@ -63,6 +69,11 @@ pub struct ConnectionState {
     write_blocked: AtomicU64,
     /// When a request head began arriving without finishing (same encoding); 0: none.
     head_partial: AtomicU64,
+    /// HTTP/2 response bodies that handed out a frame and have not been polled since: waiting for
+    /// the client's flow-control window. Written from the streams' own tasks, so atomically.
+    starved: AtomicU32,
+    /// Polls of HTTP/2 response bodies, ever (from the streams' tasks too).
+    body_polls: AtomicU64,
 }
 
 impl ConnectionState {
@@ -76,6 +87,8 @@ impl ConnectionState {
             writes: AtomicU64::new(0),
             write_blocked: AtomicU64::new(0),
             head_partial: AtomicU64::new(0),
+            starved: AtomicU32::new(0),
+            body_polls: AtomicU64::new(0),
         })
     }
 
@@ -351,6 +364,9 @@ struct Watchdog {
     /// The activity seen at the last sample, and since when it has not changed.
     last_activity: (u64, u64),
     idle_since: Instant,
+    /// HTTP/2 response body polls at the last sample, and since when they have not changed.
+    last_body_polls: u64,
+    body_polls_since: Instant,
     aged: bool,
 }
 
@@ -362,10 +378,12 @@ impl Watchdog {
             .min(limits.stream_idle_timeout);
         Watchdog {
             idle_since: state.origin,
+            body_polls_since: state.origin,
             state,
             limits: *limits,
             every: (shortest / 4).max(Duration::from_millis(5)),
             last_activity: (0, 0),
+            last_body_polls: 0,
             aged: false,
         }
     }
@@ -383,6 +401,10 @@ impl Watchdog {
 
     /// What to do now, if anything.
     fn check(&mut self, now: Instant) -> Option<Ending> {
+        // First, so its sample is taken every time.
+        if self.starved(now) {
+            return Some(Ending::Close("stream_idle_timeout"));
+        }
         let state = &self.state;
         let limits = &self.limits;
         if !state.started.load(Ordering::Relaxed)
@@ -409,6 +431,18 @@ impl Watchdog {
             return Some(Ending::Graceful("max_connection_age"));
         }
         self.idle(now).then_some(Ending::Graceful("idle_timeout"))
+    }
+
+    /// Has an HTTP/2 response body waited for the client's window, with no body on the connection
+    /// polled, for `stream_idle_timeout`?
+    fn starved(&mut self, now: Instant) -> bool {
+        let polls = self.state.body_polls.load(Ordering::Relaxed);
+        if self.state.starved.load(Ordering::Relaxed) == 0 || polls != self.last_body_polls {
+            self.last_body_polls = polls;
+            self.body_polls_since = now;
+            return false;
+        }
+        now >= self.body_polls_since + self.limits.stream_idle_timeout
     }
 
     /// Has nothing happened for `idle_timeout`? HTTP/2 writes (PING acks, window updates) do not
@@ -440,13 +474,46 @@ fn finish(open: OpenRequest, http2: bool, response: Response<ProxyBody>) -> Resp
         drop(open);
         return response;
     }
-    response.map(|body| StreamBody { body, _open: open }.boxed())
+    response.map(|body| {
+        StreamBody {
+            body,
+            open,
+            handed: false,
+            waiting: false,
+        }
+        .boxed()
+    })
 }
 
-/// An HTTP/2 response body that keeps its stream counted as open.
+/// An HTTP/2 response body that keeps its stream counted as open, and counts itself starved
+/// between handing out a frame and its next poll (see the module's docs).
 struct StreamBody {
     body: ProxyBody,
-    _open: OpenRequest,
+    open: OpenRequest,
+    /// A frame has been handed out.
+    handed: bool,
+    /// Counted in [`ConnectionState::starved`].
+    waiting: bool,
+}
+
+impl StreamBody {
+    fn set_waiting(&mut self, waiting: bool) {
+        if self.waiting != waiting {
+            self.waiting = waiting;
+            let starved = &self.open.0.starved;
+            if waiting {
+                starved.fetch_add(1, Ordering::Relaxed);
+            } else {
+                starved.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for StreamBody {
+    fn drop(&mut self) {
+        self.set_waiting(false);
+    }
 }
 
 impl Body for StreamBody {
@@ -457,11 +524,22 @@ impl Body for StreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        self.open.0.body_polls.fetch_add(1, Ordering::Relaxed);
+        self.set_waiting(false);
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = polled {
+            self.handed = true;
+            self.set_waiting(true);
+        }
+        polled
     }
 
+    /// Once a frame is out, never "ended" until polled empty: hyper then polls again only when
+    /// the client's window has room, so a last frame h2 holds back for want of window still
+    /// leaves this body waiting (and counted starved), not finished. It costs an empty final
+    /// DATA frame. Before any frame, an empty body still ends the stream with its HEADERS.
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        !self.handed && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

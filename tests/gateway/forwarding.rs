@@ -17,15 +17,8 @@ use crate::common::idp::TestIdp;
 use crate::common::upstream::{Seen, Upstream, UpstreamBehaviour, closed_port_url};
 use crate::common::{
     RawAnswer, assert_raw_refusal, assert_refusal, assert_rejected, base_config, client,
-    orders_api, raw_http, raw_request, toml_string,
+    orders_api, raw_http, raw_request, read_until_close, toml_string, with_listen,
 };
-
-/// `config` with `extra` lines added to its `[listen]` table.
-fn with_listen(config: &str, extra: &str) -> String {
-    let anchor = "admin_address = \"127.0.0.1:0\"\n";
-    assert!(config.contains(anchor), "base_config changed shape");
-    config.replacen(anchor, &format!("{anchor}{extra}\n"), 1)
-}
 
 /// Starts the gateway and waits until it has resolved the provider's endpoints.
 async fn gateway(config: &str) -> Gateway {
@@ -90,23 +83,6 @@ fn assert_lacks(seen: &Seen, names: &[&str]) {
                 .collect::<Vec<_>>()
         );
     }
-}
-
-/// Reads whatever arrives within `wait`; `None` if nothing did (the connection is still open and
-/// silent), `Some(bytes)` once the peer closed (possibly after sending something).
-async fn read_until_close(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
-    let mut got = Vec::new();
-    let read = tokio::time::timeout(wait, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    read.ok().map(|()| got)
 }
 
 // 1. The happy path.

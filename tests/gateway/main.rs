@@ -13,6 +13,7 @@ mod harness;
 
 // Capability modules.
 mod cli;
+mod connections;
 mod cors;
 mod credentials;
 mod dev;

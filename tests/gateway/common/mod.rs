@@ -350,3 +350,27 @@ pub fn assert_raw_refusal(answer: &RawAnswer, status: u16, error: &str, realm: &
         );
     }
 }
+
+/// `config` with `extra` lines added to its `[listen]` table.
+pub fn with_listen(config: &str, extra: &str) -> String {
+    let anchor = "admin_address = \"127.0.0.1:0\"\n";
+    assert!(config.contains(anchor), "base_config changed shape");
+    config.replacen(anchor, &format!("{anchor}{extra}\n"), 1)
+}
+
+/// Reads whatever arrives within `wait`; `None` if nothing did (the connection is still open and
+/// silent), `Some(bytes)` once the peer closed (possibly after sending something).
+pub async fn read_until_close(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(wait, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok().map(|()| got)
+}

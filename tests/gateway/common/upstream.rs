@@ -75,6 +75,9 @@ pub enum UpstreamBehaviour {
     /// Signals the first request-body chunk (`first_chunk_seen`), then answers 200 `text/plain` with a
     /// chunked body: "first\n", then (after `release`) "second\n".
     Stream,
+    /// 200 `application/octet-stream` with a body of this many bytes (`b'x'`), with a
+    /// Content-Length: for clients that stop reading.
+    Large(usize),
 }
 
 /// State shared between the server task and the test.
@@ -302,6 +305,7 @@ async fn handle(
         }
         UpstreamBehaviour::Status(status) => status,
         UpstreamBehaviour::Stream => return Ok(streaming_response(shared)),
+        UpstreamBehaviour::Large(size) => return Ok(large_response(size)),
     };
     let body = serde_json::json!({"upstream": "ok", "target": target}).to_string();
     let mut response = Response::builder()
@@ -320,6 +324,14 @@ async fn handle(
         .body(Either::Left(Full::new(Bytes::from(body))))
         .expect("upstream: valid response");
     Ok(response)
+}
+
+fn large_response(size: usize) -> Response<UpBody> {
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/octet-stream")
+        .body(Either::Left(Full::new(Bytes::from(vec![b'x'; size]))))
+        .expect("upstream: valid response")
 }
 
 fn streaming_response(shared: Arc<Shared>) -> Response<UpBody> {
