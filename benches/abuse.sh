@@ -28,6 +28,7 @@
 #   ROUNDS [3]  DURATION [10] seconds per wrk run  WARMUP [2] seconds, once
 #   THREADS [2] CONNECTIONS [32]: wrk -t/-c of the calm and abuse runs
 #   MAX_CONNECTIONS [256]  HEADER_READ_TIMEOUT [2s]  STREAM_IDLE_TIMEOUT [3s]: tollgate's [listen]
+#   (the two timeouts in whole seconds)
 #   SILENT [2 x MAX_CONNECTIONS]  SLOW [16]  NONREADING [16]: abusive clients held open
 #   SLOW_EVERY [5] seconds between two bytes of a slow upload  SETTLE [3] seconds of abuse before wrk
 #   BIG_MIB [64] size of the large response  BALANCE_CONNECTIONS [50]  BALANCE_DURATION [DURATION]
@@ -60,6 +61,12 @@ BALANCE_DURATION=${BALANCE_DURATION:-$DURATION}
 BALANCE_TRIALS=${BALANCE_TRIALS:-3}
 BASELINE_BIN=${BASELINE_BIN:-}
 KEEP=${KEEP:-0}
+[[ $HEADER_READ_TIMEOUT =~ ^[1-9][0-9]*s$ && $STREAM_IDLE_TIMEOUT =~ ^[1-9][0-9]*s$ ]] ||
+  { echo "HEADER_READ_TIMEOUT and STREAM_IDLE_TIMEOUT are whole seconds, e.g. 2s" >&2; exit 2; }
+# When a non-reading client checks whether it was shed: time to wait in the accept queue (about one
+# header_read_timeout while the silent sockets fill it) and for the gateway to be served the head,
+# then stream_idle_timeout of a blocked write, each doubled for the watchdog's sampling and the load.
+CHECK_AFTER=$((2 * (${HEADER_READ_TIMEOUT%s} + ${STREAM_IDLE_TIMEOUT%s}) + 1))
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 here=$root/benches/load
@@ -171,28 +178,31 @@ start_abuser() {
   local name=$1
   mkfifo "$work/$name.in"
   python3 "$root/benches/abuse/abuser.py" "$(printf '{"port":%d,"silent":%d,"slow":%d,"nonreading":%d,"token":"%s","slow_path":"/intro/upload","big_path":"/intro/big","slow_every":%s,"check_after":%s}' \
-    "$P_TG" "$SILENT" "$SLOW" "$NONREADING" "$TOKEN" "$SLOW_EVERY" "$((${STREAM_IDLE_TIMEOUT%s} * 2 + 1))")" \
+    "$P_TG" "$SILENT" "$SLOW" "$NONREADING" "$TOKEN" "$SLOW_EVERY" "$CHECK_AFTER")" \
     <"$work/$name.in" >"$work/$name.out" 2>"$work/$name.err" &
   ABUSER_PID=$!
   pids+=("$ABUSER_PID")
   exec {ABUSER_FD}>"$work/$name.in"
+  ABUSER_T0=$(date +%s%N)
   first_line "$work/$name.out" "$ABUSER_PID" >/dev/null
 }
 
 # stop_abuser NAME ROUND CASE: closes its stdin, waits for its counts, appends them with the
 # gateway's closed connections (by reason, since closed-NAME.before) to abuse.jsonl.
 stop_abuser() {
-  local name=$1
+  local name=$1 cpu_pct
   closed_counts >"$work/closed-$name.after"
+  # The abuser's own CPU (it shares the cores with wrk and tollgate), % of one core.
+  cpu_pct=$(($(cpu_ticks "$ABUSER_PID") * 100000000000 / clk_tck / ($(date +%s%N) - ABUSER_T0)))
   exec {ABUSER_FD}>&-
   wait "$ABUSER_PID" || die "the abuser failed: $(tail -3 "$work/$name.err")"
-  python3 - "$2" "$3" "$work/$name.out" "$work/closed-$name.before" "$work/closed-$name.after" >>"$work/abuse.jsonl" <<'EOF'
+  python3 - "$2" "$3" "$work/$name.out" "$work/closed-$name.before" "$work/closed-$name.after" "$cpu_pct" >>"$work/abuse.jsonl" <<'EOF'
 import json, sys
 counts = lambda path: {k: float(v) for k, v in (line.split() for line in open(path))}
 before, after = counts(sys.argv[4]), counts(sys.argv[5])
 closed = {k: int(after[k] - before.get(k, 0)) for k in sorted(after) if after[k] > before.get(k, 0)}
 abuser = json.loads(open(sys.argv[3]).read().splitlines()[-1])
-print(json.dumps({"round": int(sys.argv[1]), "case": sys.argv[2], "abuser": abuser, "gateway_closed": closed}))
+print(json.dumps({"round": int(sys.argv[1]), "case": sys.argv[2], "abuser": abuser, "gateway_closed": closed, "abuser_cpu_pct": int(sys.argv[6])}))
 EOF
 }
 

@@ -89,8 +89,8 @@ def abuse_table(path):
     print("once, sampled every 0.25 s, counting those still in the kernel's accept queue), and what the")
     print("gateway closed meanwhile (`tollgate_connections_closed_total` by reason):")
     print()
-    print("| round, case | silent: opened / closed by gateway / held min–max / s to close | slow uploads: opened / closed / answers | non-reading: opened / shed / not shed | gateway closed |")
-    print("|---|---|---|---|---|")
+    print("| round, case | silent: opened / closed by gateway / held min–max / s to close | slow uploads: opened / closed / answers | non-reading: opened / shed / not shed | gateway closed | abuser CPU |")
+    print("|---|---|---|---|---|---:|")
     for r in rounds:
         s, u, n = r["abuser"]["silent"], r["abuser"]["slow"], r["abuser"]["nonreading"]
         answers = ", ".join(f"{k}: {v}" for k, v in sorted(u["statuses"].items())) or "none"
@@ -98,7 +98,7 @@ def abuse_table(path):
         print(
             f"| {r['round']}, {r['case']} | {s['opened']} / {s['closed_by_gateway']} / {s['held_min']}–{s['held_max']} / "
             f"{s.get('median_s_to_close', '-')} | {u['opened']} / {u['closed_by_gateway']} / {answers} "
-            f"| {n['opened']} / {n['closed_by_gateway']} / {n['not_shed']} | {closed} |"
+            f"| {n['opened']} / {n['closed_by_gateway']} / {n['not_shed']} | {closed} | {r['abuser_cpu_pct']}% |"
         )
 
 
