@@ -22,6 +22,8 @@
 #   STAMPEDE [200] concurrent requests of the stampede and the cold start
 #   CASES ["a b c d e f"]  PROFILE [0]: 1 adds a perf profile of tollgate in (d) and (e), after the rounds
 #   TOLLGATE_BIN: a tollgate binary to use instead of `cargo build --release`
+#   BASELINE_BIN: a second tollgate binary (e.g. an older commit's); adds case (d0) = (d) served by
+#   it, interleaved in the same rounds, and the ratios d/d0
 #   KEEP [0]: 1 keeps the work directory (configs, logs, raw wrk outputs)
 #
 # Needs wrk and nginx (installed with apt-get when missing and running as root), Node.js 20 with
@@ -41,164 +43,19 @@ STAMPEDE=${STAMPEDE:-200}
 CASES=${CASES:-a b c d e f}
 PROFILE=${PROFILE:-0}
 KEEP=${KEEP:-0}
+BASELINE_BIN=${BASELINE_BIN:-}
+# With a baseline binary, (d0) is (d) served by it, in the same rounds.
+[[ -n $BASELINE_BIN && " $CASES " == *" d "* && " $CASES " != *" d0 "* ]] && CASES="$CASES d0"
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 here=$root/benches/load
 work=$(mktemp -d /tmp/tollgate-load.XXXXXX)
-started=$(date +%s)
-pids=()
-
-say() { printf '[%4ds] %s\n' "$(($(date +%s) - started))" "$*" >&2; }
-die() { say "error: $*"; exit 1; }
-
-cleanup() {
-  local status=$?
-  set +e
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-  done
-  if [[ $KEEP == 1 || $status != 0 ]]; then
-    say "work directory kept: $work"
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# --- tools ----------------------------------------------------------------------------------------
-PATH=$PATH:/usr/sbin:/sbin
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v nginx >/dev/null || missing+=(nginx-light)
-if ((${#missing[@]})); then
-  [[ $(id -u) == 0 ]] || die "install ${missing[*]} (apt-get install ${missing[*]}) or run as root"
-  say "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q "${missing[@]}" >"$work/apt.log" 2>&1 ||
-    { apt-get update -q >>"$work/apt.log" 2>&1 && apt-get install -y -q "${missing[@]}" >>"$work/apt.log" 2>&1; } ||
-    die "apt-get install ${missing[*]} failed: see $work/apt.log"
-fi
-for tool in node python3 curl; do command -v "$tool" >/dev/null || die "$tool is needed"; done
-if [[ ! -d $root/tests/idp/node_modules/oidc-provider ]]; then
-  say "installing the test OpenID provider (npm ci --prefix tests/idp)"
-  npm ci --prefix "$root/tests/idp" >"$work/npm.log" 2>&1 || die "npm ci failed: see $work/npm.log"
-fi
-if [[ -n ${TOLLGATE_BIN:-} ]]; then
-  tollgate=$TOLLGATE_BIN
-else
-  say "cargo build --release"
-  (cd "$root" && cargo build --release --bin tollgate) >"$work/build.log" 2>&1 ||
-    die "cargo build --release failed: see $work/build.log"
-  tollgate=$root/target/release/tollgate
-fi
-[[ -x $tollgate ]] || die "no tollgate binary at $tollgate"
-
-clk_tck=$(getconf CLK_TCK)
-
-# --- helpers --------------------------------------------------------------------------------------
-# N free loopback ports, all bound at once (so distinct), below the kernel's ephemeral range (so no
-# port=0 listener or outgoing connection can take one before its server binds it).
-free_ports() {
-  python3 -c 'import random, socket, sys
-low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-held = []
-for port in random.sample(range(max(1024, low - 12000), low), 400):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", port))
-    except OSError:
-        continue
-    held.append(s)
-    if len(held) == int(sys.argv[1]):
-        break
-print(*[s.getsockname()[1] for s in held])' "$1"
-}
-
-# Waits until FILE has a first line (up to 30 s) and prints it.
-first_line() {
-  local file=$1 pid=$2
-  for _ in $(seq 300); do
-    if [[ -s $file ]] && IFS= read -r line <"$file"; then printf '%s\n' "$line"; return; fi
-    kill -0 "$pid" 2>/dev/null || die "$(basename "$file" .out) exited: $(tail -5 "${file%.out}.err")"
-    sleep 0.1
-  done
-  die "$(basename "$file" .out) printed nothing in 30 s"
-}
-
-# Starts a node server that prints one JSON line when listening and exits on stdin EOF; its stdin
-# is a FIFO this shell holds open. Sets REPLY to that line.
-start_node() {
-  local name=$1
-  shift
-  mkfifo "$work/$name.in"
-  node "$@" <"$work/$name.in" >"$work/$name.out" 2>"$work/$name.err" &
-  pids+=($!)
-  local fd
-  exec {fd}>"$work/$name.in"
-  REPLY=$(first_line "$work/$name.out" "${pids[-1]}")
-}
-
-json() { python3 -c 'import json, sys; v = json.loads(sys.argv[1])
-for k in sys.argv[2:]: v = v[k]
-print(v)' "$@"; }
-
-get_token() {
-  curl -sS -f -u orders-app:orders-secret -d grant_type=client_credentials -d scope=mulescope "$1/v1/token" |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
-}
-
-wait_ready() {
-  local url=$1 pid=$2 name=$3
-  for _ in $(seq 300); do
-    [[ $(curl -s -o /dev/null -w '%{http_code}' "$url" || true) == 200 ]] && return
-    kill -0 "$pid" 2>/dev/null || die "$name exited: $(tail -5 "$work/$name.log")"
-    sleep 0.1
-  done
-  die "$name not ready in 30 s: $(tail -5 "$work/$name.log")"
-}
-
-# utime+stime in clock ticks, summed over the given processes (all their threads).
-cpu_ticks() {
-  local total=0 p stat f
-  for p in "$@"; do
-    stat=$(<"/proc/$p/stat")
-    read -r -a f <<<"${stat##*) }"
-    total=$((total + f[11] + f[12]))
-  done
-  echo "$total"
-}
-
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# shellcheck source=benches/load/common.sh
+source "$here/common.sh"
 
 # --- upstream and nginx ---------------------------------------------------------------------------
-read -r P_UP P_NGX P_A P_A_ADM P_B P_B_ADM P_F P_F_ADM P_M P_M_ADM P_C P_C_ADM < <(free_ports 12)
-[[ -n ${P_C_ADM:-} ]] || die "not enough free loopback ports"
-
-nginx_common() {
-  local name=$1
-  mkdir -p "$work/$name"
-  cat <<EOF
-daemon off;
-master_process on;
-worker_processes 2;
-pid $work/$name/nginx.pid;
-error_log $work/$name/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $work/$name/body;
-    proxy_temp_path $work/$name/proxy;
-    fastcgi_temp_path $work/$name/fastcgi;
-    uwsgi_temp_path $work/$name/uwsgi;
-    scgi_temp_path $work/$name/scgi;
-    keepalive_requests 1000000;
-EOF
-}
+read -r P_UP P_NGX P_A P_A_ADM P_B P_B_ADM P_F P_F_ADM P_M P_M_ADM P_C P_C_ADM P_A0 P_A0_ADM < <(free_ports 14)
+[[ -n ${P_A0_ADM:-} ]] || die "not enough free loopback ports"
 
 {
   nginx_common upstream
@@ -235,12 +92,6 @@ EOF
 EOF
 } >"$work/nginx.conf"
 
-start_nginx() {
-  local name=$1
-  nginx -p "$work/$name" -e "$work/$name/error.log" -c "$work/$name.conf" >"$work/$name.log" 2>&1 &
-  pids+=($!)
-  eval "PID_${name^^}=$!"
-}
 start_nginx upstream
 start_nginx nginx
 
@@ -296,18 +147,6 @@ skip_client_id_validation = true
 public = true
 EOF
 }
-api_introspection() {
-  cat <<EOF
-
-[[api]]
-name = "intro"
-path_prefix = "/intro"
-upstream = "http://127.0.0.1:$P_UP"
-validation = "introspection"
-scopes = ["mulescope"]
-clients = ["orders-app"]
-EOF
-}
 api_jwt() {
   cat <<EOF
 
@@ -331,10 +170,11 @@ EOF
   api_introspection
 } >"$work/tollgate-m.toml"
 { tollgate_conf "$P_C" "$P_C_ADM" "$ISS_COLD" warn 10000; api_jwt; } >"$work/tollgate-c.toml"
+{ tollgate_conf "$P_A0" "$P_A0_ADM" "$ISS_OPAQUE" warn 10000; api_introspection; } >"$work/tollgate-a0.toml"
 
 start_tollgate() {
-  local name=$1
-  "$tollgate" run --config "$work/tollgate-$name.toml" >"$work/tollgate-$name.log" 2>&1 &
+  local name=$1 bin=${2:-$tollgate}
+  "$bin" run --config "$work/tollgate-$name.toml" >"$work/tollgate-$name.log" 2>&1 &
   pids+=($!)
   eval "PID_TOLLGATE_${name^^}=$!"
 }
@@ -344,6 +184,11 @@ wait_ready "http://127.0.0.1:$P_A_ADM/readyz" "$PID_TOLLGATE_A" tollgate-a
 wait_ready "http://127.0.0.1:$P_B_ADM/readyz" "$PID_TOLLGATE_B" tollgate-b
 wait_ready "http://127.0.0.1:$P_F_ADM/readyz" "$PID_TOLLGATE_F" tollgate-f
 wait_ready "http://127.0.0.1:$P_M_ADM/readyz" "$PID_TOLLGATE_M" tollgate-m
+if [[ -n $BASELINE_BIN ]]; then
+  say "starting the baseline tollgate ($BASELINE_BIN)"
+  start_tollgate a0 "$BASELINE_BIN"
+  wait_ready "http://127.0.0.1:$P_A0_ADM/readyz" "$PID_TOLLGATE_A0" tollgate-a0
+fi
 
 # --- the cases ------------------------------------------------------------------------------------
 declare -A URL HDR PROCS
@@ -353,15 +198,18 @@ URL[c]=http://127.0.0.1:$P_A/open/orders/1
 URL[d]=http://127.0.0.1:$P_A/intro/orders/1
 URL[e]=http://127.0.0.1:$P_B/jwt/orders/1
 URL[f]=http://127.0.0.1:$P_F/intro/orders/1
+URL[d0]=http://127.0.0.1:$P_A0/intro/orders/1
 HDR[d]="Authorization: Bearer $OPAQUE"
 HDR[e]="Authorization: Bearer $JWT"
 HDR[f]="Authorization: Bearer $OPAQUE"
+HDR[d0]="Authorization: Bearer $OPAQUE"
 PROCS[a]=upstream
 PROCS[b]=nginx
 PROCS[c]=$PID_TOLLGATE_A
 PROCS[d]=$PID_TOLLGATE_A
 PROCS[e]=$PID_TOLLGATE_B
 PROCS[f]=$PID_TOLLGATE_F
+PROCS[d0]=${PID_TOLLGATE_A0:-}
 
 # The processes whose CPU a case charges: nginx's master and its workers, or tollgate's one process.
 case_pids() {
@@ -382,7 +230,8 @@ curl_case() {
 }
 
 for c in $CASES; do
-  [[ -n ${URL[$c]:-} ]] || die "unknown case $c (CASES may list a b c d e f)"
+  [[ -n ${URL[$c]:-} ]] || die "unknown case $c (CASES may list a b c d e f, and d0)"
+  [[ $c != d0 || -n $BASELINE_BIN ]] || die "case d0 needs BASELINE_BIN"
   status=$(curl_case "$c" || true)
   [[ $status == 200 ]] || die "case $c: ${URL[$c]} answered $status: $(head -c 300 "$work/probe.body")"
 done
@@ -508,9 +357,9 @@ mem_delta_kib=$((RSS_AFTER - RSS_BEFORE))
 {
   echo "### Run of $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
-  echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM, Linux $(uname -r)"
+  echo "- machine: $(machine)"
   echo "- versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), node $(node -v), tollgate $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')${TOLLGATE_BIN:+ (TOLLGATE_BIN)}"
-  echo "- command: \`ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP THREADS=$THREADS CONNECTIONS=$CONNECTIONS TOKENS=$TOKENS bash benches/load.sh\`"
+  echo "- command: \`ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP THREADS=$THREADS CONNECTIONS=$CONNECTIONS TOKENS=$TOKENS bash benches/load.sh\`${BASELINE_BIN:+ (with BASELINE_BIN)}"
   echo "- wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS interleaved rounds of ($CASES), ${WARMUP}s warm-up per case; wrk, the proxy under test and the upstream share the $(nproc) CPUs"
   echo
   python3 "$here/report.py" table "$results"

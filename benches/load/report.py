@@ -16,6 +16,7 @@ LABELS = {
     "d": "(d) tollgate, cached introspected token",
     "e": "(e) tollgate, cached JWT",
     "f": "(f) = (d) with the access log on (level info, the default)",
+    "d0": "(d0) = (d) served by BASELINE_BIN",
 }
 
 
@@ -73,6 +74,8 @@ def table(path):
     print("Medians over the rounds (req/s of each round in brackets). CPU: utime+stime of the proxy's")
     print("processes (nginx: master and workers; the upstream's CPU is not counted) over the requests")
     print("wrk completed in the round. (a)'s column would be the upstream's own CPU, so it is left out.")
+    if "d0" in med:
+        baseline_table(rows, med)
     if "b" not in med:
         return
     print()
@@ -91,6 +94,21 @@ def table(path):
         print(
             f"| {case}/b | {m['rps'] / b['rps']:.2f} | {m['cpu'] / b['cpu']:.2f} | {m['p99'] / b['p99']:.2f} | {paired} |"
         )
+
+
+def baseline_table(rows, med):
+    """(d) against (d0), the same case served by the baseline binary."""
+    d, d0 = med["d"], med["d0"]
+    d0_by_round = {r["round"]: r for r in rows["d0"]}
+    paired = ", ".join(
+        f"{r['cpu'] / d0_by_round[r['round']]['cpu']:.3f}"
+        for r in sorted(rows["d"], key=lambda r: r["round"])
+        if r["round"] in d0_by_round
+    )
+    print()
+    print("| vs the baseline (d0) | req/s ratio | CPU/request ratio | p99 ratio | per-round CPU/request ratios |")
+    print("|---|---:|---:|---:|---|")
+    print(f"| d/d0 | {d['rps'] / d0['rps']:.3f} | {d['cpu'] / d0['cpu']:.3f} | {d['p99'] / d0['p99']:.3f} | {paired} |")
 
 
 if __name__ == "__main__":

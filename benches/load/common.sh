@@ -1,0 +1,185 @@
+# Shared by benches/load.sh and benches/abuse.sh; sourced, not run.
+#
+# The sourcing script sets, before sourcing: root (the repository), work (its work directory),
+# KEEP, and optionally TOLLGATE_BIN. This file sets started and pids (every process started here,
+# stopped on exit), installs the EXIT trap that stops them, finds the tools (wrk and nginx-light
+# installed with apt-get when missing and running as root), sets tollgate (the binary: TOLLGATE_BIN
+# or a fresh `cargo build --release`) and clk_tck, and defines the helpers below.
+# shellcheck shell=bash
+started=$(date +%s)
+pids=()
+
+say() { printf '[%4ds] %s\n' "$(($(date +%s) - started))" "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+cleanup() {
+  local status=$?
+  set +e
+  local p
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+  done
+  if [[ $KEEP == 1 || $status != 0 ]]; then
+    say "work directory kept: $work"
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- tools ----------------------------------------------------------------------------------------
+PATH=$PATH:/usr/sbin:/sbin
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || missing+=(nginx-light)
+if ((${#missing[@]})); then
+  [[ $(id -u) == 0 ]] || die "install ${missing[*]} (apt-get install ${missing[*]}) or run as root"
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q "${missing[@]}" >"$work/apt.log" 2>&1 ||
+    { apt-get update -q >>"$work/apt.log" 2>&1 && apt-get install -y -q "${missing[@]}" >>"$work/apt.log" 2>&1; } ||
+    die "apt-get install ${missing[*]} failed: see $work/apt.log"
+fi
+for tool in node python3 curl; do command -v "$tool" >/dev/null || die "$tool is needed"; done
+if [[ ! -d $root/tests/idp/node_modules/oidc-provider ]]; then
+  say "installing the test OpenID provider (npm ci --prefix tests/idp)"
+  npm ci --prefix "$root/tests/idp" >"$work/npm.log" 2>&1 || die "npm ci failed: see $work/npm.log"
+fi
+if [[ -n ${TOLLGATE_BIN:-} ]]; then
+  tollgate=$TOLLGATE_BIN
+else
+  say "cargo build --release"
+  (cd "$root" && cargo build --release --bin tollgate) >"$work/build.log" 2>&1 ||
+    die "cargo build --release failed: see $work/build.log"
+  tollgate=$root/target/release/tollgate
+fi
+[[ -x $tollgate ]] || die "no tollgate binary at $tollgate"
+
+clk_tck=$(getconf CLK_TCK)
+
+# --- helpers --------------------------------------------------------------------------------------
+# N free loopback ports, all bound at once (so distinct), below the kernel's ephemeral range (so no
+# port=0 listener or outgoing connection can take one before its server binds it).
+free_ports() {
+  python3 -c 'import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+held = []
+for port in random.sample(range(max(1024, low - 12000), low), 400):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    held.append(s)
+    if len(held) == int(sys.argv[1]):
+        break
+print(*[s.getsockname()[1] for s in held])' "$1"
+}
+
+# Waits until FILE has a first line (up to 30 s) and prints it.
+first_line() {
+  local file=$1 pid=$2
+  for _ in $(seq 300); do
+    if [[ -s $file ]] && IFS= read -r line <"$file"; then printf '%s\n' "$line"; return; fi
+    kill -0 "$pid" 2>/dev/null || die "$(basename "$file" .out) exited: $(tail -5 "${file%.out}.err")"
+    sleep 0.1
+  done
+  die "$(basename "$file" .out) printed nothing in 30 s"
+}
+
+# Starts a node server that prints one JSON line when listening and exits on stdin EOF; its stdin
+# is a FIFO this shell holds open. Sets REPLY to that line.
+start_node() {
+  local name=$1
+  shift
+  mkfifo "$work/$name.in"
+  node "$@" <"$work/$name.in" >"$work/$name.out" 2>"$work/$name.err" &
+  pids+=($!)
+  local fd
+  exec {fd}>"$work/$name.in"
+  REPLY=$(first_line "$work/$name.out" "${pids[-1]}")
+}
+
+json() { python3 -c 'import json, sys; v = json.loads(sys.argv[1])
+for k in sys.argv[2:]: v = v[k]
+print(v)' "$@"; }
+
+get_token() {
+  curl -sS -f -u orders-app:orders-secret -d grant_type=client_credentials -d scope=mulescope "$1/v1/token" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+wait_ready() {
+  local url=$1 pid=$2 name=$3
+  for _ in $(seq 300); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' "$url" || true) == 200 ]] && return
+    kill -0 "$pid" 2>/dev/null || die "$name exited: $(tail -5 "$work/$name.log")"
+    sleep 0.1
+  done
+  die "$name not ready in 30 s: $(tail -5 "$work/$name.log")"
+}
+
+# utime+stime in clock ticks, summed over the given processes (all their threads).
+cpu_ticks() {
+  local total=0 p stat f
+  for p in "$@"; do
+    stat=$(<"/proc/$p/stat")
+    read -r -a f <<<"${stat##*) }"
+    total=$((total + f[11] + f[12]))
+  done
+  echo "$total"
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+
+nginx_common() {
+  local name=$1
+  mkdir -p "$work/$name"
+  cat <<EOF
+daemon off;
+master_process on;
+worker_processes 2;
+pid $work/$name/nginx.pid;
+error_log $work/$name/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/$name/body;
+    proxy_temp_path $work/$name/proxy;
+    fastcgi_temp_path $work/$name/fastcgi;
+    uwsgi_temp_path $work/$name/uwsgi;
+    scgi_temp_path $work/$name/scgi;
+    keepalive_requests 1000000;
+EOF
+}
+
+start_nginx() {
+  local name=$1
+  nginx -p "$work/$name" -e "$work/$name/error.log" -c "$work/$name.conf" >"$work/$name.log" 2>&1 &
+  pids+=($!)
+  eval "PID_${name^^}=$!"
+}
+
+# The machine, for a report: CPUs, model, memory, kernel.
+machine() {
+  echo "$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM, Linux $(uname -r)"
+}
+
+# The introspection API in front of the upstream on port $P_UP, as a config block to append.
+api_introspection() {
+  cat <<EOF
+
+[[api]]
+name = "intro"
+path_prefix = "/intro"
+upstream = "http://127.0.0.1:$P_UP"
+validation = "introspection"
+scopes = ["mulescope"]
+clients = ["orders-app"]
+EOF
+}
