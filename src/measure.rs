@@ -10,7 +10,7 @@
 //! - `tollgate_upstream_errors_total{api,kind}`
 //! - `tollgate_config_reloads_total{outcome}`
 //! - `tollgate_connections_closed_total{reason}`: connections the gateway ended itself (a deadline
-//!   passed, or a cap was reached)
+//!   passed, a cap was reached, or a connection that had not started gave its slot to a newer one)
 
 use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};

@@ -1,17 +1,25 @@
 //! The one accept loop every listener runs (gateway workers, admin, `tollgate dev`'s servers):
-//! a cap on connections served at once (past it, new ones wait in the kernel's backlog, and at
-//! most one per worker waits accepted for a slot), an optional
+//! a cap on connections served at once, an optional
 //! cap per client address (past it, the new connection is closed at once), and a back-off when
 //! accepting fails (out of file descriptors: waiting, not spinning, lets connections close).
+//!
+//! At the cap, a newly accepted connection takes the slot of the oldest connection that has not
+//! sent a request yet (closed at once), as nginx reuses idle keep-alive connections when it runs
+//! out: otherwise sockets that send nothing fill the slots, and every legitimate client waits in
+//! the kernel's queue until `header_read_timeout` frees one. A connection that has started is
+//! never shed; when all have, new ones wait for a slot (in the kernel's backlog, at most one per
+//! worker waiting accepted).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+
+use super::connection::ConnectionState;
 
 /// The first pause after a failed accept, doubled while failures go on, up to the last.
 const BACKOFF_FIRST: Duration = Duration::from_millis(5);
@@ -22,6 +30,15 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub struct Admission {
     slots: Arc<Semaphore>,
     per_ip: Option<Arc<PerAddress>>,
+    unstarted: Arc<Unstarted>,
+}
+
+/// The connections admitted, oldest first, that may not have started yet (those that have, or
+/// have ended, are skipped and pruned).
+struct Unstarted {
+    /// Prune when the queue is this long.
+    prune_at: usize,
+    queue: Mutex<VecDeque<Weak<ConnectionState>>>,
 }
 
 /// Connections held per client address.
@@ -35,6 +52,14 @@ pub struct Ticket {
     _slot: OwnedSemaphorePermit,
     address: Option<(Arc<PerAddress>, IpAddr)>,
     _alive: mpsc::Sender<()>,
+    state: Arc<ConnectionState>,
+}
+
+impl Ticket {
+    /// The connection's state, which its driver and IO report to.
+    pub fn state(&self) -> Arc<ConnectionState> {
+        self.state.clone()
+    }
 }
 
 impl Admission {
@@ -48,7 +73,35 @@ impl Admission {
                     held: Mutex::new(HashMap::new()),
                 })
             }),
+            unstarted: Arc::new(Unstarted {
+                prune_at: max.saturating_mul(2).saturating_add(16),
+                queue: Mutex::new(VecDeque::new()),
+            }),
         }
+    }
+}
+
+impl Unstarted {
+    fn push(&self, state: &Arc<ConnectionState>) {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.len() >= self.prune_at {
+            queue.retain(|w| w.upgrade().is_some_and(|s| !s.is_started()));
+        }
+        queue.push_back(Arc::downgrade(state));
+    }
+
+    /// Sheds the oldest connection that has not started; `false` if there is none.
+    fn shed_oldest(&self) -> bool {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(entry) = queue.pop_front() {
+            if let Some(state) = entry.upgrade()
+                && !state.is_started()
+            {
+                state.shed();
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -149,9 +202,8 @@ pub async fn accept_loop<F>(
                 continue;
             }
         };
-        let Ok(slot) = admission.slots.clone().acquire_owned().await else {
-            return;
-        };
+        // The per-address cap first: an address over its share must not shed anyone's
+        // connection on its way to being refused.
         let address = match &admission.per_ip {
             Some(per_ip) if !per_ip.take(remote.ip()) => {
                 metrics::counter!(crate::measure::CONNECTIONS_CLOSED, "reason" => "max_connections_per_ip").increment(1);
@@ -162,11 +214,23 @@ pub async fn accept_loop<F>(
             Some(per_ip) => Some((per_ip.clone(), remote.ip())),
             None => None,
         };
+        if admission.slots.available_permits() == 0 {
+            admission.unstarted.shed_oldest();
+        }
+        let Ok(slot) = admission.slots.clone().acquire_owned().await else {
+            if let Some((per_ip, ip)) = &address {
+                per_ip.give_back(*ip);
+            }
+            return;
+        };
         let _ = stream.set_nodelay(true);
+        let state = ConnectionState::new();
+        admission.unstarted.push(&state);
         let ticket = Ticket {
             _slot: slot,
             address,
             _alive: drain.alive.clone(),
+            state,
         };
         serve(stream, remote, ticket);
     }

@@ -17,6 +17,9 @@
 //!   `stream_idle_timeout` while one is starved closes it (per connection, like the HTTP/1 write
 //!   bound: a stream that moves keeps its neighbours' clock running).
 //! - Optionally `max_connection_age`, then a graceful close (GOAWAY on HTTP/2).
+//! - Not started yet while the listener is at its connection cap and a newer connection waits:
+//!   the oldest such connection is closed at once (`accept` decides), so silent sockets cannot
+//!   make legitimate clients queue for a whole `header_read_timeout`.
 //!
 //! The request path pays for none of this with timers: the connection's IO wrapper and its
 //! service bump plain counters, and the watchdog samples them at a quarter of the shortest bound
@@ -40,7 +43,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::body::{BodyError, ProxyBody};
@@ -74,6 +77,9 @@ pub struct ConnectionState {
     starved: AtomicU32,
     /// Polls of HTTP/2 response bodies, ever (from the streams' tasks too).
     body_polls: AtomicU64,
+    /// Told when the listener, at its connection cap, needs this connection's slot (it has not
+    /// started: see `accept`).
+    shed: Notify,
 }
 
 impl ConnectionState {
@@ -89,7 +95,19 @@ impl ConnectionState {
             head_partial: AtomicU64::new(0),
             starved: AtomicU32::new(0),
             body_polls: AtomicU64::new(0),
+            shed: Notify::new(),
         })
+    }
+
+    /// Has a request (or an HTTP/2 preface and SETTINGS) arrived?
+    pub fn is_started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Closes the connection at once, to free its slot for a newer one.
+    pub fn shed(&self) {
+        // A stored permit: the connection's task sees it even if it is not waiting yet.
+        self.shed.notify_one();
     }
 
     fn stamp(&self) -> u64 {
@@ -316,6 +334,7 @@ pub async fn serve<IO, H, F>(
         async move { Ok::<_, Infallible>(finish(open, http2, answer.await)) }
     });
     let conn = builder.serve_connection(TokioIo::new(TrackedIo::new(io, state.clone())), service);
+    let evicting = state.clone();
     tokio::pin!(conn);
     let mut watchdog = Watchdog::new(state, limits);
     let timer = tokio::time::sleep_until(watchdog.next_wake(Instant::now()));
@@ -346,6 +365,11 @@ pub async fn serve<IO, H, F>(
                     Some(Ending::Graceful(_)) | None => {}
                 }
                 timer.as_mut().reset(watchdog.next_wake(now));
+            }
+            () = evicting.shed.notified() => {
+                tracing::debug!("closing connection: its slot is needed (max_connections)");
+                metrics::counter!(crate::measure::CONNECTIONS_CLOSED, "reason" => "shed_at_capacity").increment(1);
+                return;
             }
             _ = stop.wait_for(|stop| *stop), if !closing => {
                 closing = true;

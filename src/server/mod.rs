@@ -20,7 +20,6 @@ use tokio::task::JoinSet;
 use tower::{ServiceBuilder, ServiceExt};
 
 use self::accept::{Admission, Drain, accept_loop, spawn_connection};
-use self::connection::ConnectionState;
 use crate::admin;
 use crate::body::{ProxyBody, from_client};
 use crate::config::{ConnectionLimits, ListenSettings};
@@ -263,7 +262,7 @@ async fn serve_proxy(
         let stack = stack.clone();
         let builder = builder.clone();
         let signal = drain.signal();
-        let state = ConnectionState::new();
+        let state = ticket.state();
         let framing = Arc::new(FramingLog::default());
         let io = FramingGuard::new(
             stream,
@@ -324,15 +323,7 @@ pub async fn serve_plain<H, F>(
         let builder = builder.clone();
         let signal = drain.signal();
         connections.spawn(async move {
-            connection::serve(
-                stream,
-                ConnectionState::new(),
-                &builder,
-                &limits,
-                handle,
-                signal,
-            )
-            .await;
+            connection::serve(stream, ticket.state(), &builder, &limits, handle, signal).await;
             drop(ticket);
         });
     })
