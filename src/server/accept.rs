@@ -4,11 +4,14 @@
 //! accepting fails (out of file descriptors: waiting, not spinning, lets connections close).
 //!
 //! At the cap, a newly accepted connection takes the slot of the oldest connection that has not
-//! sent a request yet (closed at once), as nginx reuses idle keep-alive connections when it runs
-//! out: otherwise sockets that send nothing fill the slots, and every legitimate client waits in
-//! the kernel's queue until `header_read_timeout` frees one. A connection that has started is
-//! never shed; when all have, new ones wait for a slot (in the kernel's backlog, at most one per
-//! worker waiting accepted).
+//! sent a request yet, as nginx reuses idle keep-alive connections when it runs out: otherwise
+//! sockets that send nothing fill the slots, and every legitimate client waits in the kernel's
+//! queue until `header_read_timeout` frees one. Only a connection that has had a fair chance is
+//! shed (older than a quarter of `header_read_timeout`, at most [`SHED_AFTER_MAX`]): a client in
+//! the middle of its first round trips is not, and sockets that reconnect as soon as they are
+//! shed cannot turn the gateway into a loop of accepts and closes. A connection that has started
+//! is never shed; when all have, new ones wait for a slot (in the kernel's backlog, at most one
+//! per worker waiting accepted).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -18,12 +21,15 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::time::Instant;
 
 use super::connection::ConnectionState;
 
 /// The first pause after a failed accept, doubled while failures go on, up to the last.
 const BACKOFF_FIRST: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// The longest a connection that has not started is protected from being shed at the cap.
+pub const SHED_AFTER_MAX: Duration = Duration::from_millis(250);
 
 /// What one listener admits; shared by the workers that accept on it.
 #[derive(Clone)]
@@ -38,6 +44,8 @@ pub struct Admission {
 struct Unstarted {
     /// Prune when the queue is this long.
     prune_at: usize,
+    /// How old a connection must be before it may be shed.
+    grace: Duration,
     queue: Mutex<VecDeque<Weak<ConnectionState>>>,
 }
 
@@ -63,8 +71,10 @@ impl Ticket {
 }
 
 impl Admission {
-    /// `max`: connections at once; `per_ip`: per client address (0: no cap).
-    pub fn new(max: usize, per_ip: usize) -> Self {
+    /// `max`: connections at once; `per_ip`: per client address (0: no cap); `head_timeout`: the
+    /// listener's `header_read_timeout`, which sets how long a new connection is safe from being
+    /// shed.
+    pub fn new(max: usize, per_ip: usize, head_timeout: Duration) -> Self {
         Admission {
             slots: Arc::new(Semaphore::new(max)),
             per_ip: (per_ip > 0).then(|| {
@@ -75,8 +85,30 @@ impl Admission {
             }),
             unstarted: Arc::new(Unstarted {
                 prune_at: max.saturating_mul(2).saturating_add(16),
+                grace: (head_timeout / 4).min(SHED_AFTER_MAX),
                 queue: Mutex::new(VecDeque::new()),
             }),
+        }
+    }
+}
+
+impl Admission {
+    /// Waits for a slot; at the cap, frees one by shedding (see the module's docs).
+    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        loop {
+            let retry = if self.slots.available_permits() == 0 {
+                self.unstarted.shed_oldest()
+            } else {
+                None
+            };
+            let acquire = self.slots.clone().acquire_owned();
+            let Some(at) = retry else {
+                return acquire.await.ok();
+            };
+            tokio::select! {
+                slot = acquire => return slot.ok(),
+                () = tokio::time::sleep_until(at) => {}
+            }
         }
     }
 }
@@ -90,18 +122,24 @@ impl Unstarted {
         queue.push_back(Arc::downgrade(state));
     }
 
-    /// Sheds the oldest connection that has not started; `false` if there is none.
-    fn shed_oldest(&self) -> bool {
+    /// Sheds the oldest connection that has not started, if it is past its grace; else says when
+    /// it will be (`None`: there is none to shed).
+    fn shed_oldest(&self) -> Option<Instant> {
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(entry) = queue.pop_front() {
-            if let Some(state) = entry.upgrade()
-                && !state.is_started()
-            {
-                state.shed();
-                return true;
+        while let Some(entry) = queue.front() {
+            let Some(state) = entry.upgrade().filter(|s| !s.is_started()) else {
+                queue.pop_front();
+                continue;
+            };
+            let sheddable = state.origin() + self.grace;
+            if Instant::now() < sheddable {
+                return Some(sheddable);
             }
+            queue.pop_front();
+            state.shed();
+            return None;
         }
-        false
+        None
     }
 }
 
@@ -214,10 +252,7 @@ pub async fn accept_loop<F>(
             Some(per_ip) => Some((per_ip.clone(), remote.ip())),
             None => None,
         };
-        if admission.slots.available_permits() == 0 {
-            admission.unstarted.shed_oldest();
-        }
-        let Ok(slot) = admission.slots.clone().acquire_owned().await else {
+        let Some(slot) = admission.slot().await else {
             if let Some((per_ip, ip)) = &address {
                 per_ip.give_back(*ip);
             }

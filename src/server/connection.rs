@@ -99,6 +99,11 @@ impl ConnectionState {
         })
     }
 
+    /// When the connection was admitted.
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
     /// Has a request (or an HTTP/2 preface and SETTINGS) arrived?
     pub fn is_started(&self) -> bool {
         self.started.load(Ordering::Relaxed)

@@ -154,7 +154,11 @@ impl Workers {
         });
         let addr = listener.local_addr()?;
         let first = listener.into_std()?;
-        let admission = Admission::new(settings.max_connections, settings.max_connections_per_ip);
+        let admission = Admission::new(
+            settings.max_connections,
+            settings.max_connections_per_ip,
+            settings.connection.header_read_timeout,
+        );
         let (stop, _) = watch::channel(false);
         let mut done = Vec::with_capacity(count);
         for index in 0..count {
@@ -311,7 +315,7 @@ pub async fn serve_plain<H, F>(
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    let admission = Admission::new(max_connections, 0);
+    let admission = Admission::new(max_connections, 0, limits.header_read_timeout);
     let builder = Arc::new(connection::builder(&limits));
     // Nothing waits for these connections to drain: they end with the listener's task.
     let drain = Drain::default();
