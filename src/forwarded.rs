@@ -1,7 +1,9 @@
 //! The headers an upstream reads to learn who called and how: `X-Forwarded-For`, `-Proto`,
 //! `-Host`, `Forwarded` (RFC 7239) and `X-Real-IP`. They are the gateway's word, not the client's:
 //! a trusted proxy's (see `trust`) are extended, anyone else's replaced. Routing headers that
-//! some upstream frameworks obey (`X-Original-URL`, `X-Rewrite-URL`) never pass. `forward` calls
+//! some upstream frameworks obey (`X-Original-URL`, `X-Rewrite-URL`) never pass, and the other
+//! forwarding claims frameworks build URLs from (`X-Forwarded-Port`, `-Prefix`, ...) pass only
+//! from a trusted proxy. `forward` calls
 //! [`set_forwarding_headers`] after its own removals and before the identity headers.
 
 use http::header::FORWARDED;
@@ -16,6 +18,17 @@ const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// policy never saw.
 const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
 const X_REWRITE_URL: HeaderName = HeaderName::from_static("x-rewrite-url");
+/// What frameworks read to build absolute URLs and redirects (Spring's ForwardedHeaderFilter,
+/// Werkzeug's ProxyFix, Rails, ASP.NET Core): from a client, a way to poison them. tollgate does
+/// not set these; only a trusted proxy's pass.
+const CLAIMS_FROM_PROXIES: [HeaderName; 6] = [
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("x-forwarded-scheme"),
+    HeaderName::from_static("x-forwarded-ssl"),
+    HeaderName::from_static("front-end-https"),
+];
 
 /// Rewrites the forwarding headers for the upstream. `host` is the request's `Host` (or
 /// `:authority`) as tollgate received it. Without a `client` (never, from the listener) every
@@ -37,9 +50,13 @@ pub fn set_forwarding_headers(
         ] {
             headers.remove(name);
         }
+        remove_claims(headers);
         return;
     };
     let trusted = client.peer_trusted();
+    if !trusted {
+        remove_claims(headers);
+    }
     set_forwarded_for(headers, client, trusted);
     let proto = trusted
         .then(|| single(headers, &X_FORWARDED_PROTO).and_then(|v| Scheme::parse(v.as_bytes())))
@@ -58,6 +75,15 @@ pub fn set_forwarding_headers(
     set_forwarded(headers, client, trusted, host.as_ref());
     // nginx's realip convention: the one address the upstream should take as the client's.
     headers.insert(X_REAL_IP, client.client_header().clone());
+}
+
+fn remove_claims(headers: &mut HeaderMap) {
+    // Usually none are present: a lookup each, no allocation.
+    for name in &CLAIMS_FROM_PROXIES {
+        if headers.contains_key(name) {
+            headers.remove(name);
+        }
+    }
 }
 
 /// From a trusted peer, its list plus the peer; from anyone else, the peer alone.

@@ -1,6 +1,7 @@
 //! The headers an upstream trusts are the gateway's: `X-Forwarded-For`, `-Proto`, `-Host`,
 //! `Forwarded` and `X-Real-IP` are replaced when the peer is not in `[listen] trusted_proxies` and
-//! extended when it is; `X-Original-URL` and `X-Rewrite-URL` never pass; and with
+//! extended when it is; `X-Forwarded-Port`, `-Prefix` and the like pass only from a trusted proxy;
+//! `X-Original-URL` and `X-Rewrite-URL` never pass; and with
 //! `forward_authorization = false` the bearer credential stays at the gateway.
 //!
 //! The real gateway binary in front of the recording upstream, with the real test provider. The
@@ -75,6 +76,22 @@ const FORGED: &[(&str, &str)] = &[
     ("x-real-ip", "203.0.113.7"),
     ("x-original-url", "/admin"),
     ("x-rewrite-url", "/admin"),
+    ("x-forwarded-port", "443"),
+    ("x-forwarded-prefix", "/evil"),
+    ("x-forwarded-server", "evil.example"),
+    ("x-forwarded-scheme", "https"),
+    ("x-forwarded-ssl", "on"),
+    ("front-end-https", "on"),
+];
+
+/// Claims frameworks build URLs from, which tollgate does not set: only a trusted proxy's pass.
+const URL_CLAIMS: [&str; 6] = [
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "front-end-https",
 ];
 
 /// What the upstream must see from an untrusted client at 127.0.0.1: only this hop's facts.
@@ -90,6 +107,9 @@ fn assert_replaced(seen: &Seen, gateway: &Gateway) {
     assert_eq!(seen.headers_named("x-real-ip"), ["127.0.0.1"]);
     assert!(!seen.has_header("x-original-url"), "{seen:?}");
     assert!(!seen.has_header("x-rewrite-url"), "{seen:?}");
+    for name in URL_CLAIMS {
+        assert!(!seen.has_header(name), "{name} from a client: {seen:?}");
+    }
 }
 
 #[tokio::test]
@@ -119,9 +139,13 @@ async fn a_trusted_proxys_headers_are_extended_and_name_the_client() {
             ("forwarded", "for=203.0.113.7;proto=https, for=10.0.0.2"),
             ("x-real-ip", "6.6.6.6"),
             ("x-original-url", "/admin"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-prefix", "/shop"),
         ],
     )
     .await;
+    assert_eq!(seen.headers_named("x-forwarded-port"), ["443"]);
+    assert_eq!(seen.headers_named("x-forwarded-prefix"), ["/shop"]);
     let host = s.gateway.proxy.to_string();
     assert_eq!(
         seen.headers_named("x-forwarded-for"),
