@@ -20,6 +20,7 @@ use crate::config::{LogFormat, LogSettings};
 use crate::forward::UpstreamTime;
 use crate::measure;
 use crate::policy::AccessRecord;
+use crate::trust::ClientAddr;
 
 /// Where log lines are written from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +124,12 @@ where
         let method = req.method().clone();
         // Logged: the path only, as a query may carry an access_token. (A shared clone: no copy.)
         let uri = req.uri().clone();
+        // The client as `trusted_proxies` resolved it (nginx's `$remote_addr` after realip).
+        // Rendered once per connection already: a shared clone, no formatting here.
+        let client = req
+            .extensions()
+            .get::<ClientAddr>()
+            .map(|c| c.client_header().clone());
         let span = tracing::info_span!("request", %method, path = %uri.path(), api = Empty, decision = Empty, reason = Empty);
         let future = self.inner.call(req).instrument(span.clone());
         Box::pin(async move {
@@ -155,6 +162,7 @@ where
                 path = %uri.path(),
                 decision = record.decision,
                 reason = record.reason,
+                client = client.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
                 client_id = record.client_id.as_deref().unwrap_or("-"),
                 status = response.status().as_u16(),
                 latency_ms = elapsed.as_secs_f64() * 1000.0,

@@ -456,6 +456,7 @@ async fn json_logs_have_one_access_line_per_request_and_no_token() {
             "path",
             "decision",
             "reason",
+            "client",
             "client_id",
             "status",
             "latency_ms",
@@ -480,6 +481,7 @@ async fn json_logs_have_one_access_line_per_request_and_no_token() {
     assert_eq!(allowed["api"], "orders");
     assert_eq!(allowed["decision"], "allowed");
     assert_eq!(allowed["client_id"], "orders-app");
+    assert_eq!(allowed["client"], "127.0.0.1");
     assert_eq!(allowed["status"], 200);
     let rejected = &access[1];
     assert_eq!(rejected["api"], "orders");
