@@ -3,15 +3,17 @@
 //! cap per client address (past it, the new connection is closed at once), and a back-off when
 //! accepting fails (out of file descriptors: waiting, not spinning, lets connections close).
 //!
-//! At the cap, a newly accepted connection takes the slot of the oldest connection that has not
-//! sent a request yet, as nginx reuses idle keep-alive connections when it runs out: otherwise
-//! sockets that send nothing fill the slots, and every legitimate client waits in the kernel's
-//! queue until `header_read_timeout` frees one. Only a connection that has had a fair chance is
-//! shed (older than a quarter of `header_read_timeout`, at most [`SHED_AFTER_MAX`]): a client in
-//! the middle of its first round trips is not, and sockets that reconnect as soon as they are
-//! shed cannot turn the gateway into a loop of accepts and closes. A connection that has started
-//! is never shed; when all have, new ones wait for a slot (in the kernel's backlog, at most one
-//! per worker waiting accepted).
+//! At the cap, clients that speak win over sockets that do not. In HTTP/1, h2c and TLS alike the
+//! client speaks first, at once, so a new connection at the cap is put on probation: if its first
+//! bytes arrive within a grace (a quarter of `header_read_timeout`, at most [`SHED_AFTER_MAX`]),
+//! it takes the slot of the oldest connection that has not sent a request yet and is past the
+//! same grace (as nginx reuses idle keep-alive connections when it runs out); if they do not, it
+//! is closed. Otherwise sockets that send nothing would fill the slots, and every legitimate
+//! client would wait in the kernel's queue until `header_read_timeout` frees one; and a silent
+//! newcomer never sheds anyone, so sockets that reconnect as soon as they are closed cannot turn
+//! the gateway into a loop of accepts and closes. A connection that has started is never shed;
+//! when all have, a newcomer waits for a slot (at most one per worker waits accepted, the rest in
+//! the kernel's backlog). Probation holds at most `max_connections` sockets more.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -20,7 +22,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch};
 use tokio::time::Instant;
 
 use super::connection::ConnectionState;
@@ -28,15 +30,27 @@ use super::connection::ConnectionState;
 /// The first pause after a failed accept, doubled while failures go on, up to the last.
 const BACKOFF_FIRST: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// The longest a connection that has not started is protected from being shed at the cap.
+/// The longest grace at the cap: how long a newcomer has to speak, and an unstarted connection is
+/// safe from being shed.
 pub const SHED_AFTER_MAX: Duration = Duration::from_millis(250);
+/// Newcomers that spoke on probation, on their way back to the accept loop.
+const SPOKE_QUEUE: usize = 64;
 
 /// What one listener admits; shared by the workers that accept on it.
 #[derive(Clone)]
 pub struct Admission {
     slots: Arc<Semaphore>,
+    /// Places on probation (see the module's docs).
+    probation: Arc<Semaphore>,
     per_ip: Option<Arc<PerAddress>>,
     unstarted: Arc<Unstarted>,
+}
+
+/// A connection accepted at the cap, not yet admitted.
+struct Newcomer {
+    stream: TcpStream,
+    remote: SocketAddr,
+    share: Option<Share>,
 }
 
 /// The connections admitted, oldest first, that may not have started yet (those that have, or
@@ -55,10 +69,19 @@ struct PerAddress {
     held: Mutex<HashMap<IpAddr, usize>>,
 }
 
+/// One connection's count against its address's cap, given back on drop.
+struct Share(Arc<PerAddress>, IpAddr);
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        self.0.give_back(self.1);
+    }
+}
+
 /// Held for a connection's life: its slot, its address's share, and the drain's tally.
 pub struct Ticket {
     _slot: OwnedSemaphorePermit,
-    address: Option<(Arc<PerAddress>, IpAddr)>,
+    _share: Option<Share>,
     _alive: mpsc::Sender<()>,
     state: Arc<ConnectionState>,
 }
@@ -77,6 +100,7 @@ impl Admission {
     pub fn new(max: usize, per_ip: usize, head_timeout: Duration) -> Self {
         Admission {
             slots: Arc::new(Semaphore::new(max)),
+            probation: Arc::new(Semaphore::new(max)),
             per_ip: (per_ip > 0).then(|| {
                 Arc::new(PerAddress {
                     cap: per_ip,
@@ -93,21 +117,21 @@ impl Admission {
 }
 
 impl Admission {
-    /// Waits for a slot; at the cap, frees one by shedding (see the module's docs).
+    /// Waits for a slot; at the cap, frees one by shedding (see the module's docs). While it
+    /// waits it looks again at least every grace: a slot it freed may go to another worker's
+    /// newcomer, and then this one needs another.
     async fn slot(&self) -> Option<OwnedSemaphorePermit> {
         loop {
-            let retry = if self.slots.available_permits() == 0 {
-                self.unstarted.shed_oldest()
-            } else {
-                None
-            };
-            let acquire = self.slots.clone().acquire_owned();
-            let Some(at) = retry else {
-                return acquire.await.ok();
-            };
+            if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+                return Some(slot);
+            }
+            let next = self
+                .unstarted
+                .shed_oldest()
+                .unwrap_or_else(|| Instant::now() + self.unstarted.grace);
             tokio::select! {
-                slot = acquire => return slot.ok(),
-                () = tokio::time::sleep_until(at) => {}
+                slot = self.slots.clone().acquire_owned() => return slot.ok(),
+                () = tokio::time::sleep_until(next) => {}
             }
         }
     }
@@ -165,14 +189,6 @@ impl PerAddress {
     }
 }
 
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if let Some((per_ip, ip)) = &self.address {
-            per_ip.give_back(*ip);
-        }
-    }
-}
-
 /// Tells connections to finish, and waits until they have.
 pub struct Drain {
     stop: watch::Sender<bool>,
@@ -222,52 +238,101 @@ pub async fn accept_loop<F>(
     F: FnMut(TcpStream, SocketAddr, Ticket),
 {
     let mut backoff = BACKOFF_FIRST;
-    loop {
-        // Accept, then wait for a slot: a worker waiting for a slot before accepting would hold
-        // one while its own socket (each worker has one) may have nothing to accept, and leave
-        // another worker's queued connections unserved.
-        let (stream, remote) = match listener.accept().await {
-            Ok(accepted) => {
-                backoff = BACKOFF_FIRST;
-                accepted
-            }
-            Err(e) => {
-                if backoff == BACKOFF_FIRST {
-                    tracing::warn!(error = %e, "accept failed; backing off");
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                continue;
-            }
-        };
-        // The per-address cap first: an address over its share must not shed anyone's
-        // connection on its way to being refused.
-        let address = match &admission.per_ip {
-            Some(per_ip) if !per_ip.take(remote.ip()) => {
-                metrics::counter!(crate::measure::CONNECTIONS_CLOSED, "reason" => "max_connections_per_ip").increment(1);
-                tracing::debug!(%remote, "connection refused: max_connections_per_ip");
-                drop(stream);
-                continue;
-            }
-            Some(per_ip) => Some((per_ip.clone(), remote.ip())),
-            None => None,
-        };
-        let Some(slot) = admission.slot().await else {
-            if let Some((per_ip, ip)) = &address {
-                per_ip.give_back(*ip);
-            }
-            return;
-        };
+    let (spoke, mut spoken) = mpsc::channel(SPOKE_QUEUE);
+    let mut admit = |newcomer: Newcomer, slot: OwnedSemaphorePermit| {
+        let Newcomer {
+            stream,
+            remote,
+            share,
+        } = newcomer;
         let _ = stream.set_nodelay(true);
         let state = ConnectionState::new();
         admission.unstarted.push(&state);
         let ticket = Ticket {
             _slot: slot,
-            address,
+            _share: share,
             _alive: drain.alive.clone(),
             state,
         };
         serve(stream, remote, ticket);
+    };
+    loop {
+        // Accept, then look for a slot: a worker waiting for a slot before accepting would hold
+        // one while its own socket (each worker has one) may have nothing to accept, and leave
+        // another worker's queued connections unserved.
+        let newcomer = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, remote)) => {
+                    backoff = BACKOFF_FIRST;
+                    let Some(newcomer) = admission.newcomer(stream, remote) else {
+                        continue;
+                    };
+                    match admission.slots.clone().try_acquire_owned() {
+                        Ok(slot) => admit(newcomer, slot),
+                        Err(TryAcquireError::NoPermits) => admission.probe(newcomer, spoke.clone()),
+                        Err(TryAcquireError::Closed) => return,
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    if backoff == BACKOFF_FIRST {
+                        tracing::warn!(error = %e, "accept failed; backing off");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            },
+            Some(newcomer) = spoken.recv() => newcomer,
+        };
+        // A newcomer that spoke at the cap: it takes a silent connection's slot, or waits.
+        let Some(slot) = admission.slot().await else {
+            return;
+        };
+        admit(newcomer, slot);
+    }
+}
+
+impl Admission {
+    /// The per-address cap first: an address over its share is refused before it can shed or
+    /// wait for anything.
+    fn newcomer(&self, stream: TcpStream, remote: SocketAddr) -> Option<Newcomer> {
+        let share = match &self.per_ip {
+            Some(per_ip) if !per_ip.take(remote.ip()) => {
+                metrics::counter!(crate::measure::CONNECTIONS_CLOSED, "reason" => "max_connections_per_ip").increment(1);
+                tracing::debug!(%remote, "connection refused: max_connections_per_ip");
+                return None;
+            }
+            Some(per_ip) => Some(Share(per_ip.clone(), remote.ip())),
+            None => None,
+        };
+        Some(Newcomer {
+            stream,
+            remote,
+            share,
+        })
+    }
+
+    /// Probation at the cap: a newcomer whose first bytes arrive within the grace goes back to
+    /// the accept loop through `spoke`; one that stays silent, or finds probation full, is closed.
+    fn probe(&self, newcomer: Newcomer, spoke: mpsc::Sender<Newcomer>) {
+        let Ok(place) = self.probation.clone().try_acquire_owned() else {
+            metrics::counter!(crate::measure::CONNECTIONS_CLOSED, "reason" => "silent_at_capacity")
+                .increment(1);
+            return;
+        };
+        let grace = self.unstarted.grace;
+        tokio::spawn(async move {
+            // `peek`, not `readable`: readiness can be reported spuriously; a byte cannot.
+            let mut first = [0u8; 1];
+            let spoken = tokio::time::timeout(grace, newcomer.stream.peek(&mut first)).await;
+            drop(place);
+            if matches!(spoken, Ok(Ok(n)) if n > 0) {
+                let _ = spoke.send(newcomer).await;
+            } else {
+                metrics::counter!(crate::measure::CONNECTIONS_CLOSED, "reason" => "silent_at_capacity").increment(1);
+            }
+        });
     }
 }
 
