@@ -4,8 +4,8 @@
 //! accepting fails (out of file descriptors: waiting, not spinning, lets connections close).
 //!
 //! At the cap, clients that speak win over sockets that do not. In HTTP/1, h2c and TLS alike the
-//! client speaks first, at once, so a new connection at the cap is put on probation: if its first
-//! bytes arrive within a grace (a quarter of `header_read_timeout`, at most [`SHED_AFTER_MAX`]),
+//! client speaks first, at once, so a new connection at the cap whose first bytes are not already
+//! there (one peek) is put on probation: if they arrive within a grace (a quarter of `header_read_timeout`, at most [`SHED_AFTER_MAX`]),
 //! it takes the slot of the oldest connection that has not sent a request yet and is past the
 //! same grace (as nginx reuses idle keep-alive connections when it runs out); if they do not, it
 //! is closed. Otherwise sockets that send nothing would fill the slots, and every legitimate
@@ -13,7 +13,8 @@
 //! newcomer never sheds anyone, so sockets that reconnect as soon as they are closed cannot turn
 //! the gateway into a loop of accepts and closes. A connection that has started is never shed;
 //! when all have, a newcomer waits for a slot (at most one per worker waits accepted, the rest in
-//! the kernel's backlog). Probation holds at most `max_connections` sockets more.
+//! the kernel's backlog). Probation holds at most `max_connections` sockets more; when it is
+//! full, new connections wait in the kernel's backlog.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -114,9 +115,7 @@ impl Admission {
             }),
         }
     }
-}
 
-impl Admission {
     /// Waits for a slot; at the cap, frees one by shedding (see the module's docs). While it
     /// waits it looks again at least every grace: a slot it freed may go to another worker's
     /// newcomer, and then this one needs another.
@@ -260,7 +259,7 @@ pub async fn accept_loop<F>(
         // Accept, then look for a slot: a worker waiting for a slot before accepting would hold
         // one while its own socket (each worker has one) may have nothing to accept, and leave
         // another worker's queued connections unserved.
-        let newcomer = tokio::select! {
+        let speaker = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
                     backoff = BACKOFF_FIRST;
@@ -268,11 +267,18 @@ pub async fn accept_loop<F>(
                         continue;
                     };
                     match admission.slots.clone().try_acquire_owned() {
-                        Ok(slot) => admit(newcomer, slot),
-                        Err(TryAcquireError::NoPermits) => admission.probe(newcomer, spoke.clone()),
+                        Ok(slot) => {
+                            admit(newcomer, slot);
+                            continue;
+                        }
                         Err(TryAcquireError::Closed) => return,
+                        // Its request is here already (the common case): no probation.
+                        Err(TryAcquireError::NoPermits) if has_spoken(&newcomer.stream) => newcomer,
+                        Err(TryAcquireError::NoPermits) => {
+                            admission.probe(newcomer, spoke.clone()).await;
+                            continue;
+                        }
                     }
-                    continue;
                 }
                 Err(e) => {
                     if backoff == BACKOFF_FIRST {
@@ -289,8 +295,15 @@ pub async fn accept_loop<F>(
         let Some(slot) = admission.slot().await else {
             return;
         };
-        admit(newcomer, slot);
+        admit(speaker, slot);
     }
+}
+
+/// Has a newcomer's first byte arrived? One non-blocking peek: tokio's own readiness would need a
+/// round through the event loop, and can be reported spuriously.
+fn has_spoken(stream: &TcpStream) -> bool {
+    let mut first = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    matches!(socket2::SockRef::from(stream).peek(&mut first), Ok(n) if n > 0)
 }
 
 impl Admission {
@@ -314,11 +327,11 @@ impl Admission {
     }
 
     /// Probation at the cap: a newcomer whose first bytes arrive within the grace goes back to
-    /// the accept loop through `spoke`; one that stays silent, or finds probation full, is closed.
-    fn probe(&self, newcomer: Newcomer, spoke: mpsc::Sender<Newcomer>) {
-        let Ok(place) = self.probation.clone().try_acquire_owned() else {
-            metrics::counter!(crate::measure::CONNECTIONS_CLOSED, "reason" => "silent_at_capacity")
-                .increment(1);
+    /// the accept loop through `spoke`; one that stays silent is closed. With probation full, the
+    /// loop waits for a place (newcomers wait in the kernel's backlog): closing them unseen would
+    /// refuse clients whose first bytes were a moment behind the handshake.
+    async fn probe(&self, newcomer: Newcomer, spoke: mpsc::Sender<Newcomer>) {
+        let Ok(place) = self.probation.clone().acquire_owned().await else {
             return;
         };
         let grace = self.unstarted.grace;
