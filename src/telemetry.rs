@@ -125,10 +125,11 @@ where
         // Logged: the path only, as a query may carry an access_token. (A shared clone: no copy.)
         let uri = req.uri().clone();
         // The client as `trusted_proxies` resolved it (nginx's `$remote_addr` after realip).
-        // Rendered once per connection already: a shared clone, no formatting here.
-        let client = req
-            .extensions()
-            .get::<ClientAddr>()
+        // Rendered once per connection already: a shared clone, no formatting here; and none at
+        // all when the access log is off.
+        let client = tracing::enabled!(target: "tollgate::access", tracing::Level::INFO)
+            .then(|| req.extensions().get::<ClientAddr>())
+            .flatten()
             .map(|c| c.client_header().clone());
         let span = tracing::info_span!("request", %method, path = %uri.path(), api = Empty, decision = Empty, reason = Empty);
         let future = self.inner.call(req).instrument(span.clone());
