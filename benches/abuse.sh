@@ -35,6 +35,8 @@
 #   BALANCE_TRIALS [3] wrk runs of the balance case, each with new connections
 #   TOLLGATE_BIN: a tollgate binary to use instead of `cargo build --release`
 #   BASELINE_BIN: a second tollgate binary whose worker balance is measured too
+#   ABUSER_NICE [0]: the abuser's nice value; 19 models abusers on other machines, as in production:
+#   on a small machine their own CPU otherwise competes with wrk and tollgate for the same cores
 #   KEEP [0]: 1 keeps the work directory (configs, logs, raw wrk outputs)
 #
 # Needs what benches/load.sh needs (wrk, nginx, Node.js 20 with tests/idp, Python 3, curl). Every
@@ -60,6 +62,7 @@ BALANCE_CONNECTIONS=${BALANCE_CONNECTIONS:-50}
 BALANCE_DURATION=${BALANCE_DURATION:-$DURATION}
 BALANCE_TRIALS=${BALANCE_TRIALS:-3}
 BASELINE_BIN=${BASELINE_BIN:-}
+ABUSER_NICE=${ABUSER_NICE:-0}
 KEEP=${KEEP:-0}
 [[ $HEADER_READ_TIMEOUT =~ ^[1-9][0-9]*s$ && $STREAM_IDLE_TIMEOUT =~ ^[1-9][0-9]*s$ ]] ||
   { echo "HEADER_READ_TIMEOUT and STREAM_IDLE_TIMEOUT are whole seconds, e.g. 2s" >&2; exit 2; }
@@ -177,7 +180,7 @@ closed_counts() {
 start_abuser() {
   local name=$1
   mkfifo "$work/$name.in"
-  python3 "$root/benches/abuse/abuser.py" "$(printf '{"port":%d,"silent":%d,"slow":%d,"nonreading":%d,"token":"%s","slow_path":"/intro/upload","big_path":"/intro/big","slow_every":%s,"check_after":%s}' \
+  nice -n "$ABUSER_NICE" python3 "$root/benches/abuse/abuser.py" "$(printf '{"port":%d,"silent":%d,"slow":%d,"nonreading":%d,"token":"%s","slow_path":"/intro/upload","big_path":"/intro/big","slow_every":%s,"check_after":%s}' \
     "$P_TG" "$SILENT" "$SLOW" "$NONREADING" "$TOKEN" "$SLOW_EVERY" "$CHECK_AFTER")" \
     <"$work/$name.in" >"$work/$name.out" 2>"$work/$name.err" &
   ABUSER_PID=$!
@@ -313,7 +316,7 @@ fi
   echo
   echo "- machine: $(machine)"
   echo "- versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), python $(python3 -c 'import platform; print(platform.python_version())'), tollgate $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')${TOLLGATE_BIN:+ (TOLLGATE_BIN)}"
-  echo "- command: \`ROUNDS=$ROUNDS DURATION=$DURATION THREADS=$THREADS CONNECTIONS=$CONNECTIONS MAX_CONNECTIONS=$MAX_CONNECTIONS SILENT=$SILENT SLOW=$SLOW NONREADING=$NONREADING bash benches/abuse.sh\`${BASELINE_BIN:+ (with BASELINE_BIN)}"
+  echo "- command: \`ROUNDS=$ROUNDS DURATION=$DURATION THREADS=$THREADS CONNECTIONS=$CONNECTIONS MAX_CONNECTIONS=$MAX_CONNECTIONS SILENT=$SILENT SLOW=$SLOW NONREADING=$NONREADING ABUSER_NICE=$ABUSER_NICE bash benches/abuse.sh\`${BASELINE_BIN:+ (with BASELINE_BIN)}"
   echo "- tollgate: workers = 2, max_connections = $MAX_CONNECTIONS, max_connections_per_ip = 0 (every client is 127.0.0.1), header_read_timeout = $HEADER_READ_TIMEOUT, stream_idle_timeout = $STREAM_IDLE_TIMEOUT; wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s on a cached introspected token; the abuse starts ${SETTLE}s before wrk and runs until it ends; wrk, nginx, the abuser and tollgate share the $(nproc) CPUs"
   echo
   python3 "$root/benches/abuse/report.py" "$results" "$work/abuse.jsonl" "$work/balance.txt" "$BALANCE_CONNECTIONS" "$BALANCE_DURATION"
