@@ -211,6 +211,17 @@ async fn unfinished_starts_are_closed(first: &'static [u8], gives_way: &str) {
         );
     }
 
+    // With a slot still held it would wait for good; freed, it is served without delay.
+    assert_served_at_once(&s, "behind the freed slots").await;
+    assert_eq!(
+        s.upstream.count(),
+        1,
+        "only the ordinary request reached it"
+    );
+}
+
+/// An ordinary request is answered 200 within [`SLACK`].
+async fn assert_served_at_once(s: &Setup, what: &str) {
     let asked = Instant::now();
     let resp = client()
         .get(s.gateway.url("/orders/1"))
@@ -218,16 +229,10 @@ async fn unfinished_starts_are_closed(first: &'static [u8], gives_way: &str) {
         .await
         .expect("an ordinary request");
     assert_eq!(resp.status(), 200);
-    // With a slot still held it would wait for good; freed, it is served without delay.
     assert!(
         asked.elapsed() < SLACK,
-        "the freed slots serve a request at once, not after {:?}",
+        "{what}: served after {:?}, not at once",
         asked.elapsed()
-    );
-    assert_eq!(
-        s.upstream.count(),
-        1,
-        "only the ordinary request reached it"
     );
 }
 
@@ -245,18 +250,7 @@ async fn at_capacity_a_new_client_takes_a_silent_sockets_slot() {
     for _ in 0..2 {
         silent.push(TcpStream::connect(s.gateway.proxy).await.expect("connect"));
     }
-    let asked = Instant::now();
-    let resp = client()
-        .get(s.gateway.url("/orders/1"))
-        .send()
-        .await
-        .expect("an ordinary request");
-    assert_eq!(resp.status(), 200);
-    assert!(
-        asked.elapsed() < SLACK,
-        "served at once, not after {:?}",
-        asked.elapsed()
-    );
+    assert_served_at_once(&s, "behind two silent sockets").await;
     let since = Instant::now();
     let (got, _) = closed(&mut silent[0], since, "the oldest silent socket").await;
     assert!(got.is_empty(), "shed without an answer: {got:?}");
