@@ -1,8 +1,9 @@
 //! Forwarding to the upstream: pooled HTTP/1.1 connections, streaming bodies both ways, hop-by-hop
 //! hygiene (RFC 9110 §7.6.1), the forwarding headers (`forwarded`), and the identity headers, the
 //! last two added after every removal so that nothing a client sends (not even a `Connection`
-//! naming them) can remove or forge them. It never sees a
-//! token: the policy hands it a [`ForwardPlan`] in the request's extensions.
+//! naming them) can remove or forge them. It never sees a token: the policy hands it a
+//! [`ForwardPlan`] in the request's extensions. Its failures are [`ForwardError`]s, which tell a
+//! client's broken or stalled body from an upstream's fault; the policy renders them.
 
 use std::task::{Context, Poll};
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! The policy: a tower [`PolicyLayer`]/[`PolicyService`] around the forwarder that decides every
-//! request: method → normalise path → route → (CORS preflight) → rule → token → validate → authorise → forward. A refusal is a
-//! response (the service's error is `Infallible`), rendered by [`Rejection::into_response`].
+//! request: method → normalise path → route → (CORS preflight) → body limits → rule → token →
+//! validate → authorise → forward. A refusal is a response (the service's error is
+//! `Infallible`), rendered by [`Rejection::into_response`].
 //! Routing happens here so a 404 goes through the same renderer. An API with `[api.cors]` has its
 //! preflights answered here and its every other answer given the CORS grant (`cors`). The current
 //! [`Runtime`] is read per request, so a reload applies mid-connection.
