@@ -12,7 +12,7 @@ use crate::config::{ClientCheck, ScopeMatch, ValidationMode};
 use crate::policy::{Rejection, authorize, matching_rule};
 use crate::routing::normalise_path;
 use crate::runtime::{Api, Runtime};
-use crate::validate::{BearerToken, Principal, ValidateError};
+use crate::validate::{BearerToken, Caller, Principal, ValidateError};
 
 /// How a step went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +157,7 @@ async fn walk(
     if s.validation == ValidationMode::Introspection {
         introspection_step(runtime, &q.token, q.now, steps).await;
     }
-    let principal = match api.validator.validate(&q.token).await {
+    let principal = match api.validator.validate(&q.token, Caller::LOCAL).await {
         Ok(p) => {
             step(
                 steps,
@@ -188,6 +188,15 @@ async fn walk(
                 format!("{:?}: no verdict, the provider failed: {e}", s.validation),
             );
             return Decision::Refused(Rejection::ProviderUnavailable(e));
+        }
+        Err(ValidateError::Throttled(wait)) => {
+            step(
+                steps,
+                Mark::Fail,
+                "validation",
+                format!("{:?}: no verdict, misses_per_client is spent", s.validation),
+            );
+            return Decision::Refused(Rejection::TooManyNewTokens(wait));
         }
     };
     authorisation_steps(&s.audience, policy, &principal, steps);

@@ -11,6 +11,13 @@
 //! - `tollgate_config_reloads_total{outcome}`
 //! - `tollgate_connections_closed_total{reason}`: connections the gateway ended itself (a deadline
 //!   passed, a cap was reached, or a connection that had not started gave its slot to a newer one)
+//! - `tollgate_provider_rate_limit`, `tollgate_provider_rate_limit_remaining`: the provider's own
+//!   rate-limit window as its last answer told it (Okta's `X-Rate-Limit-Limit` and `-Remaining`)
+//! - `tollgate_provider_budget_refusals_total{reason}`: cache misses answered 503 without a call
+//!   (`inflight`: `max_inflight` calls were under way; `rate`: `introspection_rate` was spent;
+//!   `provider_limit`: the provider's window is spent until it resets)
+//! - `tollgate_client_misses_refused_total`: cache misses answered 429 because the client address
+//!   had used its `misses_per_client` share
 
 use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
@@ -31,6 +38,10 @@ pub const CACHE_ENTRIES: &str = "tollgate_cache_entries";
 pub const UPSTREAM_ERRORS: &str = "tollgate_upstream_errors_total";
 pub const CONFIG_RELOADS: &str = "tollgate_config_reloads_total";
 pub const CONNECTIONS_CLOSED: &str = "tollgate_connections_closed_total";
+pub const PROVIDER_RATE_LIMIT: &str = "tollgate_provider_rate_limit";
+pub const PROVIDER_RATE_REMAINING: &str = "tollgate_provider_rate_limit_remaining";
+pub const PROVIDER_BUDGET_REFUSALS: &str = "tollgate_provider_budget_refusals_total";
+pub const CLIENT_MISSES_REFUSED: &str = "tollgate_client_misses_refused_total";
 
 /// Latency buckets, in seconds: from tens of microseconds (a cached decision) to seconds.
 const BUCKETS: [f64; 14] = [

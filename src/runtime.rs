@@ -46,12 +46,17 @@ impl Validators {
         // API it calls; audience, scopes and contracts are checked per API after the cache.
         let basis = Basis::of(settings);
         Validators {
-            introspection: Arc::new(CachedValidator::new(
-                "introspection",
-                IntrospectionValidator::new(provider.clone(), clock.clone(), basis.attributes),
-                settings.cache.clone(),
-                clock.clone(),
-            )),
+            // Only introspection misses cost a provider call: they alone count against each
+            // client's share (a forged JWT is refused locally, before the introspection cache).
+            introspection: Arc::new(
+                CachedValidator::new(
+                    "introspection",
+                    IntrospectionValidator::new(provider.clone(), clock.clone(), basis.attributes),
+                    settings.cache.clone(),
+                    clock.clone(),
+                )
+                .with_share(provider.client_share()),
+            ),
             jwt: Arc::new(CachedValidator::new(
                 "jwt",
                 JwtValidator::new(provider.clone(), clock.clone(), basis.attributes),

@@ -11,6 +11,7 @@ mod duration;
 mod interpolate;
 mod listen;
 mod provider;
+mod rate;
 pub mod raw;
 mod rules;
 
@@ -23,7 +24,8 @@ pub use describe::describe;
 pub use dev::{DevClientSettings, DevSettings, RESERVED_CLIENT, dev_settings};
 pub use interpolate::{Env, ProcessEnv};
 pub use listen::{ConnectionLimits, ListenSettings};
-pub use provider::{JwtSettings, ProviderSettings};
+pub use provider::{BudgetSettings, JwtSettings, ProviderSettings};
+pub use rate::Rate;
 pub use raw::{ClientAuth, LogFormat, ScopeMatch, TokenSource, ValidationMode};
 pub use rules::RuleSettings;
 

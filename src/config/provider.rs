@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use url::Url;
 
+use std::num::NonZeroU32;
+
 use super::ConfigError;
 use super::compile::{Secret, http_url, non_empty, positive};
+use super::rate::Rate;
 use super::raw::{ClientAuth, RawProvider};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +27,24 @@ pub struct ProviderSettings {
     pub registration_authorization: Option<Secret>,
     pub request_timeout: Duration,
     pub jwt: JwtSettings,
+    pub budget: BudgetSettings,
+}
+
+/// How many introspection calls the provider gets from this process: the budget that keeps one
+/// sprayer of random tokens from spending the provider's rate limit for everyone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetSettings {
+    /// Concurrent introspection calls at most.
+    pub max_inflight: usize,
+    /// Introspection calls per period at most, with this burst.
+    pub rate: Option<(Rate, NonZeroU32)>,
+    /// Each client address's share of introspection-cache misses.
+    pub misses_per_client: Option<Rate>,
+    /// How long a miss waits for the budget before it is answered 503.
+    pub wait: Duration,
+    /// Below this many calls left in the provider's window (Okta's `X-Rate-Limit-Remaining`),
+    /// tollgate stops calling until the window resets.
+    pub low_water: u64,
 }
 
 /// Local JWT validation (RFC 7519, RFC 9068) against the provider's JWKS (RFC 7517).
@@ -75,6 +96,7 @@ pub(super) fn provider(raw: RawProvider) -> Result<ProviderSettings, ConfigError
         }
     }
     let jwt = jwt_settings(&raw)?;
+    let budget = budget_settings(&raw)?;
     Ok(ProviderSettings {
         authorize_url: endpoint(&raw.authorize_url, "authorize_url")?,
         token_url: endpoint(&raw.token_url, "token_url")?,
@@ -88,6 +110,50 @@ pub(super) fn provider(raw: RawProvider) -> Result<ProviderSettings, ConfigError
         registration_authorization: raw.registration_authorization.map(Secret),
         request_timeout: positive(raw.request_timeout, "provider.request_timeout", 5)?,
         jwt,
+        budget,
+    })
+}
+
+fn budget_settings(raw: &RawProvider) -> Result<BudgetSettings, ConfigError> {
+    let max_inflight = raw.max_inflight.unwrap_or(32);
+    if !(1..=10_000).contains(&max_inflight) {
+        return Err(ConfigError::at(
+            "provider.max_inflight",
+            "must be between 1 and 10000",
+        ));
+    }
+    let rate = match (raw.introspection_rate, raw.introspection_burst) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(ConfigError::at(
+                "provider.introspection_burst",
+                "needs provider.introspection_rate",
+            ));
+        }
+        // The default burst is one period's worth, as most rate limiters have it.
+        (Some(rate), burst) => match NonZeroU32::new(burst.unwrap_or(rate.count.get())) {
+            Some(burst) => Some((rate, burst)),
+            None => {
+                return Err(ConfigError::at(
+                    "provider.introspection_burst",
+                    "must be at least 1",
+                ));
+            }
+        },
+    };
+    let wait = raw.budget_wait.map_or(Duration::from_secs(1), |d| d.0);
+    if wait > Duration::from_secs(60) {
+        return Err(ConfigError::at(
+            "provider.budget_wait",
+            "must be at most 60s: a miss that waits longer only holds a connection",
+        ));
+    }
+    Ok(BudgetSettings {
+        max_inflight,
+        rate,
+        misses_per_client: raw.misses_per_client,
+        wait,
+        low_water: raw.rate_limit_low_water.unwrap_or(10),
     })
 }
 

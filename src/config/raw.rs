@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use super::duration::ConfigDuration;
+use super::rate::Rate;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +84,12 @@ pub struct RawProvider {
     pub jwks_refresh: Option<ConfigDuration>,
     pub jwks_refresh_min: Option<ConfigDuration>,
     pub jwks_refresh_max: Option<ConfigDuration>,
+    pub max_inflight: Option<usize>,
+    pub introspection_rate: Option<Rate>,
+    pub introspection_burst: Option<u32>,
+    pub misses_per_client: Option<Rate>,
+    pub budget_wait: Option<ConfigDuration>,
+    pub rate_limit_low_water: Option<u64>,
 }
 
 /// How tollgate authenticates to the introspection endpoint (RFC 7662 §2.1, RFC 6749 §2.3.1).

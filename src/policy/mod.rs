@@ -34,7 +34,8 @@ use crate::forward::{ForwardError, ForwardPlan};
 use crate::framing::AmbiguousFraming;
 use crate::routing::{after_prefix, encode_path, normalise_path, request_host};
 use crate::runtime::{Api, Runtime, RuntimeHandle};
-use crate::validate::{BearerToken, InvalidReason, Principal, ValidateError};
+use crate::trust::ClientAddr;
+use crate::validate::{BearerToken, Caller, InvalidReason, Principal, ValidateError};
 use extract::Credential;
 
 /// Applies the gateway's policy in front of a forwarding service.
@@ -215,6 +216,7 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Decision, 
         (req, None)
     } else {
         let policy = rule.map_or(&settings.policy, |r| &r.policy);
+        let caller = caller_of(&req);
         let (req, token) = find_token(
             req,
             &api,
@@ -223,7 +225,7 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Decision, 
         )
         .await
         .map_err(refuse)?;
-        let principal = validate_and_authorize(&api, policy, &token)
+        let principal = validate_and_authorize(&api, policy, &token, caller)
             .await
             .map_err(refuse)?;
         (req, Some(principal))
@@ -390,18 +392,32 @@ async fn take_form_token(
     Ok((Request::from_parts(parts, body), token))
 }
 
+/// Who asks, for per-client budgets: the client address the listener found (through
+/// `trusted_proxies`).
+fn caller_of<B>(req: &Request<B>) -> Caller {
+    req.extensions()
+        .get::<ClientAddr>()
+        .map_or(Caller::LOCAL, |c| Caller { client: c.client() })
+}
+
 async fn validate_and_authorize(
     api: &Api,
     policy: &PolicySettings,
     token: &BearerToken,
+    caller: Caller,
 ) -> Result<Arc<Principal>, Rejection> {
-    let principal = api.validator.validate(token).await.map_err(|e| match e {
-        ValidateError::Invalid(reason) => Rejection::InvalidToken(reason),
-        ValidateError::Unavailable(error) => {
-            tracing::warn!(api = %api.name, error = %error, "token validation unavailable");
-            Rejection::ProviderUnavailable(error)
-        }
-    })?;
+    let principal = api
+        .validator
+        .validate(token, caller)
+        .await
+        .map_err(|e| match e {
+            ValidateError::Invalid(reason) => Rejection::InvalidToken(reason),
+            ValidateError::Throttled(wait) => Rejection::TooManyNewTokens(wait),
+            ValidateError::Unavailable(error) => {
+                tracing::warn!(api = %api.name, error = %error, "token validation unavailable");
+                Rejection::ProviderUnavailable(error)
+            }
+        })?;
     authorize(&api.settings.audience, policy, &principal)?;
     Ok(principal)
 }

@@ -4,6 +4,7 @@
 //! log records the reason once.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
@@ -11,7 +12,7 @@ use http::{HeaderValue, Response, StatusCode};
 use super::cors::CorsRefusal;
 use crate::body::{ProxyBody, full};
 use crate::forward::ForwardError;
-use crate::provider::ProviderError;
+use crate::provider::{ProviderError, seconds_up};
 use crate::routing::PathError;
 use crate::validate::InvalidReason;
 
@@ -42,6 +43,9 @@ pub enum Rejection {
     /// A CORS preflight from an origin, or for a method or header, that `[api.cors]` does not allow.
     CorsRefused(CorsRefusal),
     ProviderUnavailable(ProviderError),
+    /// The client address has used its share of new tokens (`misses_per_client`); retry after
+    /// this long.
+    TooManyNewTokens(Duration),
     UpstreamUnreachable,
     UpstreamTimeout,
 }
@@ -74,6 +78,7 @@ impl Rejection {
             Rejection::NoContract => "no_contract",
             Rejection::CorsRefused(_) => "cors_refused",
             Rejection::ProviderUnavailable(_) => "provider_unavailable",
+            Rejection::TooManyNewTokens(_) => "too_many_new_tokens",
             Rejection::UpstreamUnreachable => "upstream_unreachable",
             Rejection::UpstreamTimeout => "upstream_timeout",
         }
@@ -94,6 +99,7 @@ impl Rejection {
             | Rejection::NoContract
             | Rejection::CorsRefused(_) => StatusCode::FORBIDDEN,
             Rejection::ProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::TooManyNewTokens(_) => StatusCode::TOO_MANY_REQUESTS,
             Rejection::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -150,6 +156,10 @@ impl Rejection {
                 "temporarily_unavailable",
                 "the token could not be validated now; retry later".into(),
             ),
+            Rejection::TooManyNewTokens(_) => (
+                "too_many_requests",
+                "too many new access tokens from this client address; retry later".into(),
+            ),
             Rejection::UpstreamUnreachable => {
                 ("bad_gateway", "the upstream could not be reached".into())
             }
@@ -179,6 +189,7 @@ impl Rejection {
             | Rejection::NoContract
             | Rejection::CorsRefused(_)
             | Rejection::ProviderUnavailable(_)
+            | Rejection::TooManyNewTokens(_)
             | Rejection::UpstreamUnreachable
             | Rejection::UpstreamTimeout => false,
         }
@@ -214,6 +225,33 @@ impl Rejection {
             // Not about a credential: a preflight carries none (RFC 6750 §3 does not apply).
             | Rejection::CorsRefused(_)
             | Rejection::ProviderUnavailable(_)
+            | Rejection::TooManyNewTokens(_)
+            | Rejection::UpstreamUnreachable
+            | Rejection::UpstreamTimeout => None,
+        }
+    }
+
+    /// `Retry-After`, for refusals that pass: whole seconds, rounded up, at least one.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Rejection::ProviderUnavailable(e) => Some(e.retry_after()),
+            Rejection::TooManyNewTokens(wait) => {
+                Some(seconds_up(*wait).max(Duration::from_secs(1)))
+            }
+            Rejection::NoRoute
+            | Rejection::BadPath(_)
+            | Rejection::BadMethod
+            | Rejection::BadFraming(_)
+            | Rejection::InvalidRequest(_)
+            | Rejection::FormTooLarge
+            | Rejection::BodyTooLarge(_)
+            | Rejection::RequestTimeout
+            | Rejection::BadBody
+            | Rejection::MissingToken
+            | Rejection::InvalidToken(_)
+            | Rejection::InsufficientScope { .. }
+            | Rejection::NoContract
+            | Rejection::CorsRefused(_)
             | Rejection::UpstreamUnreachable
             | Rejection::UpstreamTimeout => None,
         }
@@ -243,8 +281,8 @@ impl Rejection {
         if self.closes_connection() {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
-        if let Rejection::ProviderUnavailable(e) = &self {
-            headers.insert(RETRY_AFTER, HeaderValue::from(e.retry_after().as_secs()));
+        if let Some(wait) = self.retry_after() {
+            headers.insert(RETRY_AFTER, HeaderValue::from(wait.as_secs()));
         }
         response.extensions_mut().insert(AccessRecord {
             api: api.cloned(),

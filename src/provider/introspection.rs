@@ -3,14 +3,12 @@
 //! (HTTP 200, a JSON object with a boolean `active`); anything else is a [`ProviderError`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Map, Value};
 use url::Url;
 use url::form_urlencoded::byte_serialize;
 
-use super::{ProviderError, read_limited};
-use crate::clock::Clock;
+use super::{Budget, ProviderError, read_limited};
 use crate::config::{ClientAuth, ProviderSettings, Secret};
 use crate::measure;
 use crate::validate::BearerToken;
@@ -22,7 +20,7 @@ pub struct Introspection {
     client_id: String,
     client_secret: Secret,
     auth: ClientAuth,
-    clock: Arc<dyn Clock>,
+    budget: Arc<Budget>,
 }
 
 impl Introspection {
@@ -30,7 +28,7 @@ impl Introspection {
         http: reqwest::Client,
         url: Url,
         settings: &ProviderSettings,
-        clock: Arc<dyn Clock>,
+        budget: Arc<Budget>,
     ) -> Self {
         Introspection {
             http,
@@ -38,15 +36,18 @@ impl Introspection {
             client_id: settings.introspection_client_id.clone(),
             client_secret: settings.introspection_client_secret.clone(),
             auth: settings.introspection_auth,
-            clock,
+            budget,
         }
     }
 
-    /// Asks the provider about a token; `Ok` is the answer object, whatever `active` says.
+    /// Asks the provider about a token, within the budget; `Ok` is the answer object, whatever
+    /// `active` says.
     pub async fn introspect(
         &self,
         token: &BearerToken,
     ) -> Result<Map<String, Value>, ProviderError> {
+        // Held until the answer is read: the slot is the call.
+        let _slot = self.budget.admit().await?;
         let started = std::time::Instant::now();
         let answer = self.ask(token).await;
         metrics::histogram!(measure::INTROSPECTION_DURATION)
@@ -87,10 +88,9 @@ impl Introspection {
             .await
             .map_err(|e| ProviderError::from_reqwest(&e))?;
         let status = resp.status();
+        let pause = self.budget.observe(status.as_u16(), resp.headers());
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            return Err(ProviderError::RateLimited {
-                retry_after: self.retry_after(resp.headers()),
-            });
+            return Err(ProviderError::RateLimited { retry_after: pause });
         }
         if status != reqwest::StatusCode::OK {
             return Err(ProviderError::Status(status.as_u16()));
@@ -105,20 +105,5 @@ impl Introspection {
                     .to_owned(),
             )),
         }
-    }
-
-    /// `Retry-After` (seconds), or Okta's `X-Rate-Limit-Reset` (the Unix time the window resets).
-    fn retry_after(&self, headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-        let number = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        number("retry-after").map(Duration::from_secs).or_else(|| {
-            number("x-rate-limit-reset").map(|reset| {
-                Duration::from_secs(reset.saturating_sub(self.clock.now_unix()).max(1))
-            })
-        })
     }
 }

@@ -1,6 +1,7 @@
 //! The only code that speaks HTTP to the identity provider: discovery of its endpoints, and token
 //! introspection. It never sees an incoming request.
 
+mod budget;
 mod discovery;
 mod introspection;
 mod jwks;
@@ -14,6 +15,7 @@ use url::Url;
 use crate::clock::Clock;
 use crate::config::ProviderSettings;
 
+pub use budget::{Budget, ClientShare};
 pub use discovery::discover;
 pub use introspection::Introspection;
 pub use jwks::{JwksCache, KeyLookup, KeySet, VerificationKey};
@@ -43,6 +45,9 @@ pub enum ProviderError {
     Status(u16),
     #[error("the provider is rate limiting")]
     RateLimited { retry_after: Option<Duration> },
+    /// Our own budget for provider calls (`max_inflight`, `introspection_rate`) is spent.
+    #[error("the budget for provider calls is spent")]
+    Exhausted,
     #[error("the provider's answer is malformed: {0}")]
     Malformed(String),
 }
@@ -56,16 +61,19 @@ impl ProviderError {
             ProviderError::Timeout => "timeout",
             ProviderError::Status(_) => "bad_status",
             ProviderError::RateLimited { .. } => "rate_limited",
+            ProviderError::Exhausted => "budget_exhausted",
             ProviderError::Malformed(_) => "malformed",
         }
     }
 
-    /// What `Retry-After` tells the client.
+    /// What `Retry-After` tells the client (whole seconds, rounded up).
     pub fn retry_after(&self) -> Duration {
         match self {
             ProviderError::RateLimited {
                 retry_after: Some(d),
-            } => (*d).clamp(Duration::from_secs(1), Duration::from_secs(300)),
+            } => seconds_up(*d).clamp(Duration::from_secs(1), Duration::from_secs(300)),
+            // Our own budget refills continuously: the next second has room again.
+            ProviderError::Exhausted => Duration::from_secs(1),
             ProviderError::NotReady
             | ProviderError::Unreachable(_)
             | ProviderError::Timeout
@@ -85,6 +93,11 @@ impl ProviderError {
             ProviderError::Unreachable(error_chain(e))
         }
     }
+}
+
+/// `d` rounded up to whole seconds, as `Retry-After` counts them.
+pub fn seconds_up(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
 }
 
 pub fn error_chain(e: &dyn std::error::Error) -> String {
@@ -108,7 +121,8 @@ pub struct Provider {
     jwks: OnceLock<Arc<JwksCache>>,
     /// Some API validates JWTs: readiness then also waits for the keys.
     needs_jwks: bool,
-    clock: Arc<dyn Clock>,
+    budget: Arc<Budget>,
+    share: Option<Arc<ClientShare>>,
 }
 
 /// Bodies from the provider larger than this are refused rather than buffered.
@@ -130,20 +144,31 @@ impl Provider {
             .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ProviderError::Unreachable(error_chain(&e)))?;
+        let budget = Arc::new(Budget::new(&settings.budget, clock));
+        let share = settings
+            .budget
+            .misses_per_client
+            .map(|rate| Arc::new(ClientShare::new(rate)));
         Ok(Arc::new(Provider {
+            budget,
+            share,
             settings,
             http,
             endpoints: OnceLock::new(),
             introspection: OnceLock::new(),
             jwks: OnceLock::new(),
             needs_jwks,
-            clock,
         }))
     }
 
     /// The endpoints, once resolved.
     pub fn endpoints(&self) -> Option<&Endpoints> {
         self.endpoints.get()
+    }
+
+    /// Each client address's share of introspection-cache misses, if one is configured.
+    pub fn client_share(&self) -> Option<Arc<ClientShare>> {
+        self.share.clone()
     }
 
     /// Whether some API validates JWTs locally.
@@ -213,7 +238,7 @@ impl Provider {
                 self.http.clone(),
                 endpoints.introspection.clone(),
                 &self.settings,
-                self.clock.clone(),
+                self.budget.clone(),
             )
         }))
     }

@@ -15,11 +15,11 @@ use futures_util::future::BoxFuture;
 use moka::Expiry;
 use moka::future::Cache;
 
-use super::{BearerToken, InvalidReason, Principal, TokenDigest, ValidateError, Validator};
+use super::{BearerToken, Caller, InvalidReason, Principal, TokenDigest, ValidateError, Validator};
 use crate::clock::Clock;
 use crate::config::CacheSettings;
 use crate::measure;
-use crate::provider::ProviderError;
+use crate::provider::{ClientShare, ProviderError};
 
 /// A cached verdict and how long it may be trusted.
 #[derive(Clone)]
@@ -34,6 +34,7 @@ enum Uncached {
     Active(Arc<Principal>),
     Invalid(InvalidReason),
     Unavailable(ProviderError),
+    Throttled(Duration),
 }
 
 /// Per-entry lifetime: each verdict carries its own.
@@ -75,6 +76,8 @@ pub struct CachedValidator<V> {
     stale: Option<Cache<TokenDigest, (Arc<Principal>, Duration)>>,
     settings: CacheSettings,
     clock: Arc<dyn Clock>,
+    /// Each client address's share of misses, where misses cost a provider call.
+    share: Option<Arc<ClientShare>>,
     /// The hit counter, found in the registry at the first hit (after the recorder is installed),
     /// not at every hit.
     hits: OnceLock<metrics::Counter>,
@@ -104,8 +107,16 @@ impl<V: Validator> CachedValidator<V> {
             stale,
             settings,
             clock,
+            share: None,
             hits: OnceLock::new(),
         }
+    }
+
+    /// Counts each client address's misses against `share`: past it, a miss is refused
+    /// ([`ValidateError::Throttled`]) and the inner validator is not asked.
+    pub fn with_share(mut self, share: Option<Arc<ClientShare>>) -> Self {
+        self.share = share;
+        self
     }
 
     /// Entries held now (approximate, as moka counts them).
@@ -113,7 +124,11 @@ impl<V: Validator> CachedValidator<V> {
         self.verdicts.entry_count()
     }
 
-    async fn lookup(&self, token: &BearerToken) -> Result<Arc<Principal>, ValidateError> {
+    async fn lookup(
+        &self,
+        token: &BearerToken,
+        caller: Caller,
+    ) -> Result<Arc<Principal>, ValidateError> {
         let digest = token.digest();
         let verdict = match self.verdicts.get(&digest).await {
             Some(verdict) => {
@@ -124,7 +139,14 @@ impl<V: Validator> CachedValidator<V> {
                     .increment(1);
                 Ok(verdict)
             }
-            None => self.fill(token, digest).await,
+            None => {
+                if let Some(share) = &self.share {
+                    share
+                        .admit(caller.client)
+                        .map_err(ValidateError::Throttled)?;
+                }
+                self.fill(token, caller, digest).await
+            }
         };
         let now = self.clock.now_unix();
         match verdict {
@@ -138,6 +160,7 @@ impl<V: Validator> CachedValidator<V> {
                 Uncached::Active(p) => Ok(p.clone()),
                 Uncached::Invalid(r) => Err(ValidateError::Invalid(*r)),
                 Uncached::Unavailable(e) => self.stale_or(digest, now, e).await,
+                Uncached::Throttled(wait) => Err(ValidateError::Throttled(*wait)),
             },
         }
     }
@@ -146,6 +169,7 @@ impl<V: Validator> CachedValidator<V> {
     async fn fill(
         &self,
         token: &BearerToken,
+        caller: Caller,
         digest: TokenDigest,
     ) -> Result<Verdict, Arc<Uncached>> {
         let asked = AtomicBool::new(false);
@@ -153,7 +177,7 @@ impl<V: Validator> CachedValidator<V> {
             .verdicts
             .try_get_with(digest, async {
                 asked.store(true, Ordering::Relaxed);
-                self.ask_inner(token, digest).await
+                self.ask_inner(token, caller, digest).await
             })
             .await;
         let result = if asked.load(Ordering::Relaxed) {
@@ -173,9 +197,10 @@ impl<V: Validator> CachedValidator<V> {
     async fn ask_inner(
         &self,
         token: &BearerToken,
+        caller: Caller,
         digest: TokenDigest,
     ) -> Result<Verdict, Uncached> {
-        match self.inner.validate(token).await {
+        match self.inner.validate(token, caller).await {
             Ok(principal) => {
                 let Some(exp) = principal.expires_at else {
                     return Err(Uncached::Active(principal));
@@ -194,6 +219,8 @@ impl<V: Validator> CachedValidator<V> {
             }
             Err(ValidateError::Invalid(reason)) => Err(Uncached::Invalid(reason)),
             Err(ValidateError::Unavailable(e)) => Err(Uncached::Unavailable(e)),
+            // An inner cache's refusal of another caller's miss is not this token's verdict.
+            Err(ValidateError::Throttled(wait)) => Err(Uncached::Throttled(wait)),
         }
     }
 
@@ -221,7 +248,8 @@ impl<V: Validator> Validator for CachedValidator<V> {
     fn validate<'a>(
         &'a self,
         token: &'a BearerToken,
+        caller: Caller,
     ) -> BoxFuture<'a, Result<Arc<Principal>, ValidateError>> {
-        self.lookup(token).boxed()
+        self.lookup(token, caller).boxed()
     }
 }

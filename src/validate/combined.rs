@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
-use super::{BearerToken, Principal, ValidateError, Validator};
+use super::{BearerToken, Caller, Principal, ValidateError, Validator};
 
 pub struct JwtThenIntrospection {
     jwt: Arc<dyn Validator>,
@@ -24,10 +24,11 @@ impl Validator for JwtThenIntrospection {
     fn validate<'a>(
         &'a self,
         token: &'a BearerToken,
+        caller: Caller,
     ) -> BoxFuture<'a, Result<Arc<Principal>, ValidateError>> {
         async move {
-            let principal = self.jwt.validate(token).await?;
-            self.introspection.validate(token).await?;
+            let principal = self.jwt.validate(token, caller).await?;
+            self.introspection.validate(token, caller).await?;
             Ok(principal)
         }
         .boxed()

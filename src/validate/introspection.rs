@@ -9,7 +9,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
 use super::principal::number;
-use super::{Attributes, BearerToken, InvalidReason, Principal, ValidateError, Validator};
+use super::{Attributes, BearerToken, Caller, InvalidReason, Principal, ValidateError, Validator};
 use crate::clock::Clock;
 use crate::provider::Provider;
 
@@ -51,6 +51,7 @@ impl Validator for IntrospectionValidator {
     fn validate<'a>(
         &'a self,
         token: &'a BearerToken,
+        _caller: Caller,
     ) -> BoxFuture<'a, Result<Arc<Principal>, ValidateError>> {
         self.check(token).boxed()
     }

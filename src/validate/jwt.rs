@@ -17,7 +17,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use super::principal::number;
-use super::{Attributes, BearerToken, InvalidReason, Principal, ValidateError, Validator};
+use super::{Attributes, BearerToken, Caller, InvalidReason, Principal, ValidateError, Validator};
 use crate::clock::Clock;
 use crate::provider::{JwksCache, KeyLookup, Provider};
 
@@ -92,6 +92,7 @@ impl Validator for JwtValidator {
     fn validate<'a>(
         &'a self,
         token: &'a BearerToken,
+        _caller: Caller,
     ) -> BoxFuture<'a, Result<Arc<Principal>, ValidateError>> {
         self.check(token).boxed()
     }

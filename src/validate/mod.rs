@@ -9,7 +9,9 @@ mod jwt;
 mod principal;
 mod token;
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
@@ -99,6 +101,23 @@ impl InvalidReason {
 pub enum ValidateError {
     Invalid(InvalidReason),
     Unavailable(ProviderError),
+    /// No verdict for this caller now: its client address has used its share of cache misses
+    /// (`misses_per_client`). Come back after this long.
+    Throttled(Duration),
+}
+
+/// Who asks for a verdict: what per-client budgets are counted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// The client's address, as found through `trusted_proxies`.
+    pub client: IpAddr,
+}
+
+impl Caller {
+    /// A caller with no address (the CLI's `explain`): counted as one.
+    pub const LOCAL: Caller = Caller {
+        client: IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
 }
 
 /// Turns a bearer token into a principal. Dyn-compatible so modes can be mixed per API.
@@ -106,5 +125,6 @@ pub trait Validator: Send + Sync + 'static {
     fn validate<'a>(
         &'a self,
         token: &'a BearerToken,
+        caller: Caller,
     ) -> BoxFuture<'a, Result<Arc<Principal>, ValidateError>>;
 }
