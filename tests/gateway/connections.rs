@@ -146,14 +146,7 @@ fn answer_complete(got: &[u8]) -> bool {
 
 /// `tollgate_connections_closed_total{reason="<reason>"}` on the admin listener's `/metrics`.
 async fn closed_total(gateway: &Gateway, reason: &str) -> u64 {
-    let text = client()
-        .get(gateway.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("the metrics");
+    let text = gateway.metrics().await;
     let label = format!("reason=\"{reason}\"");
     text.lines()
         .filter(|l| l.starts_with("tollgate_connections_closed_total{") && l.contains(&label))

@@ -12,6 +12,7 @@ mod common;
 mod harness;
 
 // Capability modules.
+mod budget;
 mod cli;
 mod connections;
 mod cors;

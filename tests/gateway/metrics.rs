@@ -6,25 +6,12 @@
 use crate::common::fake_idp::{FakeIdp, Reply, active};
 use crate::common::gateway::Gateway;
 use crate::common::upstream::{Upstream, closed_port_url};
-use crate::common::{base_config, client};
+use crate::common::{base_config, client, sample};
 
 fn api(name: &str, prefix: &str, upstream: &str) -> String {
     format!(
         "[[api]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\nupstream = \"{upstream}\"\nscopes = [\"mulescope\"]\nclients = [\"orders-app\"]\n"
     )
-}
-
-/// The value of the sample whose line starts with `series` (name and labels as rendered).
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .find(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 #[tokio::test]
@@ -219,14 +206,7 @@ async fn concurrent_misses_are_counted_as_coalesced() {
     .await;
     assert!(all.into_iter().all(|r| r.unwrap().status() == 200));
     assert_eq!(idp.introspection_count(), 1);
-    let text = http
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gw.metrics().await;
     let miss = sample(&text, "tollgate_cache_lookups_total", &[("result", "miss")]).unwrap_or(0.0);
     let coalesced = sample(
         &text,

@@ -88,14 +88,7 @@ async fn an_invalid_file_leaves_the_running_configuration_in_force() {
         200,
         "the old configuration still serves"
     );
-    let metrics = http
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("tollgate_config_reloads_total{outcome=\"invalid\"}"),
         "{metrics}"

@@ -66,6 +66,9 @@ struct Shared {
     jwks_reply: Mutex<Option<Reply>>,
     jwks_cache_control: Mutex<Option<String>>,
     jwks_requests: AtomicUsize,
+    /// Introspection calls being answered now, and the most there ever were at once.
+    introspecting: AtomicUsize,
+    most_introspecting: AtomicUsize,
 }
 
 /// A running fake provider; the server (and its connections) stops on drop.
@@ -102,6 +105,8 @@ impl FakeIdp {
             jwks_reply: Mutex::new(None),
             jwks_cache_control: Mutex::new(None),
             jwks_requests: AtomicUsize::new(0),
+            introspecting: AtomicUsize::new(0),
+            most_introspecting: AtomicUsize::new(0),
         });
         let server = tokio::spawn(serve(listener, shared.clone()));
         FakeIdp {
@@ -165,6 +170,11 @@ impl FakeIdp {
     }
 
     /// `http://127.0.0.1:PORT/oauth2/default/v1/keys`, the `jwks_uri` the metadata advertises.
+    /// The most introspection calls that were ever under way at once.
+    pub fn most_concurrent_introspections(&self) -> usize {
+        self.shared.most_introspecting.load(Ordering::SeqCst)
+    }
+
     pub fn jwks_url(&self) -> String {
         format!("{}/v1/keys", self.shared.issuer)
     }
@@ -335,7 +345,11 @@ async fn introspect(req: Request<Incoming>, shared: Arc<Shared>) -> Answer {
 
     // Clone the behaviour out so a test may call `on_introspect` while a delayed reply is pending.
     let behaviour = shared.behaviour.lock().expect("fake idp: lock").clone();
-    render(behaviour(&token), None).await
+    let now = shared.introspecting.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.most_introspecting.fetch_max(now, Ordering::SeqCst);
+    let answer = render(behaviour(&token), None).await;
+    shared.introspecting.fetch_sub(1, Ordering::SeqCst);
+    answer
 }
 
 async fn jwks(shared: Arc<Shared>) -> Answer {

@@ -197,6 +197,16 @@ impl Gateway {
         format!("http://{}{path}", self.admin)
     }
 
+    /// The admin listener's `/metrics`, as text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("the metrics")
+    }
+
     /// Every stdout and stderr line so far, in arrival order.
     pub fn logs(&self) -> Vec<String> {
         self.lines

@@ -374,3 +374,20 @@ pub async fn read_until_close(stream: &mut TcpStream, wait: Duration) -> Option<
     .await;
     read.ok().map(|()| got)
 }
+
+/// The value of the first sample of metric `name` (exactly that name) carrying all `labels`, in
+/// Prometheus' text format.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
