@@ -31,6 +31,19 @@ pub fn describe(s: &Settings) -> String {
             "<unset>"
         }
     );
+    let b = &p.budget;
+    let _ = writeln!(
+        out,
+        "  budget: max_inflight {}, introspection_rate {}, misses_per_client {}, budget_wait {:?}, rate_limit_low_water {}",
+        b.max_inflight,
+        b.rate.map_or("unlimited".to_owned(), |(r, burst)| format!(
+            "{r} (burst {burst})"
+        )),
+        b.misses_per_client
+            .map_or("unlimited".to_owned(), |r| r.to_string()),
+        b.wait,
+        b.low_water,
+    );
     let _ = writeln!(
         out,
         "cache: max_entries {}, max_ttl {:?}, negative_ttl {:?}, stale_if_error {:?}",

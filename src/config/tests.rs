@@ -364,3 +364,61 @@ fn a_fully_qualified_host_is_the_same_host() {
         "api[0].host"
     );
 }
+
+#[test]
+fn the_provider_budget_is_checked_and_defaulted() {
+    let s = parse(&format!("{PROVIDER}{API}"), &env()).unwrap();
+    let b = &s.provider.budget;
+    assert_eq!(b.max_inflight, 32);
+    assert_eq!((b.rate, b.misses_per_client), (None, None));
+    assert_eq!(b.wait, Duration::from_secs(1));
+    let with = |lines: &str| format!("{PROVIDER}{lines}\n{API}");
+    let s = parse(
+        &with("introspection_rate = \"50/s\"\nmisses_per_client = \"20/s\""),
+        &env(),
+    )
+    .unwrap();
+    let (rate, burst) = s.provider.budget.rate.unwrap();
+    assert_eq!((rate.to_string(), burst.get()), ("50/s".to_owned(), 50));
+    for (lines, path, why) in [
+        (
+            "max_inflight = 0",
+            "provider.max_inflight",
+            "between 1 and 10000",
+        ),
+        (
+            "introspection_rate = \"50\"",
+            "provider.introspection_rate",
+            "invalid rate",
+        ),
+        (
+            "introspection_rate = \"0/s\"",
+            "provider.introspection_rate",
+            "at least 1",
+        ),
+        (
+            "introspection_burst = 5",
+            "provider.introspection_burst",
+            "needs provider.introspection_rate",
+        ),
+        (
+            "introspection_rate = \"5/s\"\nintrospection_burst = 0",
+            "provider.introspection_burst",
+            "at least 1",
+        ),
+        (
+            "misses_per_client = \"fast\"",
+            "provider.misses_per_client",
+            "invalid rate",
+        ),
+        (
+            "budget_wait = \"2m\"",
+            "provider.budget_wait",
+            "at most 60s",
+        ),
+    ] {
+        let e = err(&with(lines));
+        assert_eq!(e.path, path, "{lines}: {e}");
+        assert!(e.reason.contains(why), "{lines}: {e}");
+    }
+}
