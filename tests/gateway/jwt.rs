@@ -552,3 +552,28 @@ jwks_refresh_min = "1s""#;
     )
     .await;
 }
+
+#[tokio::test]
+async fn forgeries_do_not_spend_a_clients_share_of_misses() {
+    let s = fake_setup("jwt+introspection", "misses_per_client = \"1/h\"").await;
+    s.idp.on_introspect(|_| {
+        Reply::Json(200, json!({"active": true, "client_id": "orders-app", "scope": "mulescope", "exp": now() + 300}))
+    });
+    for i in 0..5 {
+        let forged = sign(
+            &SigningKey::rsa_b("key-a"),
+            &with(claims(&s), "jti", json!(i)),
+        );
+        let resp = get(&s.gw, &forged).await;
+        assert_eq!(resp.status(), 401, "refused locally, not counted as a miss");
+    }
+    assert_eq!(get(&s.gw, &sign(&s.key, &claims(&s))).await.status(), 200);
+    let second = sign(&s.key, &with(claims(&s), "jti", json!("second")));
+    assert_eq!(
+        get(&s.gw, &second).await.status(),
+        429,
+        "the share is one miss"
+    );
+    assert_eq!(s.idp.introspection_count(), 1);
+    assert_eq!(s.upstream.count(), 1);
+}
