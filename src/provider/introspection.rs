@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use url::Url;
 use url::form_urlencoded::byte_serialize;
 
-use super::{ProviderError, read_limited};
+use super::{ProviderError, ProviderHttp};
 use crate::clock::Clock;
 use crate::config::{ClientAuth, ProviderSettings, Secret};
 use crate::measure;
@@ -17,7 +17,7 @@ use crate::validate::BearerToken;
 
 /// An introspection endpoint and the credentials to call it.
 pub struct Introspection {
-    http: reqwest::Client,
+    http: ProviderHttp,
     url: Url,
     client_id: String,
     client_secret: Secret,
@@ -27,7 +27,7 @@ pub struct Introspection {
 
 impl Introspection {
     pub fn new(
-        http: reqwest::Client,
+        http: ProviderHttp,
         url: Url,
         settings: &ProviderSettings,
         clock: Arc<dyn Clock>,
@@ -81,21 +81,17 @@ impl Introspection {
                 request
             }
         };
-        let resp = request
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_reqwest(&e))?;
-        let status = resp.status();
+        let answer = self.http.send(request.form(&form)).await?;
+        let status = answer.status;
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(ProviderError::RateLimited {
-                retry_after: self.retry_after(resp.headers()),
+                retry_after: self.retry_after(&answer.headers),
             });
         }
         if status != reqwest::StatusCode::OK {
             return Err(ProviderError::Status(status.as_u16()));
         }
-        let body = read_limited(resp).await?;
+        let body = answer.body?;
         let answer: Value = serde_json::from_slice(&body)
             .map_err(|_| ProviderError::Malformed("introspection answer is not JSON".to_owned()))?;
         match answer {
