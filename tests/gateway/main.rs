@@ -22,6 +22,7 @@ mod forwarding;
 mod introspection;
 mod jwt;
 mod lifecycle;
+mod lifecycle_leaks;
 mod metrics;
 mod reload;
 mod spelling;
