@@ -18,6 +18,8 @@
 //!   `provider_limit`: the provider's window is spent until it resets)
 //! - `tollgate_client_misses_refused_total`: cache misses answered 429 because the client address
 //!   had used its `misses_per_client` share
+//! - `tollgate_log_lines_dropped_total`: log lines dropped because standard output was not keeping
+//!   up (read from the log writer when `/metrics` is scraped)
 
 use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
@@ -26,6 +28,7 @@ use std::time::Duration;
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use rustc_hash::FxHashMap;
+use tracing_appender::non_blocking::ErrorCounter;
 
 pub const REQUESTS: &str = "tollgate_requests_total";
 pub const REQUEST_DURATION: &str = "tollgate_request_duration_seconds";
@@ -42,6 +45,7 @@ pub const PROVIDER_RATE_LIMIT: &str = "tollgate_provider_rate_limit";
 pub const PROVIDER_RATE_REMAINING: &str = "tollgate_provider_rate_limit_remaining";
 pub const PROVIDER_BUDGET_REFUSALS: &str = "tollgate_provider_budget_refusals_total";
 pub const CLIENT_MISSES_REFUSED: &str = "tollgate_client_misses_refused_total";
+pub const LOG_LINES_DROPPED: &str = "tollgate_log_lines_dropped_total";
 
 /// Latency buckets, in seconds: from tens of microseconds (a cached decision) to seconds.
 const BUCKETS: [f64; 14] = [
@@ -50,6 +54,9 @@ const BUCKETS: [f64; 14] = [
 ];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The log writer's count of dropped lines, once logging runs in the background.
+static LOG_DROPS: OnceLock<ErrorCounter> = OnceLock::new();
 
 /// How often histogram samples are folded into their buckets. Until then each sample is held
 /// (8 bytes a sample), so without this a process nobody scrapes would grow without bound.
@@ -154,7 +161,18 @@ pub fn record_request(
     });
 }
 
+/// Exports the log writer's count of dropped lines as `tollgate_log_lines_dropped_total`.
+pub fn count_log_drops(counter: ErrorCounter) {
+    // The subscriber is installed once per process; so is its writer.
+    let _ = LOG_DROPS.set(counter);
+}
+
 /// The current metrics in Prometheus' text exposition format.
 pub fn render() -> String {
+    // Copied at scrape time: the writer counts on its own, and dropping a line must cost the
+    // request that logged it nothing more than an atomic increment.
+    if let Some(drops) = LOG_DROPS.get() {
+        metrics::counter!(LOG_LINES_DROPPED).absolute(drops.dropped_lines() as u64);
+    }
     install().map_or_else(String::new, PrometheusHandle::render)
 }

@@ -2,8 +2,10 @@
 //! also sees Kubernetes' ConfigMap symlink swaps), reloads it. The new configuration is checked
 //! whole first; if it is invalid the running one stays and the error is logged and counted. If it
 //! is valid, a new runtime is swapped in at once: requests under way finish on the old one, and
-//! connections stay open. Caches survive a reload that keeps the provider, cache and validation
-//! settings; a reload that changes the provider is applied only once the new provider is resolved.
+//! connections stay open. The provider (endpoints, keys, connections) survives a reload that keeps
+//! the provider settings and validation modes, and its caches one that also keeps the cache and
+//! exposed-attribute settings; a reload that changes the provider is applied only once the new
+//! provider is resolved, and the old one, once its last request is done, stops its key refresh.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -100,10 +102,11 @@ pub async fn reload(
         Ok(r) => r,
         Err(e) => return refuse("invalid", e.to_string()),
     };
-    if !kept {
-        // A new provider: only once it can validate, so the swap fails no request.
+    if !kept.provider() {
+        // A new provider: only once it can validate, so the swap fails no request. (Saturating:
+        // the timeout is bounded when read, but a deadline must never be what panics.)
         let provider = runtime.provider.clone();
-        let limit = settings.provider.request_timeout * 4;
+        let limit = settings.provider.request_timeout.saturating_mul(4);
         if tokio::time::timeout(limit, provider.resolve_with_retry())
             .await
             .is_err()
@@ -115,6 +118,11 @@ pub async fn reload(
         }
     }
     handle.replace(runtime);
-    tracing::info!(trigger, kept_caches = kept, "configuration reloaded");
+    tracing::info!(
+        trigger,
+        kept_caches = kept.caches(),
+        kept_provider = kept.provider(),
+        "configuration reloaded"
+    );
     metrics::counter!(measure::CONFIG_RELOADS, "outcome" => "applied").increment(1);
 }

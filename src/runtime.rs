@@ -45,13 +45,14 @@ impl Validators {
         // One cache per mode for every API on the provider: a token is checked once, whichever
         // API it calls; audience, scopes and contracts are checked per API after the cache.
         let basis = Basis::of(settings);
+        let attributes = basis.caches.attributes;
         Validators {
             // Only introspection misses cost a provider call: they alone count against each
             // client's share (a forged JWT is refused locally, before the introspection cache).
             introspection: Arc::new(
                 CachedValidator::new(
                     "introspection",
-                    IntrospectionValidator::new(provider.clone(), clock.clone(), basis.attributes),
+                    IntrospectionValidator::new(provider.clone(), clock.clone(), attributes),
                     settings.cache.clone(),
                     clock.clone(),
                 )
@@ -59,7 +60,7 @@ impl Validators {
             ),
             jwt: Arc::new(CachedValidator::new(
                 "jwt",
-                JwtValidator::new(provider.clone(), clock.clone(), basis.attributes),
+                JwtValidator::new(provider.clone(), clock.clone(), attributes),
                 settings.cache.clone(),
                 clock.clone(),
             )),
@@ -68,12 +69,24 @@ impl Validators {
     }
 }
 
-/// What the provider and the caches are built from: a reload that changes none of it keeps them.
+/// What the provider and the caches are built from, in two parts: a reload that changes neither
+/// keeps both; one that changes only the caches' part keeps the provider (its endpoints, keys,
+/// refresh task and connections) and builds new caches on it.
 #[derive(Clone, PartialEq)]
 struct Basis {
-    provider: ProviderSettings,
-    cache: CacheSettings,
+    provider: ProviderBasis,
+    caches: CacheBasis,
+}
+
+#[derive(Clone, PartialEq)]
+struct ProviderBasis {
+    settings: ProviderSettings,
     needs_jwks: bool,
+}
+
+#[derive(Clone, PartialEq)]
+struct CacheBasis {
+    settings: CacheSettings,
     /// Kept only when some API exposes them as headers.
     attributes: Attributes,
 }
@@ -81,41 +94,82 @@ struct Basis {
 impl Basis {
     fn of(settings: &Settings) -> Self {
         Basis {
-            provider: settings.provider.clone(),
-            cache: settings.cache.clone(),
-            needs_jwks: settings
-                .apis
-                .iter()
-                .any(|a| a.validation != ValidationMode::Introspection),
-            attributes: if settings.apis.iter().any(|a| a.expose_headers) {
-                Attributes::Keep
-            } else {
-                Attributes::Drop
+            provider: ProviderBasis {
+                settings: settings.provider.clone(),
+                needs_jwks: settings
+                    .apis
+                    .iter()
+                    .any(|a| a.validation != ValidationMode::Introspection),
             },
+            caches: CacheBasis {
+                settings: settings.cache.clone(),
+                attributes: if settings.apis.iter().any(|a| a.expose_headers) {
+                    Attributes::Keep
+                } else {
+                    Attributes::Drop
+                },
+            },
+        }
+    }
+}
+
+/// What a rebuilt runtime took over from the one before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// The provider and its caches: verdicts cached before the reload still serve.
+    ProviderAndCaches,
+    /// The provider (no new discovery, no new key fetch); the caches are new.
+    Provider,
+    /// Nothing: a new provider, to be resolved before it serves.
+    Nothing,
+}
+
+impl Kept {
+    pub fn provider(self) -> bool {
+        match self {
+            Kept::ProviderAndCaches | Kept::Provider => true,
+            Kept::Nothing => false,
+        }
+    }
+
+    pub fn caches(self) -> bool {
+        match self {
+            Kept::ProviderAndCaches => true,
+            Kept::Provider | Kept::Nothing => false,
         }
     }
 }
 
 impl Runtime {
     pub fn build(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, ProviderError> {
-        let needs_jwks = Basis::of(settings).needs_jwks;
+        let needs_jwks = Basis::of(settings).provider.needs_jwks;
         let provider = Provider::new(settings.provider.clone(), needs_jwks, clock.clone())?;
         let validators = Validators::new(&provider, settings, &clock);
         Ok(Self::assemble(settings, provider, validators))
     }
 
-    /// A runtime for new settings that keeps this one's provider and caches when the provider,
-    /// cache and validation-mode settings are unchanged (`true` in the answer); else a new one.
+    /// A runtime for new settings that keeps as much of this one as they allow: the provider
+    /// while the provider settings and validation modes are unchanged, and its caches too while
+    /// the cache and exposed-attribute settings are.
     pub fn rebuild(
         &self,
         settings: &Settings,
         clock: Arc<dyn Clock>,
-    ) -> Result<(Self, bool), ProviderError> {
-        if self.validators.basis == Basis::of(settings) {
-            let kept = Self::assemble(settings, self.provider.clone(), self.validators.clone());
-            return Ok((kept, true));
+    ) -> Result<(Self, Kept), ProviderError> {
+        let basis = Basis::of(settings);
+        if basis.provider != self.validators.basis.provider {
+            return Self::build(settings, clock).map(|r| (r, Kept::Nothing));
         }
-        Self::build(settings, clock).map(|r| (r, false))
+        let provider = self.provider.clone();
+        if basis.caches == self.validators.basis.caches {
+            let kept = Self::assemble(settings, provider, self.validators.clone());
+            return Ok((kept, Kept::ProviderAndCaches));
+        }
+        let validators = Validators::new(&provider, settings, &clock);
+        Ok((
+            Self::assemble(settings, provider, validators),
+            Kept::Provider,
+        ))
     }
 
     fn assemble(settings: &Settings, provider: Arc<Provider>, validators: Validators) -> Self {

@@ -26,8 +26,9 @@ use crate::trust::ClientAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     /// By a dedicated thread that writes whatever lines have queued in one go: a request only
-    /// formats its line and queues it (never dropped: when the queue is full, it waits). For
-    /// serving.
+    /// formats its line and queues it. When the queue is full (standard output is not keeping up,
+    /// or nobody reads it) the line is dropped and counted in `tollgate_log_lines_dropped_total`:
+    /// a stalled log pipeline must never stall serving. For serving.
     Background,
     /// By the thread that logs, line by line, in order with anything else printed. For `dev`,
     /// whose banner and logs share the terminal.
@@ -39,6 +40,11 @@ pub struct LogGuard {
     _writer: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
+/// Lines queued for the writer thread at most, about 3 MB of JSON lines: a second of a busy
+/// gateway's access log, enough to ride out a slow write without holding tens of megabytes (the
+/// library's default is 128 000 lines) when the reader is gone.
+const QUEUED_LINES: usize = 8192;
+
 /// Installs the global subscriber. The level filter was checked when the config was compiled.
 pub fn init(settings: &LogSettings, output: Output) -> LogGuard {
     let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
@@ -47,9 +53,11 @@ pub fn init(settings: &LogSettings, output: Output) -> LogGuard {
     let (writer, guard) = match output {
         Output::Background => {
             let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-                .lossy(false)
+                .lossy(true)
+                .buffered_lines_limit(QUEUED_LINES)
                 .thread_name("tollgate-log")
                 .finish(stdout_buffered());
+            measure::count_log_drops(writer.error_counter());
             (BoxMakeWriter::new(writer), Some(guard))
         }
         Output::Direct => (BoxMakeWriter::new(std::io::stdout), None),

@@ -155,13 +155,18 @@ pub(super) fn api(
         )?);
     }
     let cors = raw.cors.map(|c| cors(c, &key("cors"))).transpose()?;
+    let timeout = raw.timeout.map_or(default_timeout, |d| d.0);
+    if timeout.is_zero() {
+        // A zero deadline would answer every request 504 before the upstream could.
+        return Err(ConfigError::at(key("timeout"), "must be greater than zero"));
+    }
     Ok(ApiSettings {
         name: raw.name,
         host,
         path_prefix,
         upstream,
         strip_prefix: raw.strip_prefix,
-        timeout: raw.timeout.map_or(default_timeout, |d| d.0),
+        timeout,
         validation,
         audience,
         policy,

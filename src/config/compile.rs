@@ -136,13 +136,23 @@ fn cache(raw: RawCache) -> Result<CacheSettings, ConfigError> {
 pub(super) fn http_url(text: &str, key: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(text)
         .map_err(|e| ConfigError::at(key, format!("{text:?} is not a URL: {e}")))?;
-    match url.scheme() {
-        "https" | "http" if url.host_str().is_some() => Ok(url),
-        _ => Err(ConfigError::at(
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        return Err(ConfigError::at(
             key,
             format!("{text:?} must be an http(s) URL with a host"),
-        )),
+        ));
     }
+    // URLs are logged (discovery, errors, `check`): credentials in one would be written out with
+    // it. The message does not repeat the URL, for the same reason.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::at(
+            key,
+            "a provider URL must not carry a user or password (it would be logged): \
+             the introspection client's credentials go in introspection_client_id and \
+             introspection_client_secret",
+        ));
+    }
+    Ok(url)
 }
 
 pub(super) fn non_empty(value: &str, key: &str) -> Result<(), ConfigError> {

@@ -422,3 +422,69 @@ fn the_provider_budget_is_checked_and_defaulted() {
         assert!(e.reason.contains(why), "{lines}: {e}");
     }
 }
+
+#[test]
+fn provider_urls_with_credentials_are_refused_without_echoing_them() {
+    let with = |url: &str| format!("{PROVIDER}introspection_url = \"{url}\"\n{API}");
+    for url in [
+        "https://gw:hunter2@idp.test/v1/introspect",
+        "https://gw@idp.test/v1/introspect",
+        "https://:hunter2@idp.test/v1/introspect",
+    ] {
+        let e = err(&with(url));
+        assert_eq!(e.path, "provider.introspection_url", "{e}");
+        assert!(e.reason.contains("user or password"), "{e}");
+        assert!(
+            !e.to_string().contains("hunter2"),
+            "the secret is echoed: {e}"
+        );
+    }
+    for key in ["authorize_url", "token_url", "jwks_url", "registration_url"] {
+        let e = err(&format!(
+            "{PROVIDER}{key} = \"https://u:p@idp.test/x\"\n{API}"
+        ));
+        assert_eq!(e.path, format!("provider.{key}"), "{e}");
+    }
+    let e = err(&format!("{PROVIDER}{API}").replace("https://idp.test", "https://u:p@idp.test"));
+    assert_eq!(e.path, "provider.issuer", "{e}");
+}
+
+#[test]
+fn absurd_durations_are_errors_naming_the_key() {
+    for text in [
+        "99999999999h",
+        "18446744073709551615s",
+        "18446744073709551616s",
+        "367d",
+    ] {
+        let e = err(&format!("{PROVIDER}request_timeout = \"{text}\"\n{API}"));
+        assert_eq!(e.path, "provider.request_timeout", "{text}: {e}");
+        let e = err(&format!("{PROVIDER}{API}\n[cache]\nmax_ttl = \"{text}\""));
+        assert_eq!(e.path, "cache.max_ttl", "{text}: {e}");
+        let e = err(&format!(
+            "[listen]\nshutdown_grace = \"{text}\"\n{PROVIDER}{API}"
+        ));
+        assert_eq!(e.path, "listen.shutdown_grace", "{text}: {e}");
+    }
+    let e = err(&format!("{PROVIDER}{API}timeout = \"99999999999h\""));
+    assert_eq!(e.path, "api[0].timeout", "{e}");
+    assert!(e.reason.contains("too long"), "{e}");
+    // A year is the longest any setting takes, and it is taken.
+    let s = parse(
+        &format!("{PROVIDER}{API}\n[cache]\nmax_ttl = \"1y\""),
+        &env(),
+    )
+    .unwrap();
+    assert_eq!(s.cache.max_ttl, Duration::from_secs(31_557_600));
+}
+
+#[test]
+fn an_api_timeout_of_zero_is_refused() {
+    let e = err(&format!("{PROVIDER}{API}timeout = \"0s\""));
+    assert_eq!(e.path, "api[0].timeout", "{e}");
+    assert!(e.reason.contains("greater than zero"), "{e}");
+    let e = err(&format!(
+        "[listen]\nrequest_timeout = \"0s\"\n{PROVIDER}{API}"
+    ));
+    assert_eq!(e.path, "listen.request_timeout", "{e}");
+}

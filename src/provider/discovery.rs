@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use url::Url;
 
-use super::{Endpoints, ProviderError, read_limited};
+use super::{Endpoints, ProviderError, ProviderHttp};
 use crate::config::ProviderSettings;
 
 const WELL_KNOWN: [&str; 2] = [
@@ -26,7 +26,7 @@ struct Metadata {
 /// Resolves the endpoints: configured ones win; the metadata fills the rest. No request is made
 /// when every endpoint is configured.
 pub async fn discover(
-    http: &reqwest::Client,
+    http: &ProviderHttp,
     settings: &ProviderSettings,
 ) -> Result<Endpoints, ProviderError> {
     let all_set = settings.authorize_url.is_some()
@@ -83,7 +83,7 @@ pub async fn discover(
     })
 }
 
-async fn fetch_metadata(http: &reqwest::Client, issuer: &str) -> Result<Metadata, ProviderError> {
+async fn fetch_metadata(http: &ProviderHttp, issuer: &str) -> Result<Metadata, ProviderError> {
     let base = issuer.trim_end_matches('/');
     let mut last_error = ProviderError::NotReady;
     for suffix in WELL_KNOWN {
@@ -108,17 +108,17 @@ async fn fetch_metadata(http: &reqwest::Client, issuer: &str) -> Result<Metadata
     Err(last_error)
 }
 
-async fn fetch_one(http: &reqwest::Client, url: &str) -> Result<Metadata, ProviderError> {
-    let resp = http
-        .get(url)
-        .header(http::header::ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(|e| ProviderError::from_reqwest(&e))?;
-    if resp.status() != reqwest::StatusCode::OK {
-        return Err(ProviderError::Status(resp.status().as_u16()));
+async fn fetch_one(http: &ProviderHttp, url: &str) -> Result<Metadata, ProviderError> {
+    let answer = http
+        .send(
+            http.get(url)
+                .header(http::header::ACCEPT, "application/json"),
+        )
+        .await?;
+    if answer.status != reqwest::StatusCode::OK {
+        return Err(ProviderError::Status(answer.status.as_u16()));
     }
-    let body = read_limited(resp).await?;
+    let body = answer.body?;
     serde_json::from_slice(&body)
         .map_err(|e| ProviderError::Malformed(format!("metadata is not the expected JSON: {e}")))
 }

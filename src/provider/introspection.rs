@@ -8,14 +8,14 @@ use serde_json::{Map, Value};
 use url::Url;
 use url::form_urlencoded::byte_serialize;
 
-use super::{Budget, ProviderError, read_limited};
+use super::{Budget, ProviderError, ProviderHttp};
 use crate::config::{ClientAuth, ProviderSettings, Secret};
 use crate::measure;
 use crate::validate::BearerToken;
 
 /// An introspection endpoint and the credentials to call it.
 pub struct Introspection {
-    http: reqwest::Client,
+    http: ProviderHttp,
     url: Url,
     client_id: String,
     client_secret: Secret,
@@ -25,7 +25,7 @@ pub struct Introspection {
 
 impl Introspection {
     pub fn new(
-        http: reqwest::Client,
+        http: ProviderHttp,
         url: Url,
         settings: &ProviderSettings,
         budget: Arc<Budget>,
@@ -82,20 +82,16 @@ impl Introspection {
                 request
             }
         };
-        let resp = request
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_reqwest(&e))?;
-        let status = resp.status();
-        let pause = self.budget.observe(status.as_u16(), resp.headers());
+        let answer = self.http.send(request.form(&form)).await?;
+        let status = answer.status;
+        let pause = self.budget.observe(status.as_u16(), &answer.headers);
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(ProviderError::RateLimited { retry_after: pause });
         }
         if status != reqwest::StatusCode::OK {
             return Err(ProviderError::Status(status.as_u16()));
         }
-        let body = read_limited(resp).await?;
+        let body = answer.body?;
         let answer: Value = serde_json::from_slice(&body)
             .map_err(|_| ProviderError::Malformed("introspection answer is not JSON".to_owned()))?;
         match answer {

@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 use url::Url;
 
-use super::{ProviderError, read_limited};
+use super::{ProviderError, ProviderHttp};
 use crate::config::JwtSettings;
 
 /// One usable verification key.
@@ -61,7 +61,7 @@ impl KeySet {
 
 /// The cached JWKS of one provider.
 pub struct JwksCache {
-    http: reqwest::Client,
+    http: ProviderHttp,
     url: Url,
     settings: JwtSettings,
     keys: RwLock<Arc<KeySet>>,
@@ -70,7 +70,7 @@ pub struct JwksCache {
 }
 
 impl JwksCache {
-    pub fn new(http: reqwest::Client, url: Url, settings: JwtSettings) -> Self {
+    pub fn new(http: ProviderHttp, url: Url, settings: JwtSettings) -> Self {
         JwksCache {
             http,
             url,
@@ -157,22 +157,20 @@ impl JwksCache {
     }
 
     async fn fetch(&self) -> Result<(Vec<Arc<VerificationKey>>, Option<Duration>), ProviderError> {
-        let resp = self
+        let request = self
             .http
             .get(self.url.clone())
-            .header(http::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_reqwest(&e))?;
-        if resp.status() != reqwest::StatusCode::OK {
-            return Err(ProviderError::Status(resp.status().as_u16()));
+            .header(http::header::ACCEPT, "application/json");
+        let answer = self.http.send(request).await?;
+        if answer.status != reqwest::StatusCode::OK {
+            return Err(ProviderError::Status(answer.status.as_u16()));
         }
-        let max_age = resp
-            .headers()
+        let max_age = answer
+            .headers
             .get(http::header::CACHE_CONTROL)
             .and_then(|v| v.to_str().ok())
             .and_then(max_age);
-        let body = read_limited(resp).await?;
+        let body = answer.body?;
         let doc: Value = serde_json::from_slice(&body)
             .map_err(|_| ProviderError::Malformed("the JWKS is not JSON".to_owned()))?;
         let Some(entries) = doc.get("keys").and_then(Value::as_array) else {

@@ -1,9 +1,12 @@
 //! The only code that speaks HTTP to the identity provider: discovery of its endpoints, and token
-//! introspection. It never sees an incoming request.
+//! introspection. It never sees an incoming request. Its calls run on the process's I/O runtime
+//! (`io`), and nothing it starts outlives it: dropping a [`Provider`] (a reload replaced it and its
+//! last request finished) stops its JWKS refresh and lets its connections go.
 
 mod budget;
 mod discovery;
 mod introspection;
+mod io;
 mod jwks;
 mod token;
 
@@ -18,6 +21,7 @@ use crate::config::ProviderSettings;
 pub use budget::{Budget, ClientShare};
 pub use discovery::discover;
 pub use introspection::Introspection;
+pub use io::{Answer, ProviderHttp};
 pub use jwks::{JwksCache, KeyLookup, KeySet, VerificationKey};
 pub use token::{Refusal, TokenRequestError, refusal};
 
@@ -115,20 +119,20 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// resolved (readiness).
 pub struct Provider {
     pub settings: ProviderSettings,
-    http: reqwest::Client,
+    http: ProviderHttp,
     endpoints: OnceLock<Endpoints>,
     introspection: OnceLock<Introspection>,
     jwks: OnceLock<Arc<JwksCache>>,
+    /// The JWKS refresh task, once started; aborted when the provider is dropped.
+    refresh: OnceLock<tokio::task::AbortHandle>,
     /// Some API validates JWTs: readiness then also waits for the keys.
     needs_jwks: bool,
     budget: Arc<Budget>,
     share: Option<Arc<ClientShare>>,
 }
 
-/// Bodies from the provider larger than this are refused rather than buffered.
-const MAX_PROVIDER_BODY: usize = 1024 * 1024;
-
 impl Provider {
+    /// Built on the runtime its calls are to run on (see `io`): the main one.
     pub fn new(
         settings: ProviderSettings,
         needs_jwks: bool,
@@ -153,10 +157,11 @@ impl Provider {
             budget,
             share,
             settings,
-            http,
+            http: ProviderHttp::new(http)?,
             endpoints: OnceLock::new(),
             introspection: OnceLock::new(),
             jwks: OnceLock::new(),
+            refresh: OnceLock::new(),
             needs_jwks,
         }))
     }
@@ -194,37 +199,45 @@ impl Provider {
     /// Keeps resolving with capped exponential backoff until it succeeds; then, where JWTs are
     /// validated, loads the keys the same way and keeps them fresh.
     pub async fn resolve_with_retry(self: Arc<Self>) {
+        // Between attempts only a Weak: a provider that a reload replaced while it was still
+        // unreachable is dropped, and its retries stop, rather than kept alive by them.
+        let provider = Arc::downgrade(&self);
+        drop(self);
         let mut delay = Duration::from_millis(250);
         loop {
-            let step = match self.resolve().await {
-                Ok(endpoints) => {
-                    tracing::info!(
-                        issuer = %self.settings.issuer,
-                        introspection = %endpoints.introspection,
-                        "provider endpoints resolved"
-                    );
-                    if !self.needs_jwks {
-                        return;
-                    }
-                    match self.jwks() {
-                        Ok(jwks) => jwks.ensure_loaded().await.map(|_| jwks.clone()),
-                        Err(e) => Err(e),
-                    }
-                }
-                Err(e) => Err(e),
+            let Some(this) = provider.upgrade() else {
+                return;
             };
-            match step {
-                Ok(jwks) => {
-                    tokio::spawn(jwks.refresh_forever());
-                    return;
-                }
+            match this.make_ready().await {
+                Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(issuer = %self.settings.issuer, error = %e, retry_in_ms = delay.as_millis() as u64, "provider not ready");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(30));
+                    tracing::warn!(issuer = %this.settings.issuer, error = %e, retry_in_ms = delay.as_millis() as u64, "provider not ready");
                 }
             }
+            drop(this);
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(30));
         }
+    }
+
+    /// One attempt: the endpoints, then (where JWTs are validated) the keys and their refresh.
+    async fn make_ready(&self) -> Result<(), ProviderError> {
+        let endpoints = self.resolve().await?;
+        tracing::info!(
+            issuer = %self.settings.issuer,
+            introspection = %endpoints.introspection,
+            "provider endpoints resolved"
+        );
+        if !self.needs_jwks {
+            return Ok(());
+        }
+        let jwks = self.jwks()?.clone();
+        jwks.ensure_loaded().await?;
+        // One refresh task however often this runs; it holds the key cache, not the provider,
+        // so the provider's drop can end it.
+        self.refresh
+            .get_or_init(|| self.http.spawn(jwks.refresh_forever()));
+        Ok(())
     }
 
     /// The introspection client, once the endpoint is known.
@@ -266,18 +279,12 @@ impl Provider {
     }
 }
 
-/// Reads a body up to [`MAX_PROVIDER_BODY`].
-async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| ProviderError::from_reqwest(&e))?
-    {
-        if body.len() + chunk.len() > MAX_PROVIDER_BODY {
-            return Err(ProviderError::Malformed("body too large".to_owned()));
+impl Drop for Provider {
+    fn drop(&mut self) {
+        // The refresh task holds the key cache and its client: without this they would live,
+        // and keep calling the old provider, for the rest of the process.
+        if let Some(refresh) = self.refresh.get() {
+            refresh.abort();
         }
-        body.extend_from_slice(&chunk);
     }
-    Ok(body)
 }

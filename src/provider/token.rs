@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 use url::form_urlencoded::byte_serialize;
 
-use super::{Provider, ProviderError, read_limited};
+use super::{Provider, ProviderError};
 
 /// The provider's refusal (RFC 6749 §5.2), or an Okta API error (`errorCode`, `errorSummary`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,7 @@ impl Provider {
         if let Some(scope) = scope {
             form.push(("scope", scope));
         }
-        let resp = self
+        let request = self
             .http
             .post(url)
             .header(http::header::ACCEPT, "application/json")
@@ -50,12 +50,10 @@ impl Provider {
                 byte_serialize(client_id.as_bytes()).collect::<String>(),
                 Some(byte_serialize(client_secret.as_bytes()).collect::<String>()),
             )
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_reqwest(&e))?;
-        let status = resp.status().as_u16();
-        let body = read_limited(resp).await?;
+            .form(&form);
+        let answer = self.http.send(request).await?;
+        let status = answer.status.as_u16();
+        let body = answer.body?;
         let json: Option<Map<String, Value>> = serde_json::from_slice(&body).ok();
         match (status, json) {
             (200, Some(map)) if map.get("access_token").is_some_and(Value::is_string) => Ok(map),

@@ -25,7 +25,7 @@ fn api(name: &str, prefix: &str, upstream: &str, extra: &str) -> String {
 }
 
 /// Asserts a configuration error: exit 2, nothing on stdout, and stderr naming every one of `needles`.
-fn assert_config_error(out: &CliOutput, needles: &[&str]) {
+pub(crate) fn assert_config_error(out: &CliOutput, needles: &[&str]) {
     assert_eq!(out.status, 2, "a bad configuration exits 2: {out:?}");
     for needle in needles {
         assert!(
@@ -114,7 +114,7 @@ async fn check_prints_discovered_endpoints_and_apis_without_secrets() {
 // 2. Exit statuses.
 
 /// A syntactically fine config for an issuer nothing is asked of (config errors come first).
-const QUIET_ISSUER: &str = "http://127.0.0.1:9/oauth2/default";
+pub(crate) const QUIET_ISSUER: &str = "http://127.0.0.1:9/oauth2/default";
 
 #[tokio::test]
 async fn unknown_key_is_a_config_error_naming_its_path() {

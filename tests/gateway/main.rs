@@ -23,6 +23,7 @@ mod forwarding;
 mod introspection;
 mod jwt;
 mod lifecycle;
+mod lifecycle_leaks;
 mod metrics;
 mod reload;
 mod spelling;
