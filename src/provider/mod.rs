@@ -43,6 +43,10 @@ pub enum ProviderError {
     Status(u16),
     #[error("the provider is rate limiting")]
     RateLimited { retry_after: Option<Duration> },
+    /// Tollgate's own bound on requests waiting for the provider was reached (e.g. too many
+    /// requests waiting for a JWKS refetch): no call was made for this one.
+    #[error("too many requests are waiting for the provider")]
+    Busy,
     #[error("the provider's answer is malformed: {0}")]
     Malformed(String),
 }
@@ -56,6 +60,7 @@ impl ProviderError {
             ProviderError::Timeout => "timeout",
             ProviderError::Status(_) => "bad_status",
             ProviderError::RateLimited { .. } => "rate_limited",
+            ProviderError::Busy => "busy",
             ProviderError::Malformed(_) => "malformed",
         }
     }
@@ -71,6 +76,7 @@ impl ProviderError {
             | ProviderError::Timeout
             | ProviderError::Status(_)
             | ProviderError::RateLimited { retry_after: None }
+            | ProviderError::Busy
             | ProviderError::Malformed(_) => Duration::from_secs(5),
         }
     }
@@ -236,6 +242,7 @@ impl Provider {
                 self.http.clone(),
                 url,
                 self.settings.jwt.clone(),
+                self.settings.request_timeout,
             ))
         }))
     }
