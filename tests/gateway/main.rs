@@ -21,6 +21,7 @@ mod dev_provider;
 mod forwarding;
 mod introspection;
 mod jwt;
+mod keys;
 mod lifecycle;
 mod metrics;
 mod reload;
