@@ -12,6 +12,9 @@ use super::compile::{Secret, http_url, non_empty, positive};
 use super::rate::Rate;
 use super::raw::{ClientAuth, RawProvider};
 
+/// The longest `jwks_min_refresh`: the wait it imposes on a request with an unknown `kid`.
+const MAX_JWKS_MIN_REFRESH: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderSettings {
     /// Kept as written: the metadata's `issuer` and tokens' `iss` must equal it byte for byte.
@@ -56,7 +59,8 @@ pub struct JwtSettings {
     /// When set, the JOSE `typ` must be this (or `application/` + this), e.g. `at+jwt`.
     pub typ: Option<String>,
     pub max_token_bytes: usize,
-    /// At most one JWKS fetch per this long for unknown `kid`s.
+    /// Request-driven JWKS fetches (unknown `kid`s) start at most once per this long; a request
+    /// with an unknown `kid` waits for the next one rather than being refused.
     pub jwks_min_refresh: Duration,
     /// Refresh interval without `Cache-Control: max-age`; with one, it is clamped to the bounds.
     pub jwks_refresh: Duration,
@@ -204,7 +208,7 @@ fn jwt_settings(raw: &RawProvider) -> Result<JwtSettings, ConfigError> {
         leeway: d(raw.leeway, 30),
         typ: raw.jwt_typ.clone(),
         max_token_bytes: raw.max_token_bytes.unwrap_or(8192),
-        jwks_min_refresh: d(raw.jwks_min_refresh, 30),
+        jwks_min_refresh: d(raw.jwks_min_refresh, 5),
         jwks_refresh: positive(raw.jwks_refresh, "provider.jwks_refresh", 300)?,
         jwks_refresh_min: positive(raw.jwks_refresh_min, "provider.jwks_refresh_min", 60)?,
         jwks_refresh_max: positive(raw.jwks_refresh_max, "provider.jwks_refresh_max", 3600)?,
@@ -213,6 +217,14 @@ fn jwt_settings(raw: &RawProvider) -> Result<JwtSettings, ConfigError> {
         return Err(ConfigError::at(
             "provider.jwks_refresh_min",
             "must not exceed jwks_refresh_max",
+        ));
+    }
+    // A request with an unknown `kid` may wait this long for the next fetch: keep it a wait a
+    // client sits out, not one it abandons.
+    if settings.jwks_min_refresh > MAX_JWKS_MIN_REFRESH {
+        return Err(ConfigError::at(
+            "provider.jwks_min_refresh",
+            "must not exceed 60s: a request with an unknown kid waits up to this long",
         ));
     }
     if settings.max_token_bytes < 256 {

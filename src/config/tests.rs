@@ -42,6 +42,7 @@ fn a_minimal_config_gets_its_defaults() {
     );
     assert_eq!(s.provider.request_timeout, Duration::from_secs(5));
     assert_eq!(s.provider.introspection_auth, ClientAuth::ClientSecretBasic);
+    assert_eq!(s.provider.jwt.jwks_min_refresh, Duration::from_secs(5));
     assert_eq!(s.cache.max_entries, 10_000);
     assert_eq!(s.cache.stale_if_error, Duration::ZERO);
     let api = &s.apis[0];
@@ -96,6 +97,11 @@ fn errors_name_the_key_path() {
             format!("[listen]\nworkers = 0\n{PROVIDER}{API}"),
             "listen.workers",
             "must be between 1 and 1024",
+        ),
+        (
+            format!("{PROVIDER}jwks_min_refresh = \"61s\"\n{API}"),
+            "provider.jwks_min_refresh",
+            "must not exceed 60s",
         ),
         (
             format!("{PROVIDER}request_timeout = \"5 parsecs\"\n{API}"),

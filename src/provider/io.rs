@@ -80,6 +80,15 @@ impl ProviderHttp {
             .unwrap_or_else(|e| Err(ended(&e)))
     }
 
+    /// Runs a task whose end others wait for (a shared JWKS fetch) on the I/O runtime, to its end
+    /// whoever stops waiting.
+    pub fn run<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> JoinHandle<T> {
+        self.io.spawn(task)
+    }
+
     /// Runs a background task (the JWKS refresh) on the I/O runtime; its owner aborts it.
     pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> AbortHandle {
         self.io.spawn(task).abort_handle()

@@ -1,12 +1,23 @@
 //! The provider's signing keys (RFC 7517 JWKS): fetched once the endpoints are known, refreshed on
 //! an interval that honours `Cache-Control: max-age` within configured bounds, and refetched for an
-//! unknown `kid` at most once per `jwks_min_refresh`, so a flood of made-up kids cannot make
-//! tollgate hammer the provider. Concurrent fetches are one fetch. A failed refresh keeps the last
-//! good set. Only public signature keys are kept: symmetric (`oct`) and encryption keys never are.
+//! unknown `kid`. Only public signature keys are kept: symmetric (`oct`) and encryption keys never
+//! are.
+//!
+//! Request-driven fetches start at most once per `jwks_min_refresh`, so a flood of made-up kids
+//! costs the provider one fetch per interval. A request with an unknown `kid` waits for the next
+//! fetch that starts after it arrived (sharing it with every other waiter) rather than being
+//! refused: a key the provider has just published is never answered with 401, whoever spent the
+//! last fetch. The wait is bounded by the interval plus `request_timeout`, and the waiters by
+//! [`MAX_KEY_WAITERS`]. A failed fetch is shared too: everyone waiting on it, and everyone who asks
+//! within the interval after it, gets the failure (503) at once. A failed fetch keeps the last good
+//! set, so known kids keep working through an outage.
 
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
@@ -14,6 +25,11 @@ use url::Url;
 
 use super::{ProviderError, ProviderHttp};
 use crate::config::JwtSettings;
+
+/// Requests that may wait at once for a refetch on an unknown `kid`; past it they get 503 (`Busy`).
+/// Each waiter is one parked request (a few hundred bytes), so the cap bounds memory, not the
+/// provider's load (that is one fetch per interval whatever the number of waiters).
+pub const MAX_KEY_WAITERS: usize = 1024;
 
 /// One usable verification key.
 pub struct VerificationKey {
@@ -28,8 +44,6 @@ pub struct VerificationKey {
 #[derive(Default)]
 pub struct KeySet {
     pub keys: Vec<Arc<VerificationKey>>,
-    /// Bumped on every successful fetch; lets waiters see that someone else just fetched.
-    generation: u64,
     /// The provider's `Cache-Control: max-age` for this set.
     max_age: Option<Duration>,
 }
@@ -64,19 +78,71 @@ pub struct JwksCache {
     http: ProviderHttp,
     url: Url,
     settings: JwtSettings,
+    /// The provider call's own bound; with `jwks_min_refresh` it bounds a wait for a refetch.
+    request_timeout: Duration,
     keys: RwLock<Arc<KeySet>>,
-    /// Held while fetching: concurrent fetches wait for the one under way.
-    fetching: tokio::sync::Mutex<Option<Instant>>,
+    attempts: Mutex<Attempts>,
+    waiters: Waiters,
 }
 
+/// Who asks for a fetch: requests are throttled and fail fast after a failure; the periodic
+/// refresh paces itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Request,
+    Refresh,
+}
+
+/// The outcome of one fetch, awaited by any number of callers.
+type Outcome = Shared<BoxFuture<'static, Result<(), ProviderError>>>;
+
+/// One JWKS fetch, scheduled or under way.
+#[derive(Clone)]
+struct Attempt {
+    id: u64,
+    /// The fetch does not start before this.
+    start_at: Instant,
+    outcome: Outcome,
+}
+
+/// The fetch schedule; the lock is never held across an await.
+#[derive(Default)]
+struct Attempts {
+    last_id: u64,
+    pending: Option<Attempt>,
+    /// When the last fetch started, or the last failed one ended: the throttle counts from here, so
+    /// after a failure requests get it at once for a whole interval.
+    throttle_from: Option<Instant>,
+    /// The last finished fetch's failure (`None` after a success).
+    last_failure: Option<ProviderError>,
+}
+
+/// Counts the requests waiting for a refetch, up to a cap.
+struct Waiters {
+    count: AtomicUsize,
+    cap: usize,
+}
+
+/// One place among the waiters, given back on drop (also when the request is cancelled).
+struct WaiterSlot<'a>(&'a AtomicUsize);
+
+// === impl JwksCache ===
+
 impl JwksCache {
-    pub fn new(http: ProviderHttp, url: Url, settings: JwtSettings) -> Self {
+    pub fn new(
+        http: ProviderHttp,
+        url: Url,
+        settings: JwtSettings,
+        request_timeout: Duration,
+    ) -> Self {
         JwksCache {
             http,
             url,
             settings,
+            request_timeout,
             keys: RwLock::new(Arc::new(KeySet::default())),
-            fetching: tokio::sync::Mutex::new(None),
+            attempts: Mutex::new(Attempts::default()),
+            waiters: Waiters::new(MAX_KEY_WAITERS),
         }
     }
 
@@ -96,47 +162,149 @@ impl JwksCache {
         !self.current().keys.is_empty()
     }
 
-    /// Loads the set if none is loaded yet (one fetch however many callers wait).
-    pub async fn ensure_loaded(&self) -> Result<Arc<KeySet>, ProviderError> {
+    /// Loads the set if none is loaded yet: one fetch however many callers wait, and its failure
+    /// is theirs too (as it is for anyone asking within `jwks_min_refresh` after it).
+    pub async fn ensure_loaded(self: &Arc<Self>) -> Result<Arc<KeySet>, ProviderError> {
         let seen = self.current();
         if !seen.keys.is_empty() {
             return Ok(seen);
         }
-        self.fetch_after(seen.generation, Duration::ZERO)
-            .await
-            .map(|_| self.current())
-    }
-
-    /// For an unknown `kid`: refetch unless a fetch happened within `jwks_min_refresh` (or another
-    /// caller's fetch completed while we waited). Returns the set to look in again.
-    pub async fn refresh_for_unknown_kid(
-        &self,
-        seen_generation: u64,
-    ) -> Result<Arc<KeySet>, ProviderError> {
-        self.fetch_after(seen_generation, self.settings.jwks_min_refresh)
-            .await?;
+        let attempt = self.next_attempt(Caller::Request)?;
+        self.settle(attempt).await?;
         Ok(self.current())
     }
 
-    pub fn generation(set: &KeySet) -> u64 {
-        set.generation
+    /// The key for `kid` and `alg`. An unknown `kid` waits (boundedly) for a fetch that started
+    /// after this call, then answers from it: `Unknown` only once the provider has been asked.
+    pub async fn key_for(
+        self: &Arc<Self>,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<KeyLookup, ProviderError> {
+        let arrival = Instant::now();
+        let set = self.ensure_loaded().await?;
+        let found = set.lookup(kid, alg);
+        if !matches!(found, KeyLookup::Unknown) {
+            return Ok(found);
+        }
+        let _slot = self.waiters.enter().ok_or(ProviderError::Busy)?;
+        // The next request-driven fetch starts within the interval and lasts at most the timeout.
+        let bound = self
+            .settings
+            .jwks_min_refresh
+            .saturating_add(self.request_timeout);
+        let remaining = bound.saturating_sub(arrival.elapsed());
+        tokio::time::timeout(remaining, self.wait_for_kid(arrival, kid, alg))
+            .await
+            .map_err(|_| ProviderError::Timeout)?
     }
 
-    /// Fetches unless the set changed since `seen_generation` or the last fetch is younger than
-    /// `min_interval`.
-    async fn fetch_after(
-        &self,
-        seen_generation: u64,
-        min_interval: Duration,
-    ) -> Result<(), ProviderError> {
-        let mut last = self.fetching.lock().await;
-        if self.current().generation != seen_generation {
-            return Ok(());
+    async fn wait_for_kid(
+        self: &Arc<Self>,
+        arrival: Instant,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<KeyLookup, ProviderError> {
+        loop {
+            let attempt = self.next_attempt(Caller::Request)?;
+            let fresh = attempt.start_at >= arrival;
+            let outcome = self.settle(attempt).await;
+            let found = self.current().lookup(kid, alg);
+            if !matches!(found, KeyLookup::Unknown) {
+                return Ok(found);
+            }
+            if fresh {
+                return outcome.map(|()| KeyLookup::Unknown);
+            }
+            // That fetch started before this request arrived, so it may predate the key: the
+            // next one decides (or, if it failed, the failure stands for the interval).
         }
-        if last.is_some_and(|at| at.elapsed() < min_interval) {
-            return Ok(());
+    }
+
+    /// The fetch to wait for: the one pending, else a new one. Requests start one no sooner than
+    /// `jwks_min_refresh` after the last, and within that interval after a failure get the
+    /// failure rather than a fetch.
+    fn next_attempt(self: &Arc<Self>, caller: Caller) -> Result<Attempt, ProviderError> {
+        let mut attempts = self.lock_attempts();
+        if let Some(pending) = &attempts.pending {
+            return Ok(pending.clone());
         }
-        *last = Some(Instant::now());
+        let now = Instant::now();
+        if caller == Caller::Refresh {
+            return Ok(self.schedule(&mut attempts, now));
+        }
+        // The config caps the interval at a minute, so the sum cannot overflow; if it did, no
+        // throttle is better than a panic.
+        let interval = self.settings.jwks_min_refresh;
+        let opens = attempts
+            .throttle_from
+            .map_or(now, |start| start.checked_add(interval).unwrap_or(now));
+        if let Some(failure) = attempts.last_failure.as_ref().filter(|_| now < opens) {
+            return Err(failure.clone());
+        }
+        Ok(self.schedule(&mut attempts, opens.max(now)))
+    }
+
+    /// Spawns the fetch, so it runs to its end even if every waiter gives up (a cancelled request
+    /// must not cancel the others' fetch, nor leave the schedule stuck).
+    fn schedule(self: &Arc<Self>, attempts: &mut Attempts, start_at: Instant) -> Attempt {
+        attempts.last_id += 1;
+        let id = attempts.last_id;
+        let this = self.clone();
+        // On the provider's I/O runtime: no worker's exit can cut a fetch others wait for.
+        let task = self.http.run(async move {
+            tokio::time::sleep_until(start_at.into()).await;
+            this.lock_attempts().throttle_from = Some(Instant::now());
+            let outcome = this.fetch_and_install().await;
+            this.finish(id, &outcome);
+            outcome
+        });
+        let outcome = task
+            .map(|joined| {
+                joined.unwrap_or_else(|e| {
+                    Err(ProviderError::Unreachable(format!(
+                        "the JWKS fetch was cut off: {e}"
+                    )))
+                })
+            })
+            .boxed()
+            .shared();
+        let attempt = Attempt {
+            id,
+            start_at,
+            outcome,
+        };
+        attempts.pending = Some(attempt.clone());
+        attempt
+    }
+
+    /// Waits for `attempt` and makes sure the schedule knows it ended (the task does it itself
+    /// unless its runtime cut it off).
+    async fn settle(&self, attempt: Attempt) -> Result<(), ProviderError> {
+        let outcome = attempt.outcome.await;
+        self.finish(attempt.id, &outcome);
+        outcome
+    }
+
+    fn finish(&self, id: u64, outcome: &Result<(), ProviderError>) {
+        let mut attempts = self.lock_attempts();
+        if attempts.pending.as_ref().is_some_and(|p| p.id == id) {
+            attempts.pending = None;
+            attempts.last_failure = outcome.as_ref().err().cloned();
+            if attempts.last_failure.is_some() {
+                attempts.throttle_from = Some(Instant::now());
+            }
+        }
+    }
+
+    fn lock_attempts(&self) -> MutexGuard<'_, Attempts> {
+        match self.attempts.lock() {
+            Ok(a) => a,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    async fn fetch_and_install(&self) -> Result<(), ProviderError> {
         let fetched = self.fetch().await;
         let outcome = match &fetched {
             Ok(_) => "ok",
@@ -144,11 +312,7 @@ impl JwksCache {
         };
         metrics::counter!(crate::measure::JWKS_FETCHES, "outcome" => outcome).increment(1);
         let (keys, max_age) = fetched?;
-        let new = Arc::new(KeySet {
-            keys,
-            generation: seen_generation + 1,
-            max_age,
-        });
+        let new = Arc::new(KeySet { keys, max_age });
         match self.keys.write() {
             Ok(mut k) => *k = new,
             Err(poisoned) => *poisoned.into_inner() = new,
@@ -253,8 +417,11 @@ impl JwksCache {
         let mut wait = interval(&self.current());
         loop {
             tokio::time::sleep(wait).await;
-            let generation = self.current().generation;
-            wait = match self.fetch_after(generation, Duration::ZERO).await {
+            let refreshed = match self.next_attempt(Caller::Refresh) {
+                Ok(attempt) => self.settle(attempt).await,
+                Err(e) => Err(e),
+            };
+            wait = match refreshed {
                 Ok(()) => interval(&self.current()),
                 Err(e) => {
                     tracing::warn!(url = %self.url, error = %e, "JWKS refresh failed; keeping the last good keys");
@@ -262,6 +429,33 @@ impl JwksCache {
                 }
             };
         }
+    }
+}
+
+// === impl Waiters ===
+
+impl Waiters {
+    fn new(cap: usize) -> Self {
+        Waiters {
+            count: AtomicUsize::new(0),
+            cap,
+        }
+    }
+
+    /// A place among the waiters, or `None` when all `cap` are taken.
+    fn enter(&self) -> Option<WaiterSlot<'_>> {
+        self.count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.cap).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| WaiterSlot(&self.count))
+    }
+}
+
+impl Drop for WaiterSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -293,6 +487,23 @@ fn max_age(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waiters_are_capped_and_places_come_back() {
+        let waiters = Waiters::new(2);
+        let a = waiters.enter();
+        let b = waiters.enter();
+        assert!(a.is_some() && b.is_some());
+        assert!(
+            waiters.enter().is_none(),
+            "the third waiter is over the cap"
+        );
+        drop(a);
+        assert!(
+            waiters.enter().is_some(),
+            "a place given back is usable again"
+        );
+    }
 
     #[test]
     fn reads_max_age() {

@@ -52,6 +52,10 @@ pub enum ProviderError {
     /// Our own budget for provider calls (`max_inflight`, `introspection_rate`) is spent.
     #[error("the budget for provider calls is spent")]
     Exhausted,
+    /// Tollgate's own bound on requests waiting for the provider was reached (e.g. too many
+    /// requests waiting for a JWKS refetch): no call was made for this one.
+    #[error("too many requests are waiting for the provider")]
+    Busy,
     #[error("the provider's answer is malformed: {0}")]
     Malformed(String),
 }
@@ -66,6 +70,7 @@ impl ProviderError {
             ProviderError::Status(_) => "bad_status",
             ProviderError::RateLimited { .. } => "rate_limited",
             ProviderError::Exhausted => "budget_exhausted",
+            ProviderError::Busy => "busy",
             ProviderError::Malformed(_) => "malformed",
         }
     }
@@ -83,6 +88,7 @@ impl ProviderError {
             | ProviderError::Timeout
             | ProviderError::Status(_)
             | ProviderError::RateLimited { retry_after: None }
+            | ProviderError::Busy
             | ProviderError::Malformed(_) => Duration::from_secs(5),
         }
     }
@@ -274,6 +280,7 @@ impl Provider {
                 self.http.clone(),
                 url,
                 self.settings.jwt.clone(),
+                self.settings.request_timeout,
             ))
         }))
     }

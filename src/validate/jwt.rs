@@ -6,6 +6,10 @@
 //! JWE-shaped (five-part) tokens are refused before any parsing work. Claims: `exp` required and
 //! numeric, `nbf`/`iat` numeric and not in the future beyond the leeway, `iss` exactly the issuer.
 //! The audience is the API's business (`policy::authorize`), so one verified token serves all APIs.
+//!
+//! Checks that need no key run before the provider is consulted (size, shape, header, `exp`), so
+//! garbage is 401 even while the provider is unreachable; the rest wait for a verified signature.
+//! A `kid` the keys in hand lack is the JWKS cache's to look up again (`JwksCache::key_for`).
 
 use std::sync::Arc;
 
@@ -19,6 +23,7 @@ use serde_json::{Map, Value};
 use super::principal::number;
 use super::{Attributes, BearerToken, Caller, InvalidReason, Principal, ValidateError, Validator};
 use crate::clock::Clock;
+use crate::config::JwtSettings;
 use crate::provider::{JwksCache, KeyLookup, Provider};
 
 /// Verifies JWTs with the provider's keys (wrap it in a `CachedValidator`).
@@ -26,6 +31,15 @@ pub struct JwtValidator {
     provider: Arc<Provider>,
     clock: Arc<dyn Clock>,
     keep: Attributes,
+}
+
+/// A token that passed every check needing no key: what to verify it with, and its claims (not
+/// yet to be believed).
+struct Unverified<'a> {
+    parts: Parts<'a>,
+    alg: Algorithm,
+    kid: Option<String>,
+    claims: Map<String, Value>,
 }
 
 /// A JWS in compact form, split but not yet trusted.
@@ -46,43 +60,35 @@ impl JwtValidator {
     }
 
     async fn check(&self, token: &BearerToken) -> Result<Arc<Principal>, ValidateError> {
-        let jwks = self.provider.jwks().map_err(ValidateError::Unavailable)?;
-        let settings = jwks.settings();
         let invalid = |r| ValidateError::Invalid(r);
-        if token.expose().len() > settings.max_token_bytes {
-            return Err(invalid(InvalidReason::TooLarge));
-        }
-        let parts = split(token.expose()).map_err(invalid)?;
-        let alg = header_checks(&parts.header, &settings.algorithms, settings.typ.as_deref())
-            .map_err(invalid)?;
-        let kid = match parts.header.get("kid") {
-            None => None,
-            Some(Value::String(k)) => Some(k.as_str()),
-            Some(_) => return Err(invalid(InvalidReason::Malformed("kid is not a string"))),
-        };
-        let key = find_key(jwks, kid, alg).await?;
+        let settings = &self.provider.settings.jwt;
+        let now = self.clock.now_unix();
+        // Whatever needs no key first: garbage is 401 even while the provider is unreachable,
+        // and costs it nothing.
+        let unverified = precheck(token.expose(), settings, now).map_err(invalid)?;
+        let jwks = self.provider.jwks().map_err(ValidateError::Unavailable)?;
+        let key = find_key(jwks, unverified.kid.as_deref(), unverified.alg).await?;
+        let parts = &unverified.parts;
         let verified = jsonwebtoken::crypto::verify(
             parts.signature,
             parts.signing_input.as_bytes(),
             &key.key,
-            alg,
+            unverified.alg,
         )
         .unwrap_or(false);
         if !verified {
             return Err(invalid(InvalidReason::BadSignature));
         }
-        let claims = decode_object(parts.claims_b64).ok_or(invalid(InvalidReason::Malformed(
-            "the claims are not a JSON object",
-        )))?;
-        let now = self.clock.now_unix();
+        // Only now are the claims the provider's word.
+        let claims = &unverified.claims;
         check_claims(
-            &claims,
+            claims,
             &self.provider.settings.issuer,
             now,
             settings.leeway.as_secs(),
         )
         .map_err(invalid)?;
-        let principal = Principal::from_claims(&claims, self.keep)
+        let principal = Principal::from_claims(claims, self.keep)
             .map_err(|e| invalid(InvalidReason::MalformedClaims(e.0)))?;
         Ok(Arc::new(principal))
     }
@@ -98,35 +104,52 @@ impl Validator for JwtValidator {
     }
 }
 
-/// The key for `kid`: from the set in force, else after one (rate-limited) refetch.
+/// The key for `kid`: from the set in force, else from a refetch (which `JwksCache` paces).
 async fn find_key(
-    jwks: &JwksCache,
+    jwks: &Arc<JwksCache>,
     kid: Option<&str>,
     alg: Algorithm,
 ) -> Result<Arc<crate::provider::VerificationKey>, ValidateError> {
-    let set = jwks
-        .ensure_loaded()
+    match jwks
+        .key_for(kid, alg)
         .await
-        .map_err(ValidateError::Unavailable)?;
-    let set = match set.lookup(kid, alg) {
-        KeyLookup::Found(key) => return Ok(key),
-        KeyLookup::Ambiguous => {
-            return Err(ValidateError::Invalid(InvalidReason::Malformed(
-                "kid is required: the provider has several keys",
-            )));
-        }
-        KeyLookup::Unknown => jwks
-            .refresh_for_unknown_kid(JwksCache::generation(&set))
-            .await
-            .map_err(ValidateError::Unavailable)?,
-    };
-    match set.lookup(kid, alg) {
+        .map_err(ValidateError::Unavailable)?
+    {
         KeyLookup::Found(key) => Ok(key),
         KeyLookup::Ambiguous => Err(ValidateError::Invalid(InvalidReason::Malformed(
             "kid is required: the provider has several keys",
         ))),
+        // The provider was asked after this token arrived and has no such key.
         KeyLookup::Unknown => Err(ValidateError::Invalid(InvalidReason::UnknownKey)),
     }
+}
+
+/// The checks that need no key, cheapest first: size, shape (RFC 7515 §7.1), header, and an
+/// `exp` that rules the token out whoever signed it. Nothing here is trusted for acceptance.
+fn precheck<'a>(
+    token: &'a str,
+    settings: &JwtSettings,
+    now: u64,
+) -> Result<Unverified<'a>, InvalidReason> {
+    if token.len() > settings.max_token_bytes {
+        return Err(InvalidReason::TooLarge);
+    }
+    let parts = split(token)?;
+    let alg = header_checks(&parts.header, &settings.algorithms, settings.typ.as_deref())?;
+    let kid = match parts.header.get("kid") {
+        None => None,
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(_) => return Err(InvalidReason::Malformed("kid is not a string")),
+    };
+    let claims = decode_object(parts.claims_b64)
+        .ok_or(InvalidReason::Malformed("the claims are not a JSON object"))?;
+    check_exp(&claims, now, settings.leeway.as_secs())?;
+    Ok(Unverified {
+        parts,
+        alg,
+        kid,
+        claims,
+    })
 }
 
 /// Splits a JWS compact serialisation (RFC 7515 §7.1): exactly three parts, a JSON object header.
@@ -185,17 +208,25 @@ fn header_checks(
     Ok(alg)
 }
 
+/// `exp` is required, numeric, and not past beyond the leeway (RFC 7519 §4.1.4, RFC 9068 §2.2).
+fn check_exp(claims: &Map<String, Value>, now: u64, leeway: u64) -> Result<(), InvalidReason> {
+    let exp = number(claims, "exp")
+        .map_err(|e| InvalidReason::MalformedClaims(e.0))?
+        .ok_or(InvalidReason::MalformedClaims("exp"))?;
+    if exp.saturating_add(leeway) <= now {
+        return Err(InvalidReason::Expired);
+    }
+    Ok(())
+}
+
 fn check_claims(
     claims: &Map<String, Value>,
     issuer: &str,
     now: u64,
     leeway: u64,
 ) -> Result<(), InvalidReason> {
+    check_exp(claims, now, leeway)?;
     let numeric = |name| number(claims, name).map_err(|e| InvalidReason::MalformedClaims(e.0));
-    let exp = numeric("exp")?.ok_or(InvalidReason::MalformedClaims("exp"))?;
-    if exp.saturating_add(leeway) <= now {
-        return Err(InvalidReason::Expired);
-    }
     for name in ["nbf", "iat"] {
         if numeric(name)?.is_some_and(|t| t > now.saturating_add(leeway)) {
             return Err(InvalidReason::NotYetValid);

@@ -149,14 +149,15 @@ async fn the_provider_rotates_its_key_and_new_tokens_validate_without_a_restart(
 
 // === forgeries, against the fake provider's JWKS ===
 
-struct Setup {
-    idp: FakeIdp,
-    upstream: Upstream,
-    gw: Gateway,
-    key: SigningKey,
+/// A fake provider publishing `key-a` (kid `key-a`), and a ready gateway for `/orders`.
+pub(crate) struct Setup {
+    pub(crate) idp: FakeIdp,
+    pub(crate) upstream: Upstream,
+    pub(crate) gw: Gateway,
+    pub(crate) key: SigningKey,
 }
 
-async fn fake_setup(validation: &str, provider_extra: &str) -> Setup {
+pub(crate) async fn fake_setup(validation: &str, provider_extra: &str) -> Setup {
     let idp = FakeIdp::start().await;
     let key = SigningKey::rsa_a("key-a");
     idp.set_jwks(vec![key.public_jwk()]);
@@ -354,17 +355,16 @@ async fn unknown_kids_refetch_the_jwks_at_most_once_per_min_refresh() {
     let at_start = s.idp.jwks_count();
     assert_eq!(at_start, 1);
     let c = claims(&s);
-    for i in 0..20 {
+    // At once: each waits for the next allowed fetch (within jwks_min_refresh, 5s by default),
+    // and they all share it.
+    let requests = (0..20).map(|i| {
         let token = sign(&SigningKey::rsa_a(&format!("made-up-{i}")), &c);
-        assert_rejected(
-            get(&s.gw, &token).await,
-            401,
-            Some("invalid_token"),
-            &s.upstream,
-        )
-        .await;
+        let gw = &s.gw;
+        async move { get(gw, &token).await }
+    });
+    for resp in futures_util::future::join_all(requests).await {
+        assert_rejected(resp, 401, Some("invalid_token"), &s.upstream).await;
     }
-    // Within jwks_min_refresh (30s by default) the flood made at most one extra fetch.
     assert!(
         s.idp.jwks_count() <= at_start + 1,
         "JWKS fetched {} times",

@@ -22,6 +22,7 @@ mod dev_provider;
 mod forwarding;
 mod introspection;
 mod jwt;
+mod keys;
 mod lifecycle;
 mod lifecycle_leaks;
 mod metrics;
