@@ -12,7 +12,7 @@ use crate::provider::{Provider, ProviderError};
 use crate::routing::{Route, Router};
 use crate::validate::{
     Attributes, CachedValidator, IntrospectionValidator, JwtThenIntrospection, JwtValidator,
-    Validator,
+    Leeway, Validator,
 };
 
 /// One API: its settings and the validator its mode uses.
@@ -45,17 +45,20 @@ impl Validators {
         // One cache per mode for every API on the provider: a token is checked once, whichever
         // API it calls; audience, scopes and contracts are checked per API after the cache.
         let basis = Basis::of(settings);
+        let leeway = Leeway::new(settings.provider.jwt.leeway);
         Validators {
             introspection: Arc::new(CachedValidator::new(
                 "introspection",
                 IntrospectionValidator::new(provider.clone(), clock.clone(), basis.attributes),
                 settings.cache.clone(),
+                leeway,
                 clock.clone(),
             )),
             jwt: Arc::new(CachedValidator::new(
                 "jwt",
                 JwtValidator::new(provider.clone(), clock.clone(), basis.attributes),
                 settings.cache.clone(),
+                leeway,
                 clock.clone(),
             )),
             basis,
