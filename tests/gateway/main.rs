@@ -27,3 +27,4 @@ mod reload;
 mod spelling;
 mod troubleshoot;
 mod trust;
+mod verdicts;
