@@ -259,6 +259,10 @@ async fn run(settings: Settings, path: PathBuf) -> Result<(), String> {
 async fn check(settings: Settings) -> Result<(), String> {
     let runtime = Runtime::build(&settings, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
     print!("{}", tollgate::config::describe(&settings));
+    // To stderr, so the summary on stdout stays what is in force; the exit status stays 0.
+    for warning in tollgate::config::warnings(&settings) {
+        eprintln!("warning: {warning}");
+    }
     if let Some(auth) = &settings.provider.registration_authorization {
         let scheme = auth.expose().split(' ').next().unwrap_or_default();
         if !scheme.eq_ignore_ascii_case("SSWS") && !scheme.eq_ignore_ascii_case("Bearer") {

@@ -12,7 +12,7 @@ use crate::provider::{Provider, ProviderError};
 use crate::routing::{Route, Router};
 use crate::validate::{
     Attributes, CachedValidator, IntrospectionValidator, JwtThenIntrospection, JwtValidator,
-    Validator,
+    Leeway, Validator,
 };
 
 /// One API: its settings and the validator its mode uses.
@@ -46,6 +46,7 @@ impl Validators {
         // API it calls; audience, scopes and contracts are checked per API after the cache.
         let basis = Basis::of(settings);
         let attributes = basis.caches.attributes;
+        let leeway = Leeway::new(settings.provider.jwt.leeway);
         Validators {
             // Only introspection misses cost a provider call: they alone count against each
             // client's share (a forged JWT is refused locally, before the introspection cache).
@@ -54,6 +55,7 @@ impl Validators {
                     "introspection",
                     IntrospectionValidator::new(provider.clone(), clock.clone(), attributes),
                     settings.cache.clone(),
+                    leeway,
                     clock.clone(),
                 )
                 .with_share(provider.client_share()),
@@ -62,6 +64,7 @@ impl Validators {
                 "jwt",
                 JwtValidator::new(provider.clone(), clock.clone(), attributes),
                 settings.cache.clone(),
+                leeway,
                 clock.clone(),
             )),
             basis,

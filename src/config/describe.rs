@@ -1,8 +1,11 @@
-//! The human summary `tollgate check` prints: what is in force, secrets shown only as `<set>`.
+//! The human summary `tollgate check` prints: what is in force, secrets shown only as `<set>`;
+//! and the warnings it gives about settings that are valid but unsafe.
 
 use std::fmt::Write;
 
-use super::{ClientCheck, CorsList, CorsOrigins, CorsSettings, PolicySettings, Settings};
+use super::{
+    ClientCheck, CorsList, CorsOrigins, CorsSettings, PolicySettings, Settings, ValidationMode,
+};
 
 pub fn describe(s: &Settings) -> String {
     let mut out = String::new();
@@ -97,6 +100,25 @@ pub fn describe(s: &Settings) -> String {
         }
     }
     out
+}
+
+/// Valid settings that are likely mistakes, one line each, naming the key path.
+pub fn warnings(s: &Settings) -> Vec<String> {
+    s.apis
+        .iter()
+        .enumerate()
+        // The JWT modes require an audience already (a config error). Introspection tells which
+        // tokens are active, not for whom: without `audience`, a token the provider issued for
+        // any other API passes, and so do tokens that name no audience, such as Okta's refresh
+        // tokens (their introspection answer says `"token_type": "Bearer"` and carries no `aud`).
+        .filter(|(_, api)| api.validation == ValidationMode::Introspection && api.audience.is_empty())
+        .map(|(i, api)| {
+            format!(
+                "api[{i}].audience: API {:?} validates by introspection and checks no audience, so it accepts active tokens meant for any API of the provider, and refresh tokens that name no audience; set the accepted `aud` values (Okta: [\"api://default\"])",
+                api.name
+            )
+        })
+        .collect()
 }
 
 fn cors(c: &CorsSettings) -> String {

@@ -20,7 +20,7 @@ use std::path::Path;
 pub use api::{ApiSettings, ClientCheck, PolicySettings, UpstreamTarget};
 pub use compile::{CacheSettings, LogSettings, Secret, Settings};
 pub use cors::{CorsList, CorsOrigins, CorsSettings};
-pub use describe::describe;
+pub use describe::{describe, warnings};
 pub use dev::{DevClientSettings, DevSettings, RESERVED_CLIENT, dev_settings};
 pub use interpolate::{Env, ProcessEnv};
 pub use listen::{ConnectionLimits, ListenSettings};

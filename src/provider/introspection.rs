@@ -1,6 +1,9 @@
 //! The RFC 7662 introspection client: POSTs `token` with `token_type_hint=access_token`,
-//! authenticated as the introspection client, and hands back the answer only if it is a verdict
-//! (HTTP 200, a JSON object with a boolean `active`); anything else is a [`ProviderError`].
+//! authenticated as the introspection client, and hands back the answer if it is a verdict: a 2xx
+//! whose body is a JSON object, whatever its `active` says (judging it is `validate`'s work: an
+//! `active` that is not `true` is a verdict of inactive, not an outage). Anything else (another
+//! status, a body that is not a JSON object, a timeout, a broken connection) is a
+//! [`ProviderError`]: no verdict at all.
 
 use std::sync::Arc;
 
@@ -88,17 +91,18 @@ impl Introspection {
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(ProviderError::RateLimited { retry_after: pause });
         }
-        if status != reqwest::StatusCode::OK {
+        // RFC 7662 §2.2 answers 200; any 2xx says the request succeeded, and the body, not the
+        // exact code, carries the verdict (a 204 has none and fails below as not JSON).
+        if !status.is_success() {
             return Err(ProviderError::Status(status.as_u16()));
         }
         let body = answer.body?;
         let answer: Value = serde_json::from_slice(&body)
             .map_err(|_| ProviderError::Malformed("introspection answer is not JSON".to_owned()))?;
         match answer {
-            Value::Object(map) if matches!(map.get("active"), Some(Value::Bool(_))) => Ok(map),
+            Value::Object(map) => Ok(map),
             _ => Err(ProviderError::Malformed(
-                "introspection answer is not an object with a boolean `active` (RFC 7662 §2.2)"
-                    .to_owned(),
+                "introspection answer is not a JSON object (RFC 7662 §2.2)".to_owned(),
             )),
         }
     }

@@ -1,10 +1,13 @@
 //! [`CachedValidator`]: a bounded verdict cache in front of another validator.
 //!
-//! Keyed by the token's SHA-256, never the token. Active verdicts live until min(`exp`, `max_ttl`);
-//! invalid ones for `negative_ttl`; an active answer without `exp` is used once and not kept (as
-//! Anypoint does). Concurrent misses for one token share one call to the inner validator (moka's
-//! `try_get_with`). Provider failures are never cached; with `stale_if_error`, a token seen valid
-//! within that window (and not past its `exp`) is still accepted while the provider fails.
+//! Keyed by the token's SHA-256, never the token. Active verdicts live until min(`exp` + leeway,
+//! `max_ttl`), "expired" meaning what it means to the validators ([`Leeway`]); invalid ones for
+//! `negative_ttl`; an active answer without `exp` is used once and not kept (as Anypoint does).
+//! Concurrent misses for one token share one call to the inner validator (moka's `try_get_with`).
+//! Provider failures are never cached; with `stale_if_error`, a token seen valid within that
+//! window (and not expired) is still accepted while the provider fails, unless a verdict since
+//! said otherwise: a verdict of invalid (revoked, say) replaces the stale copy with the refusal,
+//! so an outage never brings a revoked token back; it keeps being refused with 401.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -15,7 +18,9 @@ use futures_util::future::BoxFuture;
 use moka::Expiry;
 use moka::future::Cache;
 
-use super::{BearerToken, Caller, InvalidReason, Principal, TokenDigest, ValidateError, Validator};
+use super::{
+    BearerToken, Caller, InvalidReason, Leeway, Principal, TokenDigest, ValidateError, Validator,
+};
 use crate::clock::Clock;
 use crate::config::CacheSettings;
 use crate::measure;
@@ -53,13 +58,22 @@ impl Expiry<TokenDigest, Verdict> for VerdictExpiry {
     }
 }
 
+/// The last verdict on a token seen valid, for `stale_if_error`: what to say while the provider
+/// fails, once the verdict itself has expired.
+#[derive(Clone)]
+enum Stale {
+    Active(Arc<Principal>),
+    /// Seen valid, then refused (revoked, say): it stays refused.
+    Refused(InvalidReason),
+}
+
 struct StaleExpiry;
 
-impl Expiry<TokenDigest, (Arc<Principal>, Duration)> for StaleExpiry {
+impl Expiry<TokenDigest, (Stale, Duration)> for StaleExpiry {
     fn expire_after_create(
         &self,
         _: &TokenDigest,
-        value: &(Arc<Principal>, Duration),
+        value: &(Stale, Duration),
         _: Instant,
     ) -> Option<Duration> {
         Some(value.1)
@@ -72,9 +86,11 @@ pub struct CachedValidator<V> {
     name: &'static str,
     inner: Arc<V>,
     verdicts: Cache<TokenDigest, Verdict>,
-    /// Recently valid principals, for `stale_if_error` only.
-    stale: Option<Cache<TokenDigest, (Arc<Principal>, Duration)>>,
+    /// The last verdict on tokens recently valid, for `stale_if_error` only.
+    stale: Option<Cache<TokenDigest, (Stale, Duration)>>,
     settings: CacheSettings,
+    /// The validators' clock skew: an entry lives as long as they would call the token unexpired.
+    leeway: Leeway,
     clock: Arc<dyn Clock>,
     /// Each client address's share of misses, where misses cost a provider call.
     share: Option<Arc<ClientShare>>,
@@ -88,6 +104,7 @@ impl<V: Validator> CachedValidator<V> {
         name: &'static str,
         inner: V,
         settings: CacheSettings,
+        leeway: Leeway,
         clock: Arc<dyn Clock>,
     ) -> Self {
         let verdicts = Cache::builder()
@@ -106,6 +123,7 @@ impl<V: Validator> CachedValidator<V> {
             verdicts,
             stale,
             settings,
+            leeway,
             clock,
             share: None,
             hits: OnceLock::new(),
@@ -151,7 +169,9 @@ impl<V: Validator> CachedValidator<V> {
         let now = self.clock.now_unix();
         match verdict {
             // The entry never outlives `exp`, but moka's clock is coarse: check again.
-            Ok(Verdict::Active(p, _)) if p.expires_at.is_some_and(|exp| exp <= now) => {
+            Ok(Verdict::Active(p, _))
+                if p.expires_at.is_some_and(|e| self.leeway.expired(e, now)) =>
+            {
                 Err(ValidateError::Invalid(InvalidReason::Expired))
             }
             Ok(Verdict::Active(p, _)) => Ok(p),
@@ -205,22 +225,45 @@ impl<V: Validator> CachedValidator<V> {
                 let Some(exp) = principal.expires_at else {
                     return Err(Uncached::Active(principal));
                 };
-                let now = self.clock.now_unix();
-                let left = Duration::from_secs(exp.saturating_sub(now));
+                let left = self.leeway.remaining(exp, self.clock.now_unix());
                 let ttl = left.min(self.settings.max_ttl);
                 if let Some(stale) = &self.stale {
                     let window = (ttl + self.settings.stale_if_error).min(left);
-                    stale.insert(digest, (principal.clone(), window)).await;
+                    let entry = (Stale::Active(principal.clone()), window);
+                    stale.insert(digest, entry).await;
                 }
                 Ok(Verdict::Active(principal, ttl))
             }
-            Err(ValidateError::Invalid(reason)) if reason.cacheable() => {
-                Ok(Verdict::Invalid(reason, self.settings.negative_ttl))
+            Err(ValidateError::Invalid(reason)) => {
+                self.forget_stale(digest, reason).await;
+                if reason.cacheable() {
+                    Ok(Verdict::Invalid(reason, self.settings.negative_ttl))
+                } else {
+                    Err(Uncached::Invalid(reason))
+                }
             }
-            Err(ValidateError::Invalid(reason)) => Err(Uncached::Invalid(reason)),
             Err(ValidateError::Unavailable(e)) => Err(Uncached::Unavailable(e)),
             // An inner cache's refusal of another caller's miss is not this token's verdict.
             Err(ValidateError::Throttled(wait)) => Err(Uncached::Throttled(wait)),
+        }
+    }
+
+    /// A verdict, unlike an outage, outranks what was seen before: the token may have been revoked
+    /// since, and `stale_if_error` must not bring it back. A token seen valid keeps the refusal
+    /// instead (only such tokens: garbage must not crowd out the valid ones); a refusal that may
+    /// change soon (an unknown key) just drops the stale copy.
+    async fn forget_stale(&self, digest: TokenDigest, reason: InvalidReason) {
+        let Some(stale) = &self.stale else {
+            return;
+        };
+        if !stale.contains_key(&digest) {
+            return;
+        }
+        if reason.cacheable() {
+            let window = self.settings.negative_ttl + self.settings.stale_if_error;
+            stale.insert(digest, (Stale::Refused(reason), window)).await;
+        } else {
+            stale.invalidate(&digest).await;
         }
     }
 
@@ -235,11 +278,14 @@ impl<V: Validator> CachedValidator<V> {
             None => None,
         };
         match recent {
-            Some((p, _)) if p.expires_at.is_some_and(|exp| exp > now) => {
+            Some((Stale::Active(p), _))
+                if p.expires_at.is_some_and(|e| !self.leeway.expired(e, now)) =>
+            {
                 tracing::warn!(error = %error, "provider failing: accepting a recently valid token (stale_if_error)");
                 Ok(p)
             }
-            _ => Err(ValidateError::Unavailable(error.clone())),
+            Some((Stale::Refused(reason), _)) => Err(ValidateError::Invalid(reason)),
+            Some((Stale::Active(_), _)) | None => Err(ValidateError::Unavailable(error.clone())),
         }
     }
 }

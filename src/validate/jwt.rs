@@ -5,6 +5,8 @@
 //! `x5c` headers are never used to find a key; unknown `crit` extensions are refused; oversize and
 //! JWE-shaped (five-part) tokens are refused before any parsing work. Claims: `exp` required and
 //! numeric, `nbf`/`iat` numeric and not in the future beyond the leeway, `iss` exactly the issuer.
+//! A JOSE `typ` that names another kind of JWT (a logout token, a security event, an ID token...),
+//! claims that name or shape a refresh or ID token, and a `cnf` binding are refused (`kind`).
 //! The audience is the API's business (`policy::authorize`), so one verified token serves all APIs.
 //!
 //! Checks that need no key run before the provider is consulted (size, shape, header, `exp`), so
@@ -20,8 +22,11 @@ use futures_util::future::BoxFuture;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
+use super::kind;
 use super::principal::number;
-use super::{Attributes, BearerToken, Caller, InvalidReason, Principal, ValidateError, Validator};
+use super::{
+    Attributes, BearerToken, Caller, InvalidReason, Leeway, Principal, ValidateError, Validator,
+};
 use crate::clock::Clock;
 use crate::config::JwtSettings;
 use crate::provider::{JwksCache, KeyLookup, Provider};
@@ -85,9 +90,12 @@ impl JwtValidator {
             claims,
             &self.provider.settings.issuer,
             now,
-            settings.leeway.as_secs(),
+            Leeway::new(settings.leeway),
         )
         .map_err(invalid)?;
+        if let Some(reason) = kind::refusal(claims) {
+            return Err(invalid(reason));
+        }
         let principal = Principal::from_claims(claims, self.keep)
             .map_err(|e| invalid(InvalidReason::MalformedClaims(e.0)))?;
         Ok(Arc::new(principal))
@@ -143,7 +151,7 @@ fn precheck<'a>(
     };
     let claims = decode_object(parts.claims_b64)
         .ok_or(InvalidReason::Malformed("the claims are not a JSON object"))?;
-    check_exp(&claims, now, settings.leeway.as_secs())?;
+    check_exp(&claims, now, Leeway::new(settings.leeway))?;
     Ok(Unverified {
         parts,
         alg,
@@ -197,8 +205,16 @@ fn header_checks(
         .and_then(|a| a.parse::<Algorithm>().ok())
         .filter(|a| allowed.contains(a))
         .ok_or(InvalidReason::AlgorithmNotAllowed)?;
+    let given = match header.get("typ") {
+        None | Some(Value::Null) => "",
+        Some(Value::String(t)) => t.as_str(),
+        Some(_) => return Err(InvalidReason::Malformed("typ is not a string")),
+    };
+    // RFC 8725 §3.11: explicit typing keeps one kind of JWT from being taken for another.
+    if kind::names_non_access(given) {
+        return Err(InvalidReason::WrongType);
+    }
     if let Some(required) = typ {
-        let given = header.get("typ").and_then(Value::as_str).unwrap_or("");
         // RFC 9068 §2.1: `at+jwt`, or the full media type `application/at+jwt`.
         let given = given.strip_prefix("application/").unwrap_or(given);
         if !given.eq_ignore_ascii_case(required) {
@@ -209,11 +225,11 @@ fn header_checks(
 }
 
 /// `exp` is required, numeric, and not past beyond the leeway (RFC 7519 §4.1.4, RFC 9068 §2.2).
-fn check_exp(claims: &Map<String, Value>, now: u64, leeway: u64) -> Result<(), InvalidReason> {
+fn check_exp(claims: &Map<String, Value>, now: u64, leeway: Leeway) -> Result<(), InvalidReason> {
     let exp = number(claims, "exp")
         .map_err(|e| InvalidReason::MalformedClaims(e.0))?
         .ok_or(InvalidReason::MalformedClaims("exp"))?;
-    if exp.saturating_add(leeway) <= now {
+    if leeway.expired(exp, now) {
         return Err(InvalidReason::Expired);
     }
     Ok(())
@@ -223,12 +239,12 @@ fn check_claims(
     claims: &Map<String, Value>,
     issuer: &str,
     now: u64,
-    leeway: u64,
+    leeway: Leeway,
 ) -> Result<(), InvalidReason> {
     check_exp(claims, now, leeway)?;
     let numeric = |name| number(claims, name).map_err(|e| InvalidReason::MalformedClaims(e.0));
     for name in ["nbf", "iat"] {
-        if numeric(name)?.is_some_and(|t| t > now.saturating_add(leeway)) {
+        if numeric(name)?.is_some_and(|t| leeway.not_yet_valid(t, now)) {
             return Err(InvalidReason::NotYetValid);
         }
     }
@@ -299,28 +315,58 @@ mod tests {
     }
 
     #[test]
+    fn a_typ_naming_another_kind_of_jwt_is_refused() {
+        let allowed = [Algorithm::RS256];
+        let h = |typ: Value| {
+            json!({"alg": "RS256", "typ": typ})
+                .as_object()
+                .unwrap()
+                .clone()
+        };
+        for other in ["logout+jwt", "secevent+jwt", "dpop+jwt", "id_token", "N_A"] {
+            assert_eq!(
+                header_checks(&h(json!(other)), &allowed, None),
+                Err(InvalidReason::WrongType),
+                "{other}"
+            );
+        }
+        for access in [json!("at+jwt"), json!("JWT"), json!(null)] {
+            assert_eq!(
+                header_checks(&h(access.clone()), &allowed, None),
+                Ok(Algorithm::RS256),
+                "{access}"
+            );
+        }
+        assert!(header_checks(&h(json!(["at+jwt"])), &allowed, None).is_err());
+    }
+
+    fn skew() -> Leeway {
+        Leeway::new(std::time::Duration::from_secs(30))
+    }
+
+    #[test]
     fn claims_need_numeric_times_and_the_exact_issuer() {
         let iss = "https://idp.test/oauth2/default";
         let c = |v: Value| v.as_object().unwrap().clone();
         assert_eq!(
-            check_claims(&c(json!({"exp": 1100, "iss": iss})), iss, 1000, 30),
+            check_claims(&c(json!({"exp": 1100, "iss": iss})), iss, 1000, skew()),
             Ok(())
         );
         assert_eq!(
-            check_claims(&c(json!({"exp": 1000, "iss": iss})), iss, 1000, 30),
+            check_claims(&c(json!({"exp": 1000, "iss": iss})), iss, 1000, skew()),
             Ok(()),
             "within leeway"
         );
         assert_eq!(
-            check_claims(&c(json!({"exp": 960, "iss": iss})), iss, 1000, 30),
+            check_claims(&c(json!({"exp": 960, "iss": iss})), iss, 1000, skew()),
             Err(InvalidReason::Expired)
         );
         assert_eq!(
-            check_claims(&c(json!({"iss": iss})), iss, 1000, 30),
+            check_claims(&c(json!({"iss": iss})), iss, 1000, skew()),
             Err(InvalidReason::MalformedClaims("exp"))
         );
         assert_eq!(
-            check_claims(&c(json!({"exp": "1100", "iss": iss})), iss, 1000, 30),
+            check_claims(&c(json!({"exp": "1100", "iss": iss})), iss, 1000, skew()),
             Err(InvalidReason::MalformedClaims("exp"))
         );
         assert_eq!(
@@ -328,7 +374,7 @@ mod tests {
                 &c(json!({"exp": 1100, "nbf": "1", "iss": iss})),
                 iss,
                 1000,
-                30
+                skew()
             ),
             Err(InvalidReason::MalformedClaims("nbf"))
         );
@@ -337,7 +383,7 @@ mod tests {
                 &c(json!({"exp": 1100, "nbf": 1031, "iss": iss})),
                 iss,
                 1000,
-                30
+                skew()
             ),
             Err(InvalidReason::NotYetValid)
         );
@@ -346,7 +392,7 @@ mod tests {
                 &c(json!({"exp": 1100, "iat": 1031, "iss": iss})),
                 iss,
                 1000,
-                30
+                skew()
             ),
             Err(InvalidReason::NotYetValid)
         );
@@ -355,12 +401,12 @@ mod tests {
                 &c(json!({"exp": 1100, "iss": format!("{iss}/")})),
                 iss,
                 1000,
-                30
+                skew()
             ),
             Err(InvalidReason::WrongIssuer)
         );
         assert_eq!(
-            check_claims(&c(json!({"exp": 1100})), iss, 1000, 30),
+            check_claims(&c(json!({"exp": 1100})), iss, 1000, skew()),
             Err(InvalidReason::WrongIssuer)
         );
     }

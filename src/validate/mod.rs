@@ -6,6 +6,8 @@ mod cache;
 mod combined;
 mod introspection;
 mod jwt;
+mod kind;
+mod leeway;
 mod principal;
 mod token;
 
@@ -19,6 +21,7 @@ pub use cache::CachedValidator;
 pub use combined::JwtThenIntrospection;
 pub use introspection::IntrospectionValidator;
 pub use jwt::JwtValidator;
+pub use leeway::Leeway;
 pub use principal::{Attributes, ClaimTypeError, Principal};
 pub use token::{BearerToken, TokenDigest};
 
@@ -42,7 +45,12 @@ pub enum InvalidReason {
     AlgorithmNotAllowed,
     UnknownKey,
     BadSignature,
+    /// Not an access token: the token or its answer says it is a refresh or ID token (or another
+    /// kind of JWT), or it is shaped like an ID token.
     WrongType,
+    /// Bound to a key or certificate (`cnf`, or `token_type` `DPoP`): usable only with a proof of
+    /// possession, which tollgate does not verify, so it is not accepted as a bearer token.
+    Unbound,
 }
 
 impl InvalidReason {
@@ -66,6 +74,9 @@ impl InvalidReason {
             InvalidReason::UnknownKey => "the access token is signed with an unknown key",
             InvalidReason::BadSignature => "the access token's signature is invalid",
             InvalidReason::WrongType => "the token is not an access token",
+            InvalidReason::Unbound => {
+                "the access token is bound to a key or certificate, which this gateway does not verify"
+            }
         }
     }
 
@@ -85,6 +96,7 @@ impl InvalidReason {
             InvalidReason::UnknownKey => "token_unknown_key",
             InvalidReason::BadSignature => "token_bad_signature",
             InvalidReason::WrongType => "token_wrong_type",
+            InvalidReason::Unbound => "token_binding_unverified",
         }
     }
 

@@ -500,7 +500,8 @@ async fn check_prints_the_cors_policy_in_force() {
 
 #[tokio::test]
 async fn the_example_config_answers_preflights_and_forwards_no_tokenless_options() {
-    let idp = TestIdp::start().await;
+    // JWT access tokens, introspected: like Okta's, they carry the `aud` the example requires.
+    let idp = TestIdp::start_with(json!({"accessTokenFormat": "jwt"})).await;
     let upstream = Upstream::start().await;
     let example =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/tollgate.toml"))

@@ -30,3 +30,4 @@ mod reload;
 mod spelling;
 mod troubleshoot;
 mod trust;
+mod verdicts;

@@ -1,11 +1,15 @@
 // The real OpenID provider the integration tests run against: oidc-provider configured like an Okta
 // custom authorization server ("default"), on loopback, with per-endpoint request counters.
 //
-//   node tests/idp/server.mjs ['{"clients":[{"client_id","client_secret","scope"}],"accessTokenTtl":3600,"accessTokenFormat":"opaque"|"jwt","jwksMaxAge":N}']
+//   node tests/idp/server.mjs ['{"clients":[{"client_id","client_secret","scope"}],"accessTokenTtl":3600,"accessTokenFormat":"opaque"|"jwt","jwksMaxAge":N,"mint":true}']
 //
 // Prints exactly one line to stdout once listening: {"issuer":"http://127.0.0.1:PORT/oauth2/default","port":PORT}.
 // Test controls outside the issuer path (not counted): GET /__stats (request counters by endpoint),
-// POST /__rotate (a new signing key; answers {"kid":"<new kid>"}).
+// POST /__rotate (a new signing key; answers {"kid":"<new kid>"}). With "mint": true (and only then,
+// so the default provider's metadata and grants stay as they are), POST /__mint?kind=refresh_token or
+// ?kind=id_token&access_token=<token> (&client_id=, default orders-app) issues that token the way a
+// code flow would, which client_credentials never does (answers {"token":"..."}); refresh tokens are
+// introspectable (the refresh_token grant is enabled for them).
 // Everything else goes to stderr. Exits when stdin reaches EOF (the parent test process died or dropped
 // its handle) and on SIGTERM/SIGINT; by hand, run it from a terminal or keep stdin open
 // (`sleep infinity | node tests/idp/server.mjs`), since `< /dev/null` means exit at once.
@@ -25,6 +29,7 @@ const DEFAULT_AUDIENCE = 'api://default'; // Okta's default authorization server
 // With "jwksMaxAge": N, the JWKS answers `Cache-Control: max-age=N`; without it, no Cache-Control at all
 // (oidc-provider sets none on its jwks endpoint).
 const jwksMaxAge = config.jwksMaxAge;
+const mintable = config.mint === true;
 if (jwksMaxAge !== undefined && !(Number.isInteger(jwksMaxAge) && jwksMaxAge >= 0)) {
   throw new Error(`jwksMaxAge must be a non-negative integer, got ${JSON.stringify(jwksMaxAge)}`);
 }
@@ -100,6 +105,17 @@ const server = http.createServer((req, res) => {
     res.end(JSON.stringify({ kid }));
     return;
   }
+  if (path === '/__mint' && mintable) {
+    // Not counted either: a test control, not a call tollgate makes.
+    mint(new URL(req.url, issuer).searchParams).then((token) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ token }));
+    }, (e) => {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: String(e) }));
+    });
+    return;
+  }
   counts.total += 1;
   if (category[path]) counts[category[path]] += 1;
   if (path === PREFIX || path.startsWith(`${PREFIX}/`)) {
@@ -122,6 +138,30 @@ server.listen(0, '127.0.0.1', () => {
   process.stdout.write(`${JSON.stringify({ issuer, port })}\n`);
 });
 
+// A refresh token or ID token for user `alice` of `client_id`, as the code flow would issue them.
+// The ID token is signed like oidc-provider's own (header typ JWT, aud the client) and carries the
+// `nonce` and `at_hash` of a code flow's.
+let current; // the Provider in force
+async function mint(params) {
+  const client = await current.Client.find(params.get('client_id') ?? 'orders-app');
+  if (!client) throw new Error('unknown client');
+  switch (params.get('kind')) {
+    case 'refresh_token':
+      return new current.RefreshToken({
+        client, accountId: 'alice', scope: 'openid offline_access mulescope', gty: 'authorization_code', expiresIn: ttl,
+      }).save();
+    case 'id_token': {
+      const token = new current.IdToken({ sub: 'alice' }, { client });
+      token.scope = 'openid';
+      token.set('nonce', randomUUID());
+      token.set('at_hash', params.get('access_token') ?? randomUUID());
+      return token.issue({ use: 'idtoken', expiresAt: Math.floor(Date.now() / 1000) + ttl });
+    }
+    default:
+      throw new Error('kind is refresh_token or id_token');
+  }
+}
+
 // A Provider signing with keys[0] and publishing every key in `keys`.
 function buildProvider() {
   const currentKid = keys[0].jwk.kid;
@@ -143,6 +183,9 @@ function buildProvider() {
       end_session: '/v1/logout',
     },
     ttl: { ClientCredentials: ttl, AccessToken: ttl },
+    // Differs from the default only to enable the refresh_token grant, so minted refresh tokens
+    // are introspectable; nothing here issues one through the token endpoint.
+    ...(mintable ? { issueRefreshToken: async () => false } : {}),
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -177,6 +220,7 @@ function buildProvider() {
     });
   }
   if (jwtAccessTokens) introspectJwts(provider);
+  current = provider;
   return provider;
 }
 

@@ -55,6 +55,7 @@ impl TestIdp {
     /// `"jwt"`, client_credentials tokens are RS256 JWTs (header `typ: at+jwt` and the signing key's
     /// `kid`) for audience `api://default`, and remain introspectable. With `"jwksMaxAge": N` the JWKS
     /// answers `Cache-Control: max-age=N`; without it, no `Cache-Control` (oidc-provider sends none).
+    /// With `"mint": true`, `mint` works (and the refresh_token grant is enabled).
     pub async fn start_with(config: serde_json::Value) -> TestIdp {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/idp");
         if !dir.join("node_modules/oidc-provider").is_dir() {
@@ -206,23 +207,40 @@ impl TestIdp {
     /// provider's rotation; JWTs signed with them stay introspectable). Returns the new `kid`.
     /// Clients, issued opaque tokens and the stats carry over.
     pub async fn rotate(&self) -> String {
-        let url = format!("http://127.0.0.1:{}/__rotate", self.port);
+        self.control("/__rotate", "kid").await
+    }
+
+    /// A token client_credentials never yields (`POST /__mint`; needs `"mint": true` in the start
+    /// config): `"refresh_token"` (user `alice` of `orders-app`, introspectable, active) or
+    /// `"id_token"` (signed like the provider's own: header `typ: JWT`, `aud` `orders-app`, with a
+    /// `nonce` and the `at_hash` of `access_token`).
+    pub async fn mint(&self, kind: &str, access_token: &str) -> String {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("kind", kind)
+            .append_pair("access_token", access_token)
+            .finish();
+        self.control(&format!("/__mint?{query}"), "token").await
+    }
+
+    /// POSTs to a test control and returns the string `field` of its JSON answer.
+    async fn control(&self, path_and_query: &str, field: &str) -> String {
+        let url = format!("http://127.0.0.1:{}{path_and_query}", self.port);
         let resp = self
             .client
             .post(&url)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("idp rotate request: {e}"));
+            .unwrap_or_else(|e| panic!("idp control {path_and_query}: {e}"));
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
         if !status.is_success() {
-            panic!("idp refused to rotate its key: {status} {body}");
+            panic!("idp control {path_and_query} refused: {status} {body}");
         }
         let json: serde_json::Value = serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("idp rotate answer is not JSON ({e}): {body}"));
-        json["kid"]
+            .unwrap_or_else(|e| panic!("idp control answer is not JSON ({e}): {body}"));
+        json[field]
             .as_str()
-            .unwrap_or_else(|| panic!("idp rotate answer lacks kid: {body}"))
+            .unwrap_or_else(|| panic!("idp control answer lacks {field}: {body}"))
             .to_owned()
     }
 
