@@ -88,7 +88,7 @@ pub struct JwksCache {
 /// Who asks for a fetch: requests are throttled and fail fast after a failure; the periodic
 /// refresh paces itself.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Caller {
+enum Trigger {
     Request,
     Refresh,
 }
@@ -169,7 +169,7 @@ impl JwksCache {
         if !seen.keys.is_empty() {
             return Ok(seen);
         }
-        let attempt = self.next_attempt(Caller::Request)?;
+        let attempt = self.next_attempt(Trigger::Request)?;
         self.settle(attempt).await?;
         Ok(self.current())
     }
@@ -206,7 +206,7 @@ impl JwksCache {
         alg: Algorithm,
     ) -> Result<KeyLookup, ProviderError> {
         loop {
-            let attempt = self.next_attempt(Caller::Request)?;
+            let attempt = self.next_attempt(Trigger::Request)?;
             let fresh = attempt.start_at >= arrival;
             let outcome = self.settle(attempt).await;
             let found = self.current().lookup(kid, alg);
@@ -224,13 +224,13 @@ impl JwksCache {
     /// The fetch to wait for: the one pending, else a new one. Requests start one no sooner than
     /// `jwks_min_refresh` after the last, and within that interval after a failure get the
     /// failure rather than a fetch.
-    fn next_attempt(self: &Arc<Self>, caller: Caller) -> Result<Attempt, ProviderError> {
+    fn next_attempt(self: &Arc<Self>, trigger: Trigger) -> Result<Attempt, ProviderError> {
         let mut attempts = self.lock_attempts();
         if let Some(pending) = &attempts.pending {
             return Ok(pending.clone());
         }
         let now = Instant::now();
-        if caller == Caller::Refresh {
+        if trigger == Trigger::Refresh {
             return Ok(self.schedule(&mut attempts, now));
         }
         // The config caps the interval at a minute, so the sum cannot overflow; if it did, no
@@ -417,7 +417,7 @@ impl JwksCache {
         let mut wait = interval(&self.current());
         loop {
             tokio::time::sleep(wait).await;
-            let refreshed = match self.next_attempt(Caller::Refresh) {
+            let refreshed = match self.next_attempt(Trigger::Refresh) {
                 Ok(attempt) => self.settle(attempt).await,
                 Err(e) => Err(e),
             };
