@@ -79,7 +79,9 @@ struct TokenArgs {
 struct TokenArg {
     #[command(flatten)]
     config: ConfigArg,
-    /// The access token (`-` reads it from standard input).
+    /// The access token (`-` reads it from standard input). A token may begin with `-`
+    /// (base64url), so it is taken as the token, not as an option.
+    #[arg(allow_hyphen_values = true)]
     token: String,
 }
 
@@ -96,7 +98,9 @@ struct ExplainArgs {
     /// The request path (default: the API's path_prefix).
     #[arg(long)]
     path: Option<String>,
-    /// The access token (`-` reads it from standard input).
+    /// The access token (`-` reads it from standard input). A token may begin with `-`
+    /// (base64url), so it is taken as the token, not as an option.
+    #[arg(allow_hyphen_values = true)]
     token: String,
 }
 
@@ -262,14 +266,6 @@ async fn check(settings: Settings) -> Result<(), String> {
     // To stderr, so the summary on stdout stays what is in force; the exit status stays 0.
     for warning in tollgate::config::warnings(&settings) {
         eprintln!("warning: {warning}");
-    }
-    if let Some(auth) = &settings.provider.registration_authorization {
-        let scheme = auth.expose().split(' ').next().unwrap_or_default();
-        if !scheme.eq_ignore_ascii_case("SSWS") && !scheme.eq_ignore_ascii_case("Bearer") {
-            println!(
-                "warning: provider.registration_authorization starts with neither `SSWS ` (an Okta API token) nor `Bearer `"
-            );
-        }
     }
     let provider = &runtime.provider;
     let endpoints = provider.resolve().await.map_err(|e| {

@@ -104,7 +104,8 @@ pub fn describe(s: &Settings) -> String {
 
 /// Valid settings that are likely mistakes, one line each, naming the key path.
 pub fn warnings(s: &Settings) -> Vec<String> {
-    s.apis
+    let mut out: Vec<String> = s
+        .apis
         .iter()
         .enumerate()
         // The JWT modes require an audience already (a config error). Introspection tells which
@@ -118,7 +119,16 @@ pub fn warnings(s: &Settings) -> Vec<String> {
                 api.name
             )
         })
-        .collect()
+        .collect();
+    if let Some(auth) = &s.provider.registration_authorization {
+        let scheme = auth.expose().split(' ').next().unwrap_or_default();
+        if !scheme.eq_ignore_ascii_case("SSWS") && !scheme.eq_ignore_ascii_case("Bearer") {
+            out.push(
+                "provider.registration_authorization: starts with neither `SSWS ` (an Okta API token) nor `Bearer `".to_owned(),
+            );
+        }
+    }
+    out
 }
 
 fn cors(c: &CorsSettings) -> String {

@@ -228,12 +228,16 @@ impl Provider {
 
     /// One attempt: the endpoints, then (where JWTs are validated) the keys and their refresh.
     async fn make_ready(&self) -> Result<(), ProviderError> {
+        // Logged once, not again on each retry of the keys that follows.
+        let first = self.endpoints.get().is_none();
         let endpoints = self.resolve().await?;
-        tracing::info!(
-            issuer = %self.settings.issuer,
-            introspection = %endpoints.introspection,
-            "provider endpoints resolved"
-        );
+        if first {
+            tracing::info!(
+                issuer = %self.settings.issuer,
+                introspection = %endpoints.introspection,
+                "provider endpoints resolved"
+            );
+        }
         if !self.needs_jwks {
             return Ok(());
         }

@@ -27,6 +27,7 @@ fn api(name: &str, prefix: &str, upstream: &str, extra: &str) -> String {
 /// Asserts a configuration error: exit 2, nothing on stdout, and stderr naming every one of `needles`.
 pub(crate) fn assert_config_error(out: &CliOutput, needles: &[&str]) {
     assert_eq!(out.status, 2, "a bad configuration exits 2: {out:?}");
+    assert!(out.stdout.is_empty(), "nothing on stdout: {out:?}");
     for needle in needles {
         assert!(
             out.stderr.contains(needle),

@@ -185,6 +185,30 @@ async fn introspect_shows_an_inactive_answer_too() {
 }
 
 #[tokio::test]
+async fn a_token_that_begins_with_a_dash_is_a_token_not_an_option() {
+    // base64url tokens begin with `-` one time in 64.
+    let idp = TestIdp::start().await;
+    let config = base_config(&idp.issuer, &orders("http://127.0.0.1:9"));
+    for args in [
+        vec!["introspect", "-_not-an-option"],
+        vec!["explain", "--api", "orders", "-_not-an-option"],
+    ] {
+        let out = cli(&args, Some(&config), &[]).await;
+        assert!(!out.stderr.contains("unexpected argument"), "{out:?}");
+        assert!(
+            out.stdout.contains("active") || out.stdout.contains("not active"),
+            "{out:?}"
+        );
+    }
+    // introspect asks once; explain shows the raw answer, then validates.
+    assert_eq!(
+        idp.stats().await.introspection,
+        3,
+        "every one reached the provider"
+    );
+}
+
+#[tokio::test]
 async fn explain_walks_through_each_step_to_the_decision() {
     let idp = TestIdp::start().await;
     let upstream = Upstream::start().await;
