@@ -41,13 +41,17 @@ fn answer(req: &Request<Incoming>, runtime: &RuntimeHandle, draining: bool) -> R
                     StatusCode::SERVICE_UNAVAILABLE,
                     "not ready: shutting down\n",
                 )
-            } else if runtime.current().provider.is_ready() {
-                (StatusCode::OK, "ready\n")
             } else {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not ready: provider endpoints unresolved\n",
-                )
+                let current = runtime.current();
+                let registry = current.registry.as_ref().and_then(|r| r.unready());
+                match (current.provider.is_ready(), registry) {
+                    (true, None) => (StatusCode::OK, "ready\n"),
+                    (true, Some(why)) => (StatusCode::SERVICE_UNAVAILABLE, why),
+                    (false, _) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: provider endpoints unresolved\n",
+                    ),
+                }
             }
         }
         (&Method::GET, "/metrics") => {

@@ -118,6 +118,16 @@ pub async fn explain_request(
         .resolve()
         .await
         .map_err(|e| format!("cannot resolve the provider's endpoints: {e}"))?;
+    // The contracts in the registry now, as a gateway would have them loaded.
+    if let (Some(config), Some(handle)) = (&settings.registry, &runtime.registry) {
+        let store = crate::registry::Store::open(&config.store)
+            .await
+            .map_err(|e| e.to_string())?;
+        let index = crate::registry::load_index(&store)
+            .await
+            .map_err(|e| e.to_string())?;
+        handle.replace(Arc::new(index));
+    }
     let question = Question {
         api,
         method,

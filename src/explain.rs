@@ -9,7 +9,7 @@ use http::Method;
 use serde_json::{Map, Value};
 
 use crate::config::{ClientCheck, ScopeMatch, ValidationMode};
-use crate::policy::{Rejection, authorize, matching_rule};
+use crate::policy::{Contracts, Rejection, authorize, matching_rule};
 use crate::routing::normalise_path;
 use crate::runtime::{Api, Runtime};
 use crate::validate::{BearerToken, Caller, Principal, ValidateError};
@@ -199,8 +199,13 @@ async fn walk(
             return Decision::Refused(Rejection::TooManyNewTokens(wait));
         }
     };
-    authorisation_steps(&s.audience, policy, &principal, steps);
-    match authorize(&s.audience, policy, &principal) {
+    authorisation_steps(&s.audience, policy, &principal, steps, runtime, &s.name);
+    let index = runtime.registry.as_ref().and_then(|h| h.current());
+    let contracts = Contracts {
+        api: &s.name,
+        index: index.as_deref(),
+    };
+    match authorize(&s.audience, policy, &principal, contracts) {
         Ok(()) => Decision::Allowed {
             public: false,
             upstream,
@@ -245,6 +250,8 @@ fn authorisation_steps(
     policy: &crate::config::PolicySettings,
     p: &Principal,
     steps: &mut Vec<Step>,
+    runtime: &Runtime,
+    api: &str,
 ) {
     if audience.is_empty() {
         step(
@@ -307,14 +314,23 @@ fn authorisation_steps(
             "client contract",
             "not checked (skip_client_id_validation)",
         ),
-        ClientCheck::Contracts(clients) => {
+        ClientCheck::Contracts { listed, registry } => {
             let id = p.client_id();
-            let ok = id.is_some_and(|id| clients.contains(id));
+            let index = runtime.registry.as_ref().and_then(|h| h.current());
+            let registered =
+                |id: &str| *registry && index.as_ref().is_some_and(|i| i.grant(api, id).is_some());
+            let ok = id.is_some_and(|id| listed.contains(id) || registered(id));
             let detail = match id {
-                Some(id) if ok => format!("{id:?} holds a contract"),
+                Some(id) if listed.contains(id) => format!("{id:?} holds a contract (listed)"),
+                Some(id) if ok => format!("{id:?} holds an approved contract in the registry"),
                 Some(id) => format!(
-                    "{id:?} holds no contract for this API ({} client(s) do)",
-                    clients.len()
+                    "{id:?} holds no contract for this API ({} listed client(s){})",
+                    listed.len(),
+                    if *registry {
+                        ", and none in the registry"
+                    } else {
+                        ""
+                    }
                 ),
                 None => "the token names no client (client_id, cid or azp)".to_owned(),
             };

@@ -21,6 +21,7 @@ pub mod framing;
 pub mod measure;
 pub mod policy;
 pub mod provider;
+pub mod registry;
 pub mod reload;
 pub mod routing;
 pub mod runtime;

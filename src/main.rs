@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use tollgate::clock::SystemClock;
 use tollgate::commands;
 use tollgate::config::{self, ProcessEnv, Settings};
+use tollgate::registry::RegistryError;
+use tollgate::registry::cli;
 use tollgate::runtime::{Runtime, RuntimeHandle};
 use tollgate::server::{self, Listeners};
 
@@ -41,9 +43,33 @@ enum Command {
     Introspect(TokenArg),
     /// Explain what the gateway would decide for a request carrying a token, step by step.
     Explain(ExplainArgs),
+    /// Client applications in the registry.
+    App(RegistryArgs<tollgate::registry::cli::AppCommand>),
+    /// Contracts between applications and APIs.
+    Contract(RegistryArgs<tollgate::registry::cli::ContractCommand>),
+    /// SLA tiers of APIs.
+    Tier(RegistryArgs<tollgate::registry::cli::TierCommand>),
+    /// Every change to the registry: who made it, before and after.
+    Audit(AuditCommand),
     /// A secured local endpoint in one command: an embedded OpenID provider and the gateway in
     /// front of an upstream (or a built-in echo). Loopback only; not for production.
     Dev(DevArgs),
+}
+
+#[derive(clap::Args)]
+struct RegistryArgs<C: Subcommand> {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(subcommand)]
+    command: C,
+}
+
+#[derive(clap::Args)]
+struct AuditCommand {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(flatten)]
+    args: tollgate::registry::cli::AuditArgs,
 }
 
 #[derive(clap::Args)]
@@ -107,7 +133,12 @@ struct ExplainArgs {
 #[derive(clap::Args)]
 struct ConfigArg {
     /// The configuration file.
-    #[arg(long, env = "TOLLGATE_CONFIG", default_value = "config/tollgate.toml")]
+    #[arg(
+        long,
+        env = "TOLLGATE_CONFIG",
+        default_value = "config/tollgate.toml",
+        global = true
+    )]
     config: PathBuf,
 }
 
@@ -123,6 +154,10 @@ fn main() -> ExitCode {
         Command::Token(a) => a.config.config.clone(),
         Command::Introspect(a) => a.config.config.clone(),
         Command::Explain(a) => a.config.config.clone(),
+        Command::App(a) => a.config.config.clone(),
+        Command::Contract(a) => a.config.config.clone(),
+        Command::Tier(a) => a.config.config.clone(),
+        Command::Audit(a) => a.config.config.clone(),
         Command::Dev(_) => return ExitCode::FAILURE,
     };
     let settings = match config::load_file(&path, &ProcessEnv) {
@@ -136,6 +171,17 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let result = match cli.command {
+        Command::App(a) => return registry(&rt, &settings, |r| Box::pin(cli::app(r, a.command))),
+        Command::Contract(a) => {
+            return registry(&rt, &settings, |r| Box::pin(cli::contract(r, a.command)));
+        }
+        Command::Tier(a) => return registry(&rt, &settings, |r| Box::pin(cli::tier(r, a.command))),
+        Command::Audit(a) => {
+            let now = i64::try_from(tollgate::clock::Clock::now_unix(&SystemClock)).unwrap_or(0);
+            return registry(&rt, &settings, move |r| {
+                Box::pin(cli::audit(r, a.args, now))
+            });
+        }
         Command::Check(_) => rt.block_on(check(settings)).map(|()| true),
         Command::Run(_) => rt.block_on(run(settings, path)).map(|()| true),
         Command::Token(a) => rt
@@ -168,6 +214,37 @@ fn main() -> ExitCode {
         Ok(false) => ExitCode::FAILURE,
         Err(message) => {
             eprintln!("tollgate: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A registry command: opens the store, runs `op`, prints its outcome. Without a `[registry]` the
+/// configuration is incomplete (exit 2); a refused or failed operation changed nothing (exit 1).
+fn registry<F>(rt: &tokio::runtime::Runtime, settings: &Settings, op: F) -> ExitCode
+where
+    F: for<'r> FnOnce(
+        &'r tollgate::registry::Registry,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<cli::Printed, RegistryError>> + 'r>,
+    >,
+{
+    let actor = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    let outcome = rt.block_on(async {
+        let registry = cli::open(settings, Arc::new(SystemClock), &actor).await?;
+        op(&registry).await
+    });
+    match outcome {
+        Ok(printed) => {
+            print!("{}", printed.stdout);
+            ExitCode::SUCCESS
+        }
+        Err(e @ RegistryError::NotConfigured) => {
+            eprintln!("tollgate: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("tollgate: {e}");
             ExitCode::FAILURE
         }
     }
@@ -245,6 +322,9 @@ async fn run(settings: Settings, path: PathBuf) -> Result<(), String> {
     let _log = tollgate::telemetry::init(&settings.log, tollgate::telemetry::Output::Background);
     let runtime = Runtime::build(&settings, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
     let provider = runtime.provider.clone();
+    if let (Some(config), Some(index)) = (&settings.registry, runtime.registry.clone()) {
+        tokio::spawn(tollgate::registry::keep_current(config.clone(), index));
+    }
     let handle = RuntimeHandle::new(runtime);
     tokio::spawn(tollgate::reload::watch(
         path,

@@ -18,6 +18,9 @@
 //!   `provider_limit`: the provider's window is spent until it resets)
 //! - `tollgate_client_misses_refused_total`: cache misses answered 429 because the client address
 //!   had used its `misses_per_client` share
+//! - `tollgate_registry_index_age_seconds`: since the registry store last confirmed the contract
+//!   index; `tollgate_registry_contracts`: approved contracts in it; `tollgate_registry_revision`:
+//!   the store revision it was built from (gateways sharing a store converge on one value)
 //! - `tollgate_log_lines_dropped_total`: log lines dropped because standard output was not keeping
 //!   up (read from the log writer when `/metrics` is scraped)
 
@@ -46,6 +49,9 @@ pub const PROVIDER_RATE_REMAINING: &str = "tollgate_provider_rate_limit_remainin
 pub const PROVIDER_BUDGET_REFUSALS: &str = "tollgate_provider_budget_refusals_total";
 pub const CLIENT_MISSES_REFUSED: &str = "tollgate_client_misses_refused_total";
 pub const LOG_LINES_DROPPED: &str = "tollgate_log_lines_dropped_total";
+pub const REGISTRY_INDEX_AGE: &str = "tollgate_registry_index_age_seconds";
+pub const REGISTRY_CONTRACTS: &str = "tollgate_registry_contracts";
+pub const REGISTRY_REVISION: &str = "tollgate_registry_revision";
 
 /// Latency buckets, in seconds: from tens of microseconds (a cached decision) to seconds.
 const BUCKETS: [f64; 14] = [

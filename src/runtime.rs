@@ -9,6 +9,7 @@ use crate::config::{
     ApiSettings, CacheSettings, ListenSettings, ProviderSettings, Settings, ValidationMode,
 };
 use crate::provider::{Provider, ProviderError};
+use crate::registry::IndexHandle;
 use crate::routing::{Route, Router};
 use crate::validate::{
     Attributes, CachedValidator, IntrospectionValidator, JwtThenIntrospection, JwtValidator,
@@ -27,6 +28,9 @@ pub struct Runtime {
     pub router: Router<Api>,
     pub provider: Arc<Provider>,
     pub listen: ListenSettings,
+    /// The registry's contract index, when a `[registry]` is configured; kept across reloads
+    /// (the store is read at start: `[registry]` changes take effect at the next restart).
+    pub registry: Option<Arc<IndexHandle>>,
     /// What the provider and the caches were built from, and the cached validators themselves,
     /// so a reload that keeps them keeps their caches.
     validators: Validators,
@@ -148,13 +152,28 @@ impl Runtime {
         let needs_jwks = Basis::of(settings).provider.needs_jwks;
         let provider = Provider::new(settings.provider.clone(), needs_jwks, clock.clone())?;
         let validators = Validators::new(&provider, settings, &clock);
-        Ok(Self::assemble(settings, provider, validators))
+        let mut runtime = Self::assemble(settings, provider, validators);
+        runtime.registry = settings
+            .registry
+            .as_ref()
+            .map(|r| Arc::new(IndexHandle::new(r.max_staleness)));
+        Ok(runtime)
     }
 
     /// A runtime for new settings that keeps as much of this one as they allow: the provider
     /// while the provider settings and validation modes are unchanged, and its caches too while
     /// the cache and exposed-attribute settings are.
     pub fn rebuild(
+        &self,
+        settings: &Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, Kept), ProviderError> {
+        let (mut runtime, kept) = self.rebuild_validation(settings, clock)?;
+        runtime.registry = self.registry.clone();
+        Ok((runtime, kept))
+    }
+
+    fn rebuild_validation(
         &self,
         settings: &Settings,
         clock: Arc<dyn Clock>,
@@ -202,6 +221,7 @@ impl Runtime {
             router,
             provider,
             listen: settings.listen.clone(),
+            registry: None,
             validators,
         }
     }

@@ -16,7 +16,11 @@ use super::rules::{RuleSettings, compile_rule};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientCheck {
     Skip,
-    Contracts(HashSet<String>),
+    /// The client must be listed, or (with `registry`) hold an approved contract in the registry.
+    Contracts {
+        listed: HashSet<String>,
+        registry: bool,
+    },
 }
 
 /// What a request must carry to pass: scopes and a client contract.
@@ -65,6 +69,8 @@ pub struct ApiSettings {
     /// (`routing::fold_case`); the path is forwarded as sent.
     pub case_insensitive_paths: bool,
     pub rules: Vec<RuleSettings>,
+    /// Contracts requested for this API are approved at once (when it has no tiers).
+    pub auto_approve: bool,
     /// `[api.cors]`; `None`: no CORS answers, and upstream answers pass as they are.
     pub cors: Option<CorsSettings>,
 }
@@ -78,6 +84,7 @@ pub(super) fn api(
     raw: RawApi,
     path: &str,
     default_timeout: Duration,
+    registry: bool,
 ) -> Result<ApiSettings, ConfigError> {
     let key = |k: &str| format!("{path}.{k}");
     non_empty(&raw.name, &key("name"))?;
@@ -110,6 +117,7 @@ pub(super) fn api(
         raw.scope_match.unwrap_or_default(),
         raw.clients,
         raw.skip_client_id_validation,
+        registry,
         path,
     )?;
     let prefix = raw
@@ -161,6 +169,7 @@ pub(super) fn api(
         return Err(ConfigError::at(key("timeout"), "must be greater than zero"));
     }
     Ok(ApiSettings {
+        auto_approve: raw.auto_approve,
         name: raw.name,
         host,
         path_prefix,
@@ -249,23 +258,28 @@ fn policy(
     scope_match: ScopeMatch,
     clients: Vec<String>,
     skip: bool,
+    registry: bool,
     path: &str,
 ) -> Result<PolicySettings, ConfigError> {
     check_scopes(&scopes, &format!("{path}.scopes"))?;
     let clients = if skip {
         ClientCheck::Skip
     } else {
-        if clients.is_empty() {
+        if clients.is_empty() && !registry {
             return Err(ConfigError::at(
                 format!("{path}.clients"),
                 "client-id validation is on but no clients are listed: list the client ids \
-                 holding a contract, or set skip_client_id_validation = true",
+                 holding a contract, add a [registry] for contracts, or set \
+                 skip_client_id_validation = true",
             ));
         }
         for (i, c) in clients.iter().enumerate() {
             non_empty(c, &format!("{path}.clients[{i}]"))?;
         }
-        ClientCheck::Contracts(clients.into_iter().collect())
+        ClientCheck::Contracts {
+            listed: clients.into_iter().collect(),
+            registry,
+        }
     };
     Ok(PolicySettings {
         scopes,

@@ -13,6 +13,7 @@ use super::api::{ApiSettings, api};
 use super::listen::{ListenSettings, listen};
 use super::provider::{ProviderSettings, provider};
 use super::raw::{LogFormat, RawCache, RawConfig};
+use super::registry::{RegistrySettings, registry};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -21,6 +22,7 @@ pub struct Settings {
     pub provider: ProviderSettings,
     pub cache: CacheSettings,
     pub apis: Vec<ApiSettings>,
+    pub registry: Option<RegistrySettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +70,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Settings, ConfigError> {
     };
     let provider = provider(raw.provider)?;
     let cache = cache(raw.cache)?;
+    let registry = raw.registry.map(registry).transpose()?;
     if raw.apis.is_empty() {
         return Err(ConfigError::at("api", "at least one [[api]] is required"));
     }
@@ -75,7 +78,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Settings, ConfigError> {
     let mut seen_names = HashSet::new();
     for (i, raw_api) in raw.apis.into_iter().enumerate() {
         let path = format!("api[{i}]");
-        let api = api(raw_api, &path, listen.request_timeout)?;
+        let api = api(raw_api, &path, listen.request_timeout, registry.is_some())?;
         if !seen_names.insert(api.name.clone()) {
             return Err(ConfigError::at(
                 format!("{path}.name"),
@@ -96,6 +99,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Settings, ConfigError> {
         provider,
         cache,
         apis,
+        registry,
     })
 }
 

@@ -158,7 +158,14 @@ fn cors(c: &CorsSettings) -> String {
 fn policy(p: &PolicySettings) -> String {
     let clients = match &p.clients {
         ClientCheck::Skip => "client ids not checked".to_owned(),
-        ClientCheck::Contracts(c) => format!("{} client(s) with contracts", c.len()),
+        ClientCheck::Contracts {
+            listed,
+            registry: false,
+        } => format!("{} client(s) with contracts", listed.len()),
+        ClientCheck::Contracts {
+            listed,
+            registry: true,
+        } => format!("{} listed client(s), and registry contracts", listed.len()),
     };
     format!(
         "scopes [{}] ({:?}), {clients}",

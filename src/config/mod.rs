@@ -13,6 +13,7 @@ mod listen;
 mod provider;
 mod rate;
 pub mod raw;
+mod registry;
 mod rules;
 
 use std::path::Path;
@@ -27,6 +28,7 @@ pub use listen::{ConnectionLimits, ListenSettings};
 pub use provider::{BudgetSettings, JwtSettings, ProviderSettings};
 pub use rate::Rate;
 pub use raw::{ClientAuth, LogFormat, ScopeMatch, TokenSource, ValidationMode};
+pub use registry::{RegistrySettings, StoreUrl};
 pub use rules::RuleSettings;
 
 /// A configuration problem, with the key path it concerns (e.g. `api[0].clients`).

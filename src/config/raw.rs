@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub cache: RawCache,
     #[serde(default, rename = "api")]
     pub apis: Vec<RawApi>,
+    pub registry: Option<RawRegistry>,
     /// Only `tollgate dev` reads it (`config::dev_settings`); accepted here so one file serves both.
     #[serde(default)]
     pub dev: Option<toml::Value>,
@@ -101,6 +102,15 @@ pub enum ClientAuth {
     ClientSecretPost,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistry {
+    pub store: String,
+    pub refresh_interval: Option<ConfigDuration>,
+    pub encryption_key: Option<String>,
+    pub max_staleness: Option<ConfigDuration>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCache {
@@ -129,6 +139,9 @@ pub struct RawApi {
     pub clients: Vec<String>,
     #[serde(default)]
     pub skip_client_id_validation: bool,
+    /// Contracts requested for this API are approved at once (when the API has no tiers).
+    #[serde(default)]
+    pub auto_approve: bool,
     #[serde(default)]
     pub expose_headers: bool,
     pub expose_headers_prefix: Option<String>,

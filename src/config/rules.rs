@@ -51,7 +51,11 @@ pub(super) fn compile_rule(
                     "an empty list would admit no client: omit the key to inherit the API's",
                 ));
             }
-            Some(c) => ClientCheck::Contracts(c.into_iter().collect()),
+            // A rule's own list is exactly who may pass: registry contracts are per API.
+            Some(c) => ClientCheck::Contracts {
+                listed: c.into_iter().collect(),
+                registry: false,
+            },
             None => api_policy.clients.clone(),
         },
     };

@@ -494,3 +494,56 @@ fn an_api_timeout_of_zero_is_refused() {
     ));
     assert_eq!(e.path, "listen.request_timeout", "{e}");
 }
+
+#[test]
+fn the_registry_is_checked_and_lets_an_api_list_no_clients() {
+    let without_clients = API.replace("clients = [\"app\"]\n", "");
+    let with = |registry: &str| format!("{PROVIDER}{registry}\n{without_clients}");
+    let s = parse(&with("[registry]\nstore = \"sqlite://reg.db\""), &env()).unwrap();
+    let r = s.registry.unwrap();
+    assert_eq!(r.store.to_string(), "sqlite://reg.db");
+    assert_eq!(r.refresh_interval, Duration::from_secs(1));
+    let pg = parse(
+        &with("[registry]\nstore = \"postgres://gw:hunter2@db.test/tollgate\""),
+        &env(),
+    )
+    .unwrap();
+    let shown = pg.registry.unwrap().store.to_string();
+    assert!(
+        !shown.contains("hunter2") && shown.contains("db.test"),
+        "{shown}"
+    );
+    for (registry, path, why) in [
+        ("store = \"mysql://x\"", "registry.store", "sqlite://PATH"),
+        (
+            "store = \"sqlite://\"",
+            "registry.store",
+            "name the SQLite file",
+        ),
+        (
+            "store = \"sqlite://r.db\"\nrefresh_interval = \"10ms\"",
+            "registry.refresh_interval",
+            "between 100ms and 60s",
+        ),
+        (
+            "store = \"sqlite://r.db\"\nencryption_key = \"short\"",
+            "registry.encryption_key",
+            "at least 32",
+        ),
+        (
+            "store = \"sqlite://r.db\"\nmax_staleness = \"10ms\"",
+            "registry.max_staleness",
+            "at least",
+        ),
+        ("stor = \"sqlite://r.db\"", "registry.stor", "unknown field"),
+    ] {
+        let e = err(&with(&format!("[registry]\n{registry}")));
+        assert_eq!(e.path, path, "{registry}: {e}");
+        assert!(e.reason.contains(why), "{registry}: {e}");
+    }
+    let e = err(&format!("{PROVIDER}{without_clients}"));
+    assert!(
+        e.reason.contains("[registry]"),
+        "the hint names the registry: {e}"
+    );
+}

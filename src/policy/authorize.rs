@@ -4,14 +4,24 @@
 
 use super::Rejection;
 use crate::config::{ClientCheck, PolicySettings, ScopeMatch};
+use crate::registry::ContractIndex;
 #[cfg(test)]
 use crate::validate::Attributes;
 use crate::validate::{InvalidReason, Principal};
+
+/// The registry's contracts for one API, as far as this request is concerned.
+#[derive(Clone, Copy)]
+pub struct Contracts<'a> {
+    pub api: &'a str,
+    /// The index in force; `None` while a configured registry has not loaded one yet.
+    pub index: Option<&'a ContractIndex>,
+}
 
 pub fn authorize(
     audience: &[String],
     policy: &PolicySettings,
     principal: &Principal,
+    contracts: Contracts<'_>,
 ) -> Result<(), Rejection> {
     // RFC 7519 §4.1.3 / RFC 9068 §4: the token must be meant for this API.
     if !audience.is_empty()
@@ -33,16 +43,81 @@ pub fn authorize(
     }
     match &policy.clients {
         ClientCheck::Skip => Ok(()),
-        ClientCheck::Contracts(clients) => match principal.client_id() {
-            Some(id) if clients.contains(id) => Ok(()),
-            _ => Err(Rejection::NoContract),
-        },
+        ClientCheck::Contracts { listed, registry } => {
+            let Some(id) = principal.client_id() else {
+                return Err(Rejection::NoContract);
+            };
+            if listed.contains(id) {
+                return Ok(());
+            }
+            if !registry {
+                return Err(Rejection::NoContract);
+            }
+            match contracts.index {
+                Some(index) if index.grant(contracts.api, id).is_some() => Ok(()),
+                Some(_) => Err(Rejection::NoContract),
+                // No index yet: tollgate cannot know whether the client holds a contract.
+                None => Err(Rejection::RegistryUnavailable),
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::registry::Grant;
+
+    /// Without a registry.
+    fn authorize(
+        audience: &[String],
+        policy: &PolicySettings,
+        principal: &Principal,
+    ) -> Result<(), Rejection> {
+        let none = Contracts {
+            api: "orders",
+            index: None,
+        };
+        super::authorize(audience, policy, principal, none)
+    }
+
+    #[test]
+    fn a_registry_contract_admits_a_client_the_static_list_does_not() {
+        let mut p = policy(&[], ScopeMatch::All, Some(&["listed"]));
+        p.clients = ClientCheck::Contracts {
+            listed: ["listed".to_owned()].into(),
+            registry: true,
+        };
+        let grant = Grant {
+            app: Arc::from("shop"),
+            tier: None,
+        };
+        let index = ContractIndex::new(1, [("orders".into(), "registered".into(), grant)]);
+        let on = |api, index| Contracts { api, index };
+        let who = |c| principal(&[], Some(c));
+        let check = |c, contracts| super::authorize(&[], &p, &who(c), contracts);
+        assert_eq!(
+            check("listed", on("orders", None)),
+            Ok(()),
+            "the static list needs no index"
+        );
+        assert_eq!(check("registered", on("orders", Some(&index))), Ok(()));
+        assert_eq!(
+            check("registered", on("payments", Some(&index))),
+            Err(Rejection::NoContract)
+        );
+        assert_eq!(
+            check("stranger", on("orders", Some(&index))),
+            Err(Rejection::NoContract)
+        );
+        assert_eq!(
+            check("registered", on("orders", None)),
+            Err(Rejection::RegistryUnavailable),
+            "no index loaded yet: 503, not a verdict"
+        );
+    }
 
     fn policy(scopes: &[&str], m: ScopeMatch, clients: Option<&[&str]>) -> PolicySettings {
         PolicySettings {
@@ -50,7 +125,10 @@ mod tests {
             scope_match: m,
             clients: match clients {
                 None => ClientCheck::Skip,
-                Some(c) => ClientCheck::Contracts(c.iter().map(|s| s.to_string()).collect()),
+                Some(c) => ClientCheck::Contracts {
+                    listed: c.iter().map(|s| s.to_string()).collect(),
+                    registry: false,
+                },
             },
         }
     }

@@ -24,7 +24,7 @@ use http::{HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use tower::{Layer, Service, ServiceExt};
 
-pub use authorize::authorize;
+pub use authorize::{Contracts, authorize};
 pub use matching::{check_method, matching_rule};
 pub use rejection::{AccessRecord, Rejection};
 
@@ -32,6 +32,7 @@ use crate::body::{BoundedBody, ProxyBody, full, set_content_length};
 use crate::config::{ApiSettings, PolicySettings, TokenSource};
 use crate::forward::{ForwardError, ForwardPlan};
 use crate::framing::AmbiguousFraming;
+use crate::registry::IndexHandle;
 use crate::routing::{after_prefix, encode_path, normalise_path, request_host};
 use crate::runtime::{Api, Runtime, RuntimeHandle};
 use crate::trust::ClientAddr;
@@ -225,9 +226,10 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Decision, 
         )
         .await
         .map_err(refuse)?;
-        let principal = validate_and_authorize(&api, policy, &token, caller)
-            .await
-            .map_err(refuse)?;
+        let principal =
+            validate_and_authorize(&api, policy, &token, caller, runtime.registry.as_deref())
+                .await
+                .map_err(refuse)?;
         (req, Some(principal))
     };
 
@@ -405,6 +407,7 @@ async fn validate_and_authorize(
     policy: &PolicySettings,
     token: &BearerToken,
     caller: Caller,
+    registry: Option<&IndexHandle>,
 ) -> Result<Arc<Principal>, Rejection> {
     let principal = api
         .validator
@@ -418,7 +421,12 @@ async fn validate_and_authorize(
                 Rejection::ProviderUnavailable(error)
             }
         })?;
-    authorize(&api.settings.audience, policy, &principal)?;
+    let index = registry.and_then(IndexHandle::current);
+    let contracts = Contracts {
+        api: &api.name,
+        index: index.as_deref(),
+    };
+    authorize(&api.settings.audience, policy, &principal, contracts)?;
     Ok(principal)
 }
 

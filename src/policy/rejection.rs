@@ -43,6 +43,8 @@ pub enum Rejection {
     /// A CORS preflight from an origin, or for a method or header, that `[api.cors]` does not allow.
     CorsRefused(CorsRefusal),
     ProviderUnavailable(ProviderError),
+    /// The API needs registry contracts and no contract index is loaded yet.
+    RegistryUnavailable,
     /// The client address has used its share of new tokens (`misses_per_client`); retry after
     /// this long.
     TooManyNewTokens(Duration),
@@ -78,6 +80,7 @@ impl Rejection {
             Rejection::NoContract => "no_contract",
             Rejection::CorsRefused(_) => "cors_refused",
             Rejection::ProviderUnavailable(_) => "provider_unavailable",
+            Rejection::RegistryUnavailable => "registry_unavailable",
             Rejection::TooManyNewTokens(_) => "too_many_new_tokens",
             Rejection::UpstreamUnreachable => "upstream_unreachable",
             Rejection::UpstreamTimeout => "upstream_timeout",
@@ -98,7 +101,9 @@ impl Rejection {
             Rejection::InsufficientScope { .. }
             | Rejection::NoContract
             | Rejection::CorsRefused(_) => StatusCode::FORBIDDEN,
-            Rejection::ProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::ProviderUnavailable(_) | Rejection::RegistryUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Rejection::TooManyNewTokens(_) => StatusCode::TOO_MANY_REQUESTS,
             Rejection::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -156,6 +161,10 @@ impl Rejection {
                 "temporarily_unavailable",
                 "the token could not be validated now; retry later".into(),
             ),
+            Rejection::RegistryUnavailable => (
+                "temporarily_unavailable",
+                "the client's contracts could not be checked now; retry later".into(),
+            ),
             Rejection::TooManyNewTokens(_) => (
                 "too_many_requests",
                 "too many new access tokens from this client address; retry later".into(),
@@ -189,6 +198,7 @@ impl Rejection {
             | Rejection::NoContract
             | Rejection::CorsRefused(_)
             | Rejection::ProviderUnavailable(_)
+            | Rejection::RegistryUnavailable
             | Rejection::TooManyNewTokens(_)
             | Rejection::UpstreamUnreachable
             | Rejection::UpstreamTimeout => false,
@@ -225,6 +235,7 @@ impl Rejection {
             // Not about a credential: a preflight carries none (RFC 6750 §3 does not apply).
             | Rejection::CorsRefused(_)
             | Rejection::ProviderUnavailable(_)
+            | Rejection::RegistryUnavailable
             | Rejection::TooManyNewTokens(_)
             | Rejection::UpstreamUnreachable
             | Rejection::UpstreamTimeout => None,
@@ -235,6 +246,7 @@ impl Rejection {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             Rejection::ProviderUnavailable(e) => Some(e.retry_after()),
+            Rejection::RegistryUnavailable => Some(Duration::from_secs(1)),
             Rejection::TooManyNewTokens(wait) => {
                 Some(seconds_up(*wait).max(Duration::from_secs(1)))
             }

@@ -26,6 +26,7 @@ mod keys;
 mod lifecycle;
 mod lifecycle_leaks;
 mod metrics;
+mod registry;
 mod reload;
 mod spelling;
 mod troubleshoot;

@@ -1,0 +1,148 @@
+//! The contract index: which client ids hold an approved contract for which API, compiled from the
+//! registry and read on every request by `policy::authorize`. It is never cached with a token's
+//! verdict, so a revoke stops tokens already in the verdict cache. One index is in force at a
+//! time; a refresh swaps in a whole new one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+/// What an approved contract grants a client on one API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The application's name in the registry.
+    pub app: Arc<str>,
+    /// The contract's SLA tier, if any.
+    pub tier: Option<Arc<str>>,
+}
+
+/// Approved contracts of active applications, by API name, then client id.
+#[derive(Debug, Default)]
+pub struct ContractIndex {
+    /// The store's revision this index was built from.
+    pub revision: i64,
+    by_api: HashMap<Box<str>, HashMap<Box<str>, Grant>>,
+}
+
+impl ContractIndex {
+    /// Builds an index from `(api, client_id, grant)` rows.
+    pub fn new(revision: i64, rows: impl IntoIterator<Item = (String, String, Grant)>) -> Self {
+        let mut by_api: HashMap<Box<str>, HashMap<Box<str>, Grant>> = HashMap::new();
+        for (api, client_id, grant) in rows {
+            by_api
+                .entry(api.into_boxed_str())
+                .or_default()
+                .insert(client_id.into_boxed_str(), grant);
+        }
+        ContractIndex { revision, by_api }
+    }
+
+    /// The grant `client_id` holds on `api`, if it holds an approved contract there.
+    pub fn grant(&self, api: &str, client_id: &str) -> Option<&Grant> {
+        self.by_api.get(api)?.get(client_id)
+    }
+
+    /// Approved contracts in the index.
+    pub fn len(&self) -> usize {
+        self.by_api.values().map(HashMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The index in force, shared by the request path and the refresh task.
+#[derive(Default)]
+pub struct IndexHandle {
+    current: RwLock<Option<(Arc<ContractIndex>, Instant)>>,
+    /// Past this age the gateway is not ready (`[registry] max_staleness`).
+    max_staleness: std::time::Duration,
+}
+
+impl IndexHandle {
+    pub fn new(max_staleness: std::time::Duration) -> Self {
+        IndexHandle {
+            current: RwLock::new(None),
+            max_staleness,
+        }
+    }
+
+    /// Why the gateway is not ready as far as the registry goes, if it is not.
+    pub fn unready(&self) -> Option<&'static str> {
+        match self.age() {
+            None => Some("not ready: no contract index loaded from the registry yet\n"),
+            Some(age) if age > self.max_staleness => {
+                Some("not ready: the contract index is older than registry.max_staleness\n")
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// The index in force, or `None` before the first load.
+    pub fn current(&self) -> Option<Arc<ContractIndex>> {
+        let guard = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard.as_ref().map(|(index, _)| index.clone())
+    }
+
+    /// Swaps in a new index, loaded (or confirmed current) now.
+    pub fn replace(&self, index: Arc<ContractIndex>) {
+        let mut guard = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *guard = Some((index, Instant::now()));
+    }
+
+    /// Marks the index in force as confirmed current now (the store's revision is unchanged).
+    pub fn confirm(&self) {
+        let mut guard = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, at)) = guard.as_mut() {
+            *at = Instant::now();
+        }
+    }
+
+    /// How long since the store last confirmed the index, if one is loaded.
+    pub fn age(&self) -> Option<std::time::Duration> {
+        let guard = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard.as_ref().map(|(_, at)| at.elapsed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grant_is_per_api_and_client() {
+        let grant = |app: &str| Grant {
+            app: Arc::from(app),
+            tier: None,
+        };
+        let index = ContractIndex::new(
+            7,
+            [
+                ("orders".to_owned(), "c1".to_owned(), grant("shop")),
+                ("payments".to_owned(), "c2".to_owned(), grant("billing")),
+            ],
+        );
+        assert_eq!(index.grant("orders", "c1"), Some(&grant("shop")));
+        assert_eq!(index.grant("orders", "c2"), None);
+        assert_eq!(index.grant("payments", "c1"), None);
+        assert_eq!(index.len(), 2);
+        let handle = IndexHandle::new(std::time::Duration::from_secs(60));
+        assert!(handle.current().is_none() && handle.unready().is_some());
+        handle.replace(Arc::new(index));
+        assert_eq!(handle.current().map(|i| i.revision), Some(7));
+        assert_eq!(handle.unready(), None);
+    }
+}

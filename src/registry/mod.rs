@@ -1,0 +1,511 @@
+//! The registry of client applications, SLA tiers and contracts: Anypoint's client-provider half.
+//! [`Registry`] is the one layer of operations the CLI (and the admin API) call, each a checked
+//! state change in one store transaction with its audit entry; [`ContractIndex`] is what the
+//! request path reads, rebuilt by [`refresh`] when the store's revision moves.
+
+pub mod cli;
+mod index;
+mod model;
+mod refresh;
+mod store;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::json;
+
+pub use index::{ContractIndex, Grant, IndexHandle};
+pub use model::{
+    App, AppStatus, AuditEntry, Contract, ContractAction, ContractStatus, Limit, Tier, TierStatus,
+    check_name,
+};
+pub use refresh::{keep_current, load_index, refresh};
+pub use store::Store;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+
+/// Why a registry operation was refused or failed. Nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{what} {name:?} does not exist{hint}")]
+    NotFound {
+        what: &'static str,
+        name: String,
+        hint: String,
+    },
+    #[error("{what} {name:?} exists already{hint}")]
+    Duplicate {
+        what: &'static str,
+        name: String,
+        hint: String,
+    },
+    /// A bad name, limit, API or tier: what to write instead is in the message.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the contract of {app:?} with {api:?} is {from}: cannot {action} it ({hint})")]
+    IllegalTransition {
+        app: String,
+        api: String,
+        from: &'static str,
+        action: &'static str,
+        hint: &'static str,
+    },
+    /// The store cannot be opened or migrated.
+    #[error("the registry store {store} {reason}")]
+    Store { store: String, reason: String },
+    #[error("the registry store failed: {0}")]
+    Query(String),
+    /// The configuration has no `[registry]`.
+    #[error(
+        "no [registry] is configured: add one with a store, e.g. store = \"sqlite:///var/lib/tollgate/registry.db\""
+    )]
+    NotConfigured,
+}
+
+/// What a new application is.
+#[derive(Debug, Clone, Default)]
+pub struct NewApp {
+    pub name: String,
+    pub client_id: String,
+    pub grant: String,
+    pub redirect_uris: Vec<String>,
+    pub description: String,
+}
+
+/// Which contracts to list.
+#[derive(Debug, Clone, Default)]
+pub struct ContractFilter {
+    pub api: Option<String>,
+    pub app: Option<String>,
+    pub status: Option<ContractStatus>,
+}
+
+/// The registry's operations, on one store, for the APIs of one configuration.
+pub struct Registry {
+    store: Store,
+    /// API name → whether its contracts auto-approve when it has no tiers.
+    apis: HashMap<String, bool>,
+    clock: Arc<dyn Clock>,
+    /// Who is making the changes (the audit's `actor`).
+    actor: String,
+}
+
+impl Registry {
+    /// Opens the configuration's registry store.
+    pub async fn open(
+        settings: &Settings,
+        clock: Arc<dyn Clock>,
+        actor: impl Into<String>,
+    ) -> Result<Registry, RegistryError> {
+        let config = settings
+            .registry
+            .as_ref()
+            .ok_or(RegistryError::NotConfigured)?;
+        let store = Store::open(&config.store).await?;
+        let apis = settings
+            .apis
+            .iter()
+            .map(|a| (a.name.clone(), a.auto_approve))
+            .collect();
+        Ok(Registry {
+            store,
+            apis,
+            clock,
+            actor: actor.into(),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn now(&self) -> i64 {
+        i64::try_from(self.clock.now_unix()).unwrap_or(i64::MAX)
+    }
+
+    fn entry(&self, action: &str, subject: String) -> AuditEntry {
+        AuditEntry {
+            revision: 0,
+            at: self.now(),
+            actor: self.actor.clone(),
+            action: action.to_owned(),
+            subject,
+            before: None,
+            after: None,
+        }
+    }
+
+    fn known_api(&self, api: &str) -> Result<bool, RegistryError> {
+        self.apis.get(api).copied().ok_or_else(|| {
+            let mut names: Vec<&str> = self.apis.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            RegistryError::Invalid(format!(
+                "no API is named {api:?} in the configuration (its [[api]] names: {})",
+                names.join(", ")
+            ))
+        })
+    }
+
+    // --- applications ---------------------------------------------------------------------------
+
+    /// Adopts a client that exists at the provider already: no provider call.
+    pub async fn import_app(&self, new: NewApp) -> Result<App, RegistryError> {
+        check_name("application", &new.name)?;
+        if new.client_id.trim().is_empty() || new.client_id.chars().any(char::is_control) {
+            return Err(RegistryError::Invalid(
+                "--client-id: the provider's client id, as its tokens carry it".to_owned(),
+            ));
+        }
+        let mut change = self.store.begin().await?;
+        if change.app(&new.name).await?.is_some() {
+            return Err(duplicate("application", &new.name, ""));
+        }
+        if let Some(other) = change.app_by_client_id(&new.client_id).await? {
+            return Err(duplicate(
+                "client id",
+                &new.client_id,
+                &format!(" (application {:?})", other.name),
+            ));
+        }
+        let now = self.now();
+        let app = App {
+            name: new.name,
+            client_id: new.client_id,
+            grant: new.grant,
+            redirect_uris: new.redirect_uris,
+            description: new.description,
+            status: AppStatus::Active,
+            origin: "imported".to_owned(),
+            created_at: now,
+            updated_at: now,
+        };
+        change.insert_app(&app).await?;
+        let mut entry = self.entry("app.import", format!("app/{}", app.name));
+        entry.after = Some(json!(app));
+        change.commit(&entry).await?;
+        Ok(app)
+    }
+
+    pub async fn apps(&self) -> Result<Vec<App>, RegistryError> {
+        self.store.apps().await
+    }
+
+    /// An application and its contracts.
+    pub async fn app(&self, name: &str) -> Result<(App, Vec<Contract>), RegistryError> {
+        let app = self
+            .store
+            .app(name)
+            .await?
+            .ok_or_else(|| not_found("application", name))?;
+        let contracts = self
+            .contracts(&ContractFilter {
+                app: Some(name.to_owned()),
+                ..ContractFilter::default()
+            })
+            .await?;
+        Ok((app, contracts))
+    }
+
+    /// Disables or enables an application: a disabled one's contracts admit nothing.
+    pub async fn set_app_status(
+        &self,
+        name: &str,
+        status: AppStatus,
+    ) -> Result<App, RegistryError> {
+        let mut change = self.store.begin().await?;
+        let before = change
+            .app(name)
+            .await?
+            .ok_or_else(|| not_found("application", name))?;
+        let now = self.now();
+        change.set_app_status(name, status, now).await?;
+        let after = App {
+            status,
+            updated_at: now,
+            ..before.clone()
+        };
+        let action = match status {
+            AppStatus::Active => "app.enable",
+            AppStatus::Disabled => "app.disable",
+        };
+        let mut entry = self.entry(action, format!("app/{name}"));
+        entry.before = Some(json!(before));
+        entry.after = Some(json!(after));
+        change.commit(&entry).await?;
+        Ok(after)
+    }
+
+    /// Deletes an application; its contracts are revoked (deleted) in the same change, so no
+    /// gateway admits it past this revision.
+    pub async fn delete_app(&self, name: &str) -> Result<App, RegistryError> {
+        let mut change = self.store.begin().await?;
+        let before = change
+            .app(name)
+            .await?
+            .ok_or_else(|| not_found("application", name))?;
+        let contracts = change.contracts_of(name).await?;
+        change.delete_app(name).await?;
+        let mut entry = self.entry("app.delete", format!("app/{name}"));
+        entry.before = Some(json!({"app": before, "contracts": contracts}));
+        change.commit(&entry).await?;
+        Ok(before)
+    }
+
+    // --- contracts ------------------------------------------------------------------------------
+
+    /// Requests a contract; approved at once when its tier (or the API, without tiers)
+    /// auto-approves.
+    pub async fn request_contract(
+        &self,
+        app: &str,
+        api: &str,
+        tier: Option<&str>,
+    ) -> Result<Contract, RegistryError> {
+        let api_auto = self.known_api(api)?;
+        let mut change = self.store.begin().await?;
+        change
+            .app(app)
+            .await?
+            .ok_or_else(|| not_found("application", app))?;
+        if let Some(existing) = change.contract(app, api).await? {
+            return Err(duplicate(
+                "contract",
+                &format!("{app}/{api}"),
+                &format!(
+                    " ({}; see `tollgate contract list --app {app}`)",
+                    existing.status.as_str()
+                ),
+            ));
+        }
+        let auto = match tier {
+            Some(name) => {
+                let t = change
+                    .tier(api, name)
+                    .await?
+                    .ok_or_else(|| RegistryError::NotFound {
+                        what: "tier",
+                        name: name.to_owned(),
+                        hint: format!(" for API {api:?}: see `tollgate tier list --api {api}`"),
+                    })?;
+                if t.status == TierStatus::Deprecated {
+                    return Err(RegistryError::Invalid(format!(
+                        "tier {name:?} of {api:?} is deprecated: new contracts choose another"
+                    )));
+                }
+                t.auto_approve
+            }
+            None => {
+                let (tiers, _) = change.tier_counts(api, "").await?;
+                if tiers > 0 {
+                    return Err(RegistryError::Invalid(format!(
+                        "API {api:?} has SLA tiers: request one with --tier (see `tollgate tier list --api {api}`)"
+                    )));
+                }
+                api_auto
+            }
+        };
+        let now = self.now();
+        let contract = Contract {
+            app: app.to_owned(),
+            api: api.to_owned(),
+            tier: tier.map(str::to_owned),
+            status: if auto {
+                ContractStatus::Approved
+            } else {
+                ContractStatus::Pending
+            },
+            created_at: now,
+            updated_at: now,
+        };
+        change.put_contract(&contract).await?;
+        let mut entry = self.entry("contract.request", format!("contract/{app}/{api}"));
+        entry.after = Some(json!(contract));
+        change.commit(&entry).await?;
+        Ok(contract)
+    }
+
+    /// Approves, rejects, revokes, restores or deletes a contract; `None` once deleted.
+    pub async fn change_contract(
+        &self,
+        app: &str,
+        api: &str,
+        action: ContractAction,
+    ) -> Result<Option<Contract>, RegistryError> {
+        let mut change = self.store.begin().await?;
+        let before = change
+            .contract(app, api)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound {
+                what: "contract",
+                name: format!("{app}/{api}"),
+                hint: format!(": request it with `tollgate contract request {app} {api}`"),
+            })?;
+        let next =
+            action
+                .apply(before.status)
+                .map_err(|hint| RegistryError::IllegalTransition {
+                    app: app.to_owned(),
+                    api: api.to_owned(),
+                    from: before.status.as_str(),
+                    action: action.as_str(),
+                    hint,
+                })?;
+        let after = match next {
+            Some(status) => {
+                let c = Contract {
+                    status,
+                    updated_at: self.now(),
+                    ..before.clone()
+                };
+                change.put_contract(&c).await?;
+                Some(c)
+            }
+            None => {
+                change.delete_contract(app, api).await?;
+                None
+            }
+        };
+        let mut entry = self.entry(
+            &format!("contract.{}", action.as_str()),
+            format!("contract/{app}/{api}"),
+        );
+        entry.before = Some(json!(before));
+        entry.after = after.as_ref().map(|c| json!(c));
+        change.commit(&entry).await?;
+        Ok(after)
+    }
+
+    pub async fn contracts(&self, filter: &ContractFilter) -> Result<Vec<Contract>, RegistryError> {
+        let all = self.store.contracts().await?;
+        Ok(all
+            .into_iter()
+            .filter(|c| filter.api.as_ref().is_none_or(|a| *a == c.api))
+            .filter(|c| filter.app.as_ref().is_none_or(|a| *a == c.app))
+            .filter(|c| filter.status.is_none_or(|s| s == c.status))
+            .collect())
+    }
+
+    // --- tiers ----------------------------------------------------------------------------------
+
+    pub async fn create_tier(
+        &self,
+        api: &str,
+        name: &str,
+        limits: Vec<Limit>,
+        auto_approve: bool,
+    ) -> Result<Tier, RegistryError> {
+        self.known_api(api)?;
+        check_name("tier", name)?;
+        if limits.is_empty() {
+            return Err(RegistryError::Invalid(
+                "a tier needs at least one --limit, e.g. --limit 100/1s".to_owned(),
+            ));
+        }
+        let windows: HashSet<_> = limits.iter().map(|l| l.per).collect();
+        if windows.len() != limits.len() {
+            return Err(RegistryError::Invalid(
+                "two limits with the same window: keep one per window".to_owned(),
+            ));
+        }
+        let mut change = self.store.begin().await?;
+        if change.tier(api, name).await?.is_some() {
+            return Err(duplicate("tier", &format!("{api}/{name}"), ""));
+        }
+        let tier = Tier {
+            api: api.to_owned(),
+            name: name.to_owned(),
+            limits,
+            auto_approve,
+            status: TierStatus::Active,
+            created_at: self.now(),
+        };
+        change.put_tier(&tier).await?;
+        let mut entry = self.entry("tier.create", format!("tier/{api}/{name}"));
+        entry.after = Some(json!(tier));
+        change.commit(&entry).await?;
+        Ok(tier)
+    }
+
+    pub async fn tiers(&self, api: Option<&str>) -> Result<Vec<Tier>, RegistryError> {
+        let all = self.store.tiers().await?;
+        Ok(all
+            .into_iter()
+            .filter(|t| api.is_none_or(|a| a == t.api))
+            .collect())
+    }
+
+    pub async fn deprecate_tier(&self, api: &str, name: &str) -> Result<Tier, RegistryError> {
+        let mut change = self.store.begin().await?;
+        let before = change
+            .tier(api, name)
+            .await?
+            .ok_or_else(|| not_found("tier", &format!("{api}/{name}")))?;
+        let after = Tier {
+            status: TierStatus::Deprecated,
+            ..before.clone()
+        };
+        change.put_tier(&after).await?;
+        let mut entry = self.entry("tier.deprecate", format!("tier/{api}/{name}"));
+        entry.before = Some(json!(before));
+        entry.after = Some(json!(after));
+        change.commit(&entry).await?;
+        Ok(after)
+    }
+
+    /// Deletes a tier no contract uses.
+    pub async fn delete_tier(&self, api: &str, name: &str) -> Result<Tier, RegistryError> {
+        let mut change = self.store.begin().await?;
+        let before = change
+            .tier(api, name)
+            .await?
+            .ok_or_else(|| not_found("tier", &format!("{api}/{name}")))?;
+        let (_, using) = change.tier_counts(api, name).await?;
+        if using > 0 {
+            return Err(RegistryError::Invalid(format!(
+                "tier {name:?} of {api:?} has {using} contract(s): deprecate it, or delete them first"
+            )));
+        }
+        change.delete_tier(api, name).await?;
+        let mut entry = self.entry("tier.delete", format!("tier/{api}/{name}"));
+        entry.before = Some(json!(before));
+        change.commit(&entry).await?;
+        Ok(before)
+    }
+
+    // --- audit ----------------------------------------------------------------------------------
+
+    /// Changes at or after `since` (Unix seconds), optionally those about one application.
+    pub async fn audit(
+        &self,
+        since: i64,
+        app: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, RegistryError> {
+        let entries = self.store.audit(since).await?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| {
+                app.is_none_or(|a| {
+                    e.subject == format!("app/{a}")
+                        || e.subject.starts_with(&format!("contract/{a}/"))
+                })
+            })
+            .collect())
+    }
+}
+
+fn not_found(what: &'static str, name: &str) -> RegistryError {
+    RegistryError::NotFound {
+        what,
+        name: name.to_owned(),
+        hint: String::new(),
+    }
+}
+
+fn duplicate(what: &'static str, name: &str, hint: &str) -> RegistryError {
+    RegistryError::Duplicate {
+        what,
+        name: name.to_owned(),
+        hint: hint.to_owned(),
+    }
+}

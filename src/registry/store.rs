@@ -1,0 +1,571 @@
+//! The registry's store: one schema, written once in SQL both SQLite and PostgreSQL speak, behind
+//! sqlx's `Any` pool. Every change runs in one transaction that first bumps the store's revision
+//! (taking the write lock before anything is read, which SQLite needs to never fail an upgrade)
+//! and records an audit entry under that revision; gateways poll the revision to know when to
+//! rebuild their contract index.
+
+use std::sync::Once;
+
+use serde_json::Value;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Row, Transaction};
+
+use super::RegistryError;
+use super::model::{App, AppStatus, AuditEntry, Contract, ContractStatus, Limit, Tier, TierStatus};
+use crate::config::StoreUrl;
+
+/// The schema, version by version. Each statement is idempotent, so two processes migrating at
+/// once end in the same state.
+const MIGRATIONS: &[&[&str]] = &[&[
+    "CREATE TABLE IF NOT EXISTS tollgate_schema (id BIGINT PRIMARY KEY, version BIGINT NOT NULL)",
+    "INSERT INTO tollgate_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+    "CREATE TABLE IF NOT EXISTS registry_state (id BIGINT PRIMARY KEY, revision BIGINT NOT NULL)",
+    "INSERT INTO registry_state (id, revision) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+    "CREATE TABLE IF NOT EXISTS apps (
+        name TEXT PRIMARY KEY,
+        client_id TEXT NOT NULL UNIQUE,
+        grant_type TEXT NOT NULL,
+        redirect_uris TEXT NOT NULL,
+        description TEXT NOT NULL,
+        status TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS tiers (
+        api TEXT NOT NULL,
+        name TEXT NOT NULL,
+        limits TEXT NOT NULL,
+        auto_approve BIGINT NOT NULL,
+        status TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (api, name))",
+    "CREATE TABLE IF NOT EXISTS contracts (
+        app TEXT NOT NULL REFERENCES apps (name),
+        api TEXT NOT NULL,
+        tier TEXT,
+        status TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (app, api))",
+    "CREATE TABLE IF NOT EXISTS audit (
+        revision BIGINT PRIMARY KEY,
+        at BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        before_json TEXT,
+        after_json TEXT)",
+]];
+
+/// An open store.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    /// Shown in errors (without a password).
+    shown: String,
+}
+
+/// One change under way: its transaction and the revision it will commit as.
+pub struct Change {
+    tx: Transaction<'static, Any>,
+    pub revision: i64,
+}
+
+impl Store {
+    /// Opens (creating an SQLite file if need be) and migrates the store.
+    pub async fn open(url: &StoreUrl) -> Result<Store, RegistryError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let shown = url.to_string();
+        let unusable = |reason: String| RegistryError::Store {
+            store: shown.clone(),
+            reason,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                        // Writers from other processes (the CLI) wait rather than fail; readers
+                        // never block the writer.
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url.connect_url())
+            .await
+            .map_err(|e| unusable(format!("cannot be opened: {e}")))?;
+        let store = Store {
+            pool,
+            shown: shown.clone(),
+        };
+        store.migrate().await.map_err(|e| match e {
+            RegistryError::Query(reason) => unusable(format!("cannot be migrated: {reason}")),
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), RegistryError> {
+        let known = MIGRATIONS.len() as i64;
+        for statement in MIGRATIONS[0] {
+            sqlx::query(statement)
+                .execute(&self.pool)
+                .await
+                .map_err(query)?;
+        }
+        let version: i64 = sqlx::query("SELECT version FROM tollgate_schema WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query)?
+            .try_get("version")
+            .map_err(query)?;
+        if version > known {
+            return Err(RegistryError::Store {
+                store: self.shown.clone(),
+                reason: format!(
+                    "its schema is version {version}, newer than this tollgate knows ({known}): upgrade tollgate"
+                ),
+            });
+        }
+        // The first version ran above (it creates the version table itself); later ones once.
+        for statements in MIGRATIONS.iter().skip(version.max(1) as usize) {
+            for statement in *statements {
+                sqlx::query(statement)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(query)?;
+            }
+        }
+        sqlx::query("UPDATE tollgate_schema SET version = $1 WHERE id = 1 AND version < $1")
+            .bind(known)
+            .execute(&self.pool)
+            .await
+            .map_err(query)?;
+        Ok(())
+    }
+
+    /// The store's revision: it changes with every change.
+    pub async fn revision(&self) -> Result<i64, RegistryError> {
+        sqlx::query("SELECT revision FROM registry_state WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| row.try_get("revision"))
+            .map_err(query)
+    }
+
+    /// Starts a change: the write lock and the next revision first.
+    pub async fn begin(&self) -> Result<Change, RegistryError> {
+        let mut tx = self.pool.begin().await.map_err(query)?;
+        let revision: i64 = sqlx::query(
+            "UPDATE registry_state SET revision = revision + 1 WHERE id = 1 RETURNING revision",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .and_then(|row| row.try_get("revision"))
+        .map_err(query)?;
+        Ok(Change { tx, revision })
+    }
+
+    // --- reads ----------------------------------------------------------------------------------
+
+    pub async fn apps(&self) -> Result<Vec<App>, RegistryError> {
+        let rows = sqlx::query(&format!("{APP_COLUMNS} ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query)?;
+        rows.iter().map(app).collect()
+    }
+
+    pub async fn app(&self, name: &str) -> Result<Option<App>, RegistryError> {
+        let row = sqlx::query(&format!("{APP_COLUMNS} WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query)?;
+        row.as_ref().map(app).transpose()
+    }
+
+    pub async fn contracts(&self) -> Result<Vec<Contract>, RegistryError> {
+        let rows = sqlx::query(&format!("{CONTRACT_COLUMNS} ORDER BY api, app"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query)?;
+        rows.iter().map(contract).collect()
+    }
+
+    pub async fn tiers(&self) -> Result<Vec<Tier>, RegistryError> {
+        let rows = sqlx::query(&format!("{TIER_COLUMNS} ORDER BY api, name"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query)?;
+        rows.iter().map(tier).collect()
+    }
+
+    /// Audit entries at or after `since` (Unix seconds), oldest first.
+    pub async fn audit(&self, since: i64) -> Result<Vec<AuditEntry>, RegistryError> {
+        let rows = sqlx::query(
+            "SELECT revision, at, actor, action, subject, before_json, after_json FROM audit \
+             WHERE at >= $1 ORDER BY revision",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query)?;
+        rows.iter().map(audit_entry).collect()
+    }
+
+    /// What the contract index is built from: approved contracts of active applications, as
+    /// `(api, client_id, app, tier)`, and the revision they were read at (one transaction).
+    pub async fn approved(
+        &self,
+    ) -> Result<(i64, Vec<(String, String, String, Option<String>)>), RegistryError> {
+        let mut tx = self.pool.begin().await.map_err(query)?;
+        let revision: i64 = sqlx::query("SELECT revision FROM registry_state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|row| row.try_get("revision"))
+            .map_err(query)?;
+        let rows = sqlx::query(
+            "SELECT c.api, a.client_id, a.name, c.tier FROM contracts c JOIN apps a ON a.name = c.app \
+             WHERE c.status = 'approved' AND a.status = 'active'",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(query)?;
+        tx.commit().await.map_err(query)?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("api")?,
+                    r.try_get("client_id")?,
+                    r.try_get("name")?,
+                    r.try_get("tier")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(query)?;
+        Ok((revision, rows))
+    }
+}
+
+const APP_COLUMNS: &str = "SELECT name, client_id, grant_type, redirect_uris, description, status, \
+                           origin, created_at, updated_at FROM apps";
+const CONTRACT_COLUMNS: &str =
+    "SELECT app, api, tier, status, created_at, updated_at FROM contracts";
+const TIER_COLUMNS: &str = "SELECT api, name, limits, auto_approve, status, created_at FROM tiers";
+
+impl Change {
+    pub async fn app(&mut self, name: &str) -> Result<Option<App>, RegistryError> {
+        let row = sqlx::query(&format!("{APP_COLUMNS} WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(query)?;
+        row.as_ref().map(app).transpose()
+    }
+
+    pub async fn app_by_client_id(
+        &mut self,
+        client_id: &str,
+    ) -> Result<Option<App>, RegistryError> {
+        let row = sqlx::query(&format!("{APP_COLUMNS} WHERE client_id = $1"))
+            .bind(client_id)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(query)?;
+        row.as_ref().map(app).transpose()
+    }
+
+    pub async fn insert_app(&mut self, a: &App) -> Result<(), RegistryError> {
+        sqlx::query(
+            "INSERT INTO apps (name, client_id, grant_type, redirect_uris, description, status, \
+             origin, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&a.name)
+        .bind(&a.client_id)
+        .bind(&a.grant)
+        .bind(serde_json::to_string(&a.redirect_uris).unwrap_or_default())
+        .bind(&a.description)
+        .bind(app_status(a.status))
+        .bind(&a.origin)
+        .bind(a.created_at)
+        .bind(a.updated_at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(query)?;
+        Ok(())
+    }
+
+    pub async fn set_app_status(
+        &mut self,
+        name: &str,
+        status: AppStatus,
+        at: i64,
+    ) -> Result<(), RegistryError> {
+        sqlx::query("UPDATE apps SET status = $1, updated_at = $2 WHERE name = $3")
+            .bind(app_status(status))
+            .bind(at)
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(query)?;
+        Ok(())
+    }
+
+    pub async fn delete_app(&mut self, name: &str) -> Result<(), RegistryError> {
+        for statement in [
+            "DELETE FROM contracts WHERE app = $1",
+            "DELETE FROM apps WHERE name = $1",
+        ] {
+            sqlx::query(statement)
+                .bind(name)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(query)?;
+        }
+        Ok(())
+    }
+
+    pub async fn contract(
+        &mut self,
+        app: &str,
+        api: &str,
+    ) -> Result<Option<Contract>, RegistryError> {
+        let row = sqlx::query(&format!("{CONTRACT_COLUMNS} WHERE app = $1 AND api = $2"))
+            .bind(app)
+            .bind(api)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(query)?;
+        row.as_ref().map(contract).transpose()
+    }
+
+    pub async fn contracts_of(&mut self, app: &str) -> Result<Vec<Contract>, RegistryError> {
+        let rows = sqlx::query(&format!("{CONTRACT_COLUMNS} WHERE app = $1 ORDER BY api"))
+            .bind(app)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(query)?;
+        rows.iter().map(contract).collect()
+    }
+
+    /// Inserts or replaces the contract of `c.app` with `c.api`.
+    pub async fn put_contract(&mut self, c: &Contract) -> Result<(), RegistryError> {
+        sqlx::query(
+            "INSERT INTO contracts (app, api, tier, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app, api) DO UPDATE SET \
+             tier = excluded.tier, status = excluded.status, updated_at = excluded.updated_at",
+        )
+        .bind(&c.app)
+        .bind(&c.api)
+        .bind(c.tier.clone())
+        .bind(c.status.as_str())
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(query)?;
+        Ok(())
+    }
+
+    pub async fn delete_contract(&mut self, app: &str, api: &str) -> Result<(), RegistryError> {
+        sqlx::query("DELETE FROM contracts WHERE app = $1 AND api = $2")
+            .bind(app)
+            .bind(api)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(query)?;
+        Ok(())
+    }
+
+    pub async fn tier(&mut self, api: &str, name: &str) -> Result<Option<Tier>, RegistryError> {
+        let row = sqlx::query(&format!("{TIER_COLUMNS} WHERE api = $1 AND name = $2"))
+            .bind(api)
+            .bind(name)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(query)?;
+        row.as_ref().map(tier).transpose()
+    }
+
+    /// How many tiers `api` has, and how many contracts use tier `name` of it.
+    pub async fn tier_counts(
+        &mut self,
+        api: &str,
+        name: &str,
+    ) -> Result<(i64, i64), RegistryError> {
+        let tiers: i64 = sqlx::query("SELECT COUNT(*) AS n FROM tiers WHERE api = $1")
+            .bind(api)
+            .fetch_one(&mut *self.tx)
+            .await
+            .and_then(|r| r.try_get("n"))
+            .map_err(query)?;
+        let using: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM contracts WHERE api = $1 AND tier = $2")
+                .bind(api)
+                .bind(name)
+                .fetch_one(&mut *self.tx)
+                .await
+                .and_then(|r| r.try_get("n"))
+                .map_err(query)?;
+        Ok((tiers, using))
+    }
+
+    pub async fn put_tier(&mut self, t: &Tier) -> Result<(), RegistryError> {
+        let limits: Vec<String> = t.limits.iter().map(ToString::to_string).collect();
+        sqlx::query(
+            "INSERT INTO tiers (api, name, limits, auto_approve, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (api, name) DO UPDATE SET \
+             limits = excluded.limits, auto_approve = excluded.auto_approve, status = excluded.status",
+        )
+        .bind(&t.api)
+        .bind(&t.name)
+        .bind(serde_json::to_string(&limits).unwrap_or_default())
+        .bind(i64::from(t.auto_approve))
+        .bind(tier_status(t.status))
+        .bind(t.created_at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(query)?;
+        Ok(())
+    }
+
+    pub async fn delete_tier(&mut self, api: &str, name: &str) -> Result<(), RegistryError> {
+        sqlx::query("DELETE FROM tiers WHERE api = $1 AND name = $2")
+            .bind(api)
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(query)?;
+        Ok(())
+    }
+
+    /// Records the change and commits it.
+    pub async fn commit(mut self, entry: &AuditEntry) -> Result<i64, RegistryError> {
+        let json = |v: &Option<Value>| v.as_ref().map(Value::to_string);
+        sqlx::query(
+            "INSERT INTO audit (revision, at, actor, action, subject, before_json, after_json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(self.revision)
+        .bind(entry.at)
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.subject)
+        .bind(json(&entry.before))
+        .bind(json(&entry.after))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(query)?;
+        self.tx.commit().await.map_err(query)?;
+        Ok(self.revision)
+    }
+}
+
+fn query(e: sqlx::Error) -> RegistryError {
+    RegistryError::Query(e.to_string())
+}
+
+fn app_status(s: AppStatus) -> &'static str {
+    match s {
+        AppStatus::Active => "active",
+        AppStatus::Disabled => "disabled",
+    }
+}
+
+fn tier_status(s: TierStatus) -> &'static str {
+    match s {
+        TierStatus::Active => "active",
+        TierStatus::Deprecated => "deprecated",
+    }
+}
+
+/// A stored value this tollgate does not understand: the store was edited by hand or by another
+/// version.
+fn corrupt(what: &str, value: &str) -> RegistryError {
+    RegistryError::Query(format!("the store holds an unknown {what} {value:?}"))
+}
+
+fn app(r: &AnyRow) -> Result<App, RegistryError> {
+    let status: String = r.try_get("status").map_err(query)?;
+    let uris: String = r.try_get("redirect_uris").map_err(query)?;
+    Ok(App {
+        name: r.try_get("name").map_err(query)?,
+        client_id: r.try_get("client_id").map_err(query)?,
+        grant: r.try_get("grant_type").map_err(query)?,
+        redirect_uris: serde_json::from_str(&uris).map_err(|_| corrupt("redirect_uris", &uris))?,
+        description: r.try_get("description").map_err(query)?,
+        status: match status.as_str() {
+            "active" => AppStatus::Active,
+            "disabled" => AppStatus::Disabled,
+            other => return Err(corrupt("application status", other)),
+        },
+        origin: r.try_get("origin").map_err(query)?,
+        created_at: r.try_get("created_at").map_err(query)?,
+        updated_at: r.try_get("updated_at").map_err(query)?,
+    })
+}
+
+fn contract(r: &AnyRow) -> Result<Contract, RegistryError> {
+    let status: String = r.try_get("status").map_err(query)?;
+    Ok(Contract {
+        app: r.try_get("app").map_err(query)?,
+        api: r.try_get("api").map_err(query)?,
+        tier: r.try_get("tier").map_err(query)?,
+        status: ContractStatus::parse(&status)
+            .ok_or_else(|| corrupt("contract status", &status))?,
+        created_at: r.try_get("created_at").map_err(query)?,
+        updated_at: r.try_get("updated_at").map_err(query)?,
+    })
+}
+
+fn tier(r: &AnyRow) -> Result<Tier, RegistryError> {
+    let status: String = r.try_get("status").map_err(query)?;
+    let limits: String = r.try_get("limits").map_err(query)?;
+    let texts: Vec<String> =
+        serde_json::from_str(&limits).map_err(|_| corrupt("tier limits", &limits))?;
+    let auto: i64 = r.try_get("auto_approve").map_err(query)?;
+    Ok(Tier {
+        api: r.try_get("api").map_err(query)?,
+        name: r.try_get("name").map_err(query)?,
+        limits: texts
+            .iter()
+            .map(|t| t.parse::<Limit>())
+            .collect::<Result<_, _>>()?,
+        auto_approve: auto != 0,
+        status: match status.as_str() {
+            "active" => TierStatus::Active,
+            "deprecated" => TierStatus::Deprecated,
+            other => return Err(corrupt("tier status", other)),
+        },
+        created_at: r.try_get("created_at").map_err(query)?,
+    })
+}
+
+fn audit_entry(r: &AnyRow) -> Result<AuditEntry, RegistryError> {
+    let json = |name: &str| -> Result<Option<Value>, RegistryError> {
+        let text: Option<String> = r.try_get(name).map_err(query)?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    };
+    Ok(AuditEntry {
+        revision: r.try_get("revision").map_err(query)?,
+        at: r.try_get("at").map_err(query)?,
+        actor: r.try_get("actor").map_err(query)?,
+        action: r.try_get("action").map_err(query)?,
+        subject: r.try_get("subject").map_err(query)?,
+        before: json("before_json")?,
+        after: json("after_json")?,
+    })
+}

@@ -1,0 +1,334 @@
+//! The registry end to end, on SQLite: applications, contracts and tiers changed with the real
+//! `tollgate` CLI while a real gateway enforces them against tokens from the real OpenID provider.
+//! A revoke stops a token already in the verdict cache within `refresh_interval`; bad input
+//! changes nothing; without a `[registry]` the commands say what to configure.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::common::gateway::{CliOutput, Gateway, cli};
+use crate::common::idp::TestIdp;
+use crate::common::upstream::Upstream;
+use crate::common::{assert_rejected, base_config, client, eventually, sample};
+
+/// A directory under the temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("tollgate-registry-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("creating the test's temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The refresh interval of these tests, and the bound they allow a change to take.
+const REFRESH: &str = "200ms";
+const BOUND: Duration = Duration::from_secs(3);
+
+struct Setup {
+    idp: TestIdp,
+    upstream: Upstream,
+    config: String,
+    _dir: TempDir,
+}
+
+impl Setup {
+    async fn start() -> Setup {
+        let idp = TestIdp::start().await;
+        let upstream = Upstream::start().await;
+        let dir = TempDir::new();
+        let store = dir.0.join("registry.db");
+        let extra = format!(
+            r#"
+[registry]
+store = "sqlite://{}"
+refresh_interval = "{REFRESH}"
+
+[[api]]
+name = "orders"
+path_prefix = "/orders"
+upstream = "{}"
+scopes = ["mulescope"]
+"#,
+            store.display(),
+            upstream.url()
+        );
+        let config = base_config(&idp.issuer, &extra);
+        Setup {
+            idp,
+            upstream,
+            config,
+            _dir: dir,
+        }
+    }
+
+    async fn tollgate(&self, args: &[&str]) -> CliOutput {
+        cli(args, Some(&self.config), &[]).await
+    }
+
+    /// Runs a command that must succeed.
+    async fn ok(&self, args: &[&str]) -> String {
+        let out = self.tollgate(args).await;
+        assert_eq!(out.status, 0, "tollgate {args:?}: {out:?}");
+        out.stdout
+    }
+}
+
+async fn get(gw: &Gateway, token: &str) -> reqwest::Response {
+    client()
+        .get(gw.url("/orders/1"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request through the gateway")
+}
+
+async fn status(gw: &Gateway, token: &str) -> u16 {
+    get(gw, token).await.status().as_u16()
+}
+
+async fn within_bound(gw: &Gateway, token: &str, expected: u16, what: &str) {
+    eventually(BOUND, what, || async {
+        status(gw, token).await == expected
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn approve_admits_and_revoke_stops_a_cached_token_within_the_refresh_interval() {
+    let s = Setup::start().await;
+    // The store is created by the first command; the gateway is ready once it loaded an index.
+    s.ok(&["app", "import", "shop", "--client-id", "orders-app"])
+        .await;
+    let gw = Gateway::start(&s.config).await;
+    gw.wait_ready().await;
+    let token = s
+        .idp
+        .token("orders-app", "orders-secret", "mulescope")
+        .await;
+
+    let resp = get(&gw, &token).await;
+    assert_rejected(resp, 403, Some("access_denied"), &s.upstream).await;
+    assert!(
+        s.ok(&["contract", "request", "shop", "orders"])
+            .await
+            .contains("pending")
+    );
+    eventually(
+        BOUND,
+        "the gateway loaded revision 2 (the request)",
+        || async { sample(&gw.metrics().await, "tollgate_registry_revision", &[]) == Some(2.0) },
+    )
+    .await;
+    let resp = get(&gw, &token).await;
+    assert_rejected(resp, 403, Some("access_denied"), &s.upstream).await;
+
+    s.ok(&["contract", "approve", "shop", "orders"]).await;
+    within_bound(&gw, &token, 200, "the approval reaches the gateway").await;
+    let introspections = s.idp.stats().await.introspection;
+
+    s.ok(&["contract", "revoke", "shop", "orders"]).await;
+    within_bound(&gw, &token, 403, "the revoke reaches the gateway").await;
+    assert_eq!(
+        s.idp.stats().await.introspection,
+        introspections,
+        "the token stayed cached: the contract check is not"
+    );
+    s.ok(&["contract", "restore", "shop", "orders"]).await;
+    within_bound(&gw, &token, 200, "the restore reaches the gateway").await;
+    s.ok(&["app", "disable", "shop"]).await;
+    within_bound(&gw, &token, 403, "a disabled application admits nothing").await;
+    s.ok(&["app", "enable", "shop"]).await;
+    within_bound(&gw, &token, 200, "enabled again").await;
+    s.ok(&["app", "delete", "shop"]).await;
+    within_bound(
+        &gw,
+        &token,
+        403,
+        "a deleted application's contracts go with it",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn tiers_and_the_api_decide_whether_a_request_is_approved_at_once() {
+    let s = Setup::start().await;
+    s.ok(&["app", "import", "shop", "--client-id", "orders-app"])
+        .await;
+    s.ok(&[
+        "tier",
+        "create",
+        "orders",
+        "gold",
+        "--limit",
+        "100/1s",
+        "--limit",
+        "10000/1d",
+        "--auto-approve",
+    ])
+    .await;
+    s.ok(&["tier", "create", "orders", "silver", "--limit", "10/1s"])
+        .await;
+    let out = s.tollgate(&["contract", "request", "shop", "orders"]).await;
+    assert_eq!(out.status, 1, "an API with tiers needs one named: {out:?}");
+    assert!(out.stderr.contains("--tier"), "{out:?}");
+    assert!(
+        s.ok(&["contract", "request", "shop", "orders", "--tier", "gold"])
+            .await
+            .contains("approved")
+    );
+    let tiers: serde_json::Value =
+        serde_json::from_str(&s.ok(&["tier", "list", "--api", "orders", "--json"]).await).unwrap();
+    assert_eq!(tiers[0]["name"], "gold");
+    assert_eq!(
+        tiers[0]["limits"],
+        serde_json::json!(["100/1s", "10000/1day"])
+    );
+    let out = s.tollgate(&["tier", "delete", "orders", "gold"]).await;
+    assert_eq!(out.status, 1, "a tier in use is not deleted: {out:?}");
+    s.ok(&["tier", "deprecate", "orders", "silver"]).await;
+    s.ok(&["app", "import", "other", "--client-id", "other-app"])
+        .await;
+    let out = s
+        .tollgate(&["contract", "request", "other", "orders", "--tier", "silver"])
+        .await;
+    assert_eq!(
+        out.status, 1,
+        "a deprecated tier takes no new contracts: {out:?}"
+    );
+    assert!(out.stderr.contains("deprecated"), "{out:?}");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let s = Setup::start().await;
+    s.ok(&["app", "import", "shop", "--client-id", "orders-app"])
+        .await;
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &["app", "import", "shop", "--client-id", "x"],
+            "exists already",
+        ),
+        (
+            &["app", "import", "other", "--client-id", "orders-app"],
+            "client id \"orders-app\" exists already",
+        ),
+        (
+            &["app", "import", "bad name", "--client-id", "y"],
+            "letters, digits",
+        ),
+        (
+            &["contract", "request", "shop", "payments"],
+            "no API is named \"payments\"",
+        ),
+        (
+            &["contract", "request", "ghost", "orders"],
+            "application \"ghost\" does not exist",
+        ),
+        (
+            &["contract", "approve", "shop", "orders"],
+            "contract request shop orders",
+        ),
+        (
+            &["tier", "create", "orders", "gold", "--limit", "100"],
+            "COUNT/WINDOW",
+        ),
+        (&["app", "show", "ghost"], "does not exist"),
+    ];
+    for (args, message) in cases {
+        let out = s.tollgate(args).await;
+        assert_eq!(out.status, 1, "tollgate {args:?}: {out:?}");
+        assert!(
+            out.stderr.contains(message),
+            "tollgate {args:?} must say {message:?}: {out:?}"
+        );
+        assert!(out.stdout.is_empty(), "{out:?}");
+    }
+    s.ok(&["contract", "request", "shop", "orders"]).await;
+    s.ok(&["contract", "approve", "shop", "orders"]).await;
+    for (args, message) in [
+        (["contract", "delete", "shop", "orders"], "revoke it first"),
+        (
+            ["contract", "restore", "shop", "orders"],
+            "only a revoked contract",
+        ),
+    ] {
+        let out = s.tollgate(&args).await;
+        assert_eq!(out.status, 1, "{out:?}");
+        assert!(out.stderr.contains(message), "{out:?}");
+    }
+    let audit: serde_json::Value = serde_json::from_str(&s.ok(&["audit", "--json"]).await).unwrap();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["app.import", "contract.request", "contract.approve"],
+        "only what succeeded"
+    );
+    let revisions: Vec<i64> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["revision"].as_i64().unwrap())
+        .collect();
+    assert_eq!(revisions, [1, 2, 3], "a refused change leaves no gap");
+    assert_eq!(audit[2]["before"]["status"], "pending");
+    assert_eq!(audit[2]["after"]["status"], "approved");
+}
+
+#[tokio::test]
+async fn without_a_registry_the_commands_say_what_to_configure() {
+    let idp = TestIdp::start().await;
+    let config = base_config(
+        &idp.issuer,
+        "[[api]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = \"http://127.0.0.1:9\"\nclients = [\"a\"]\n",
+    );
+    let out = cli(&["app", "list"], Some(&config), &[]).await;
+    assert_eq!(out.status, 2, "{out:?}");
+    assert!(out.stderr.contains("[registry]"), "{out:?}");
+}
+
+#[tokio::test]
+async fn until_the_first_index_loads_contract_apis_answer_503_and_are_not_ready() {
+    let idp = TestIdp::start().await;
+    let upstream = Upstream::start().await;
+    // A directory that does not exist: the store cannot be opened, so no index ever loads.
+    let extra = format!(
+        "[registry]\nstore = \"sqlite:///nonexistent/dir/registry.db\"\n\n[[api]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = \"{}\"\n",
+        upstream.url()
+    );
+    let gw = Gateway::start(&base_config(&idp.issuer, &extra)).await;
+    let token = idp.token("orders-app", "orders-secret", "mulescope").await;
+    let ready = || async {
+        client()
+            .get(gw.admin_url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    eventually(Duration::from_secs(5), "the provider resolved", || async {
+        ready().await.contains("contract index")
+    })
+    .await;
+    let resp = get(&gw, &token).await;
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_rejected(resp, 503, Some("temporarily_unavailable"), &upstream).await;
+}
