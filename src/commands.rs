@@ -123,7 +123,7 @@ pub async fn explain_request(
         let store = crate::registry::Store::open(&config.store)
             .await
             .map_err(|e| e.to_string())?;
-        let index = crate::registry::load_index(&store)
+        let index = crate::registry::load_index(&store, None)
             .await
             .map_err(|e| e.to_string())?;
         handle.replace(Arc::new(index));

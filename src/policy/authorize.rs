@@ -65,10 +65,7 @@ pub fn authorize(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::registry::Grant;
 
     /// Without a registry.
     fn authorize(
@@ -90,11 +87,14 @@ mod tests {
             listed: ["listed".to_owned()].into(),
             registry: true,
         };
-        let grant = Grant {
-            app: Arc::from("shop"),
+        let row = crate::registry::ApprovedContract {
+            api: "orders".into(),
+            client_id: "registered".into(),
+            app: "shop".into(),
             tier: None,
+            limits: Vec::new(),
         };
-        let index = ContractIndex::new(1, [("orders".into(), "registered".into(), grant)]);
+        let index = ContractIndex::new(1, [row], None);
         let on = |api, index| Contracts { api, index };
         let who = |c| principal(&[], Some(c));
         let check = |c, contracts| super::authorize(&[], &p, &who(c), contracts);

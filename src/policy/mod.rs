@@ -427,6 +427,15 @@ async fn validate_and_authorize(
         index: index.as_deref(),
     };
     authorize(&api.settings.audience, policy, &principal, contracts)?;
+    // The contract's tier limits: only a request that would pass counts against them.
+    if let Some(limiter) = index
+        .as_deref()
+        .zip(principal.client_id())
+        .and_then(|(index, client)| index.grant(&api.name, client))
+        .and_then(|grant| grant.limiter.as_ref())
+    {
+        limiter.check().map_err(Rejection::RateLimited)?;
+    }
     Ok(principal)
 }
 

@@ -13,6 +13,7 @@ use super::cors::CorsRefusal;
 use crate::body::{ProxyBody, full};
 use crate::forward::ForwardError;
 use crate::provider::{ProviderError, seconds_up};
+use crate::registry::Exceeded;
 use crate::routing::PathError;
 use crate::validate::InvalidReason;
 
@@ -45,6 +46,8 @@ pub enum Rejection {
     ProviderUnavailable(ProviderError),
     /// The API needs registry contracts and no contract index is loaded yet.
     RegistryUnavailable,
+    /// The contract's tier limit is spent (`tollgate tier create ... --limit`).
+    RateLimited(Exceeded),
     /// The client address has used its share of new tokens (`misses_per_client`); retry after
     /// this long.
     TooManyNewTokens(Duration),
@@ -82,6 +85,7 @@ impl Rejection {
             Rejection::ProviderUnavailable(_) => "provider_unavailable",
             Rejection::RegistryUnavailable => "registry_unavailable",
             Rejection::TooManyNewTokens(_) => "too_many_new_tokens",
+            Rejection::RateLimited(_) => "rate_limited",
             Rejection::UpstreamUnreachable => "upstream_unreachable",
             Rejection::UpstreamTimeout => "upstream_timeout",
         }
@@ -104,7 +108,9 @@ impl Rejection {
             Rejection::ProviderUnavailable(_) | Rejection::RegistryUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Rejection::TooManyNewTokens(_) => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::TooManyNewTokens(_) | Rejection::RateLimited(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Rejection::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -165,6 +171,10 @@ impl Rejection {
                 "temporarily_unavailable",
                 "the client's contracts could not be checked now; retry later".into(),
             ),
+            Rejection::RateLimited(e) => (
+                "too_many_requests",
+                format!("the contract's {} tier allows {} requests", e.tier, e.limit),
+            ),
             Rejection::TooManyNewTokens(_) => (
                 "too_many_requests",
                 "too many new access tokens from this client address; retry later".into(),
@@ -200,6 +210,7 @@ impl Rejection {
             | Rejection::ProviderUnavailable(_)
             | Rejection::RegistryUnavailable
             | Rejection::TooManyNewTokens(_)
+            | Rejection::RateLimited(_)
             | Rejection::UpstreamUnreachable
             | Rejection::UpstreamTimeout => false,
         }
@@ -237,6 +248,7 @@ impl Rejection {
             | Rejection::ProviderUnavailable(_)
             | Rejection::RegistryUnavailable
             | Rejection::TooManyNewTokens(_)
+            | Rejection::RateLimited(_)
             | Rejection::UpstreamUnreachable
             | Rejection::UpstreamTimeout => None,
         }
@@ -249,6 +261,9 @@ impl Rejection {
             Rejection::RegistryUnavailable => Some(Duration::from_secs(1)),
             Rejection::TooManyNewTokens(wait) => {
                 Some(seconds_up(*wait).max(Duration::from_secs(1)))
+            }
+            Rejection::RateLimited(e) => {
+                Some(seconds_up(e.retry_after).max(Duration::from_secs(1)))
             }
             Rejection::NoRoute
             | Rejection::BadPath(_)
@@ -295,6 +310,9 @@ impl Rejection {
         }
         if let Some(wait) = self.retry_after() {
             headers.insert(RETRY_AFTER, HeaderValue::from(wait.as_secs()));
+            if let Rejection::RateLimited(e) = &self {
+                rate_limit_headers(headers, e, wait);
+            }
         }
         response.extensions_mut().insert(AccessRecord {
             api: api.cloned(),
@@ -303,6 +321,20 @@ impl Rejection {
             client_id,
         });
         response
+    }
+}
+
+/// The IETF `RateLimit-Policy` and `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers):
+/// the tier's quota and window, and that none of it is left until `wait` has passed.
+fn rate_limit_headers(headers: &mut http::HeaderMap, e: &Exceeded, wait: Duration) {
+    // A policy name is an sf-string: the tier's name is letters, digits, `.`, `_`, `-` only.
+    let window = seconds_up(e.limit.per).as_secs().max(1);
+    let policy = format!("\"{}\";q={};w={window}", e.tier, e.limit.count);
+    let state = format!("\"{}\";r=0;t={}", e.tier, wait.as_secs());
+    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(http::HeaderName::from_static(name), v);
+        }
     }
 }
 

@@ -7,13 +7,33 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use super::limit::Limiter;
+use super::model::Limit;
+
 /// What an approved contract grants a client on one API.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Grant {
     /// The application's name in the registry.
     pub app: Arc<str>,
     /// The contract's SLA tier, if any.
     pub tier: Option<Arc<str>>,
+    /// The tier's limits and what is spent of them; `None`: unlimited.
+    pub limiter: Option<Arc<Limiter>>,
+}
+
+impl PartialEq for Grant {
+    fn eq(&self, other: &Self) -> bool {
+        self.app == other.app && self.tier == other.tier
+    }
+}
+
+/// One approved contract as the store lists it.
+pub struct ApprovedContract {
+    pub api: String,
+    pub client_id: String,
+    pub app: String,
+    pub tier: Option<String>,
+    pub limits: Vec<Limit>,
 }
 
 /// Approved contracts of active applications, by API name, then client id.
@@ -25,14 +45,34 @@ pub struct ContractIndex {
 }
 
 impl ContractIndex {
-    /// Builds an index from `(api, client_id, grant)` rows.
-    pub fn new(revision: i64, rows: impl IntoIterator<Item = (String, String, Grant)>) -> Self {
+    /// Builds an index from the store's rows. A contract whose tier limits are unchanged since
+    /// `previous` keeps its limiter, so a refresh does not hand out a fresh allowance.
+    pub fn new(
+        revision: i64,
+        rows: impl IntoIterator<Item = ApprovedContract>,
+        previous: Option<&ContractIndex>,
+    ) -> Self {
         let mut by_api: HashMap<Box<str>, HashMap<Box<str>, Grant>> = HashMap::new();
-        for (api, client_id, grant) in rows {
+        for row in rows {
+            let limiter = match (&row.tier, row.limits.is_empty()) {
+                (Some(tier), false) => Some(
+                    previous
+                        .and_then(|p| p.grant(&row.api, &row.client_id))
+                        .and_then(|g| g.limiter.clone())
+                        .filter(|l| l.same(tier, &row.limits))
+                        .unwrap_or_else(|| Arc::new(Limiter::new(tier, &row.limits))),
+                ),
+                _ => None,
+            };
+            let grant = Grant {
+                app: Arc::from(row.app),
+                tier: row.tier.map(Arc::from),
+                limiter,
+            };
             by_api
-                .entry(api.into_boxed_str())
+                .entry(row.api.into_boxed_str())
                 .or_default()
-                .insert(client_id.into_boxed_str(), grant);
+                .insert(row.client_id.into_boxed_str(), grant);
         }
         ContractIndex { revision, by_api }
     }
@@ -122,18 +162,36 @@ impl IndexHandle {
 mod tests {
     use super::*;
 
+    fn row(
+        api: &str,
+        client: &str,
+        app: &str,
+        tier: Option<&str>,
+        limits: &[&str],
+    ) -> ApprovedContract {
+        ApprovedContract {
+            api: api.to_owned(),
+            client_id: client.to_owned(),
+            app: app.to_owned(),
+            tier: tier.map(str::to_owned),
+            limits: limits.iter().map(|l| l.parse().unwrap()).collect(),
+        }
+    }
+
     #[test]
     fn a_grant_is_per_api_and_client() {
         let grant = |app: &str| Grant {
             app: Arc::from(app),
             tier: None,
+            limiter: None,
         };
         let index = ContractIndex::new(
             7,
             [
-                ("orders".to_owned(), "c1".to_owned(), grant("shop")),
-                ("payments".to_owned(), "c2".to_owned(), grant("billing")),
+                row("orders", "c1", "shop", None, &[]),
+                row("payments", "c2", "billing", None, &[]),
             ],
+            None,
         );
         assert_eq!(index.grant("orders", "c1"), Some(&grant("shop")));
         assert_eq!(index.grant("orders", "c2"), None);
@@ -144,5 +202,34 @@ mod tests {
         handle.replace(Arc::new(index));
         assert_eq!(handle.current().map(|i| i.revision), Some(7));
         assert_eq!(handle.unready(), None);
+    }
+
+    #[test]
+    fn a_refresh_keeps_the_allowance_spent_under_unchanged_limits() {
+        let first = ContractIndex::new(
+            1,
+            [row("orders", "c1", "shop", Some("gold"), &["1/1h"])],
+            None,
+        );
+        let limiter = |i: &ContractIndex| i.grant("orders", "c1").unwrap().limiter.clone().unwrap();
+        assert!(limiter(&first).check().is_ok());
+        let same = ContractIndex::new(
+            2,
+            [row("orders", "c1", "shop", Some("gold"), &["1/1h"])],
+            Some(&first),
+        );
+        assert!(
+            limiter(&same).check().is_err(),
+            "the hour's one request is spent"
+        );
+        let changed = ContractIndex::new(
+            3,
+            [row("orders", "c1", "shop", Some("gold"), &["2/1h"])],
+            Some(&same),
+        );
+        assert!(
+            limiter(&changed).check().is_ok(),
+            "new limits, new allowance"
+        );
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod cli;
 mod index;
+mod limit;
 mod model;
 mod refresh;
 mod store;
@@ -14,7 +15,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-pub use index::{ContractIndex, Grant, IndexHandle};
+pub use index::{ApprovedContract, ContractIndex, Grant, IndexHandle};
+pub use limit::{Exceeded, Limiter};
 pub use model::{
     App, AppStatus, AuditEntry, Contract, ContractAction, ContractStatus, Limit, Tier, TierStatus,
     check_name,

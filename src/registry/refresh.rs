@@ -5,21 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ContractIndex, Grant, IndexHandle, RegistryError, Store};
+use super::{ContractIndex, IndexHandle, RegistryError, Store};
 use crate::config::RegistrySettings;
 use crate::measure;
 
-/// The index of the store's approved contracts now.
-pub async fn load_index(store: &Store) -> Result<ContractIndex, RegistryError> {
+/// The index of the store's approved contracts now, keeping the spent allowances of `previous`.
+pub async fn load_index(
+    store: &Store,
+    previous: Option<&ContractIndex>,
+) -> Result<ContractIndex, RegistryError> {
     let (revision, rows) = store.approved().await?;
-    let rows = rows.into_iter().map(|(api, client_id, app, tier)| {
-        let grant = Grant {
-            app: Arc::from(app),
-            tier: tier.map(Arc::from),
-        };
-        (api, client_id, grant)
-    });
-    Ok(ContractIndex::new(revision, rows))
+    Ok(ContractIndex::new(revision, rows, previous))
 }
 
 /// Opens the store (retrying with backoff while it cannot be reached), then keeps `handle`
@@ -71,7 +67,7 @@ async fn step(store: &Store, handle: &IndexHandle) -> Result<(), RegistryError> 
         handle.confirm();
         return Ok(());
     }
-    let index = load_index(store).await?;
+    let index = load_index(store, handle.current().as_deref()).await?;
     tracing::debug!(
         revision = index.revision,
         contracts = index.len(),

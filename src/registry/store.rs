@@ -10,8 +10,8 @@ use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
-use super::RegistryError;
 use super::model::{App, AppStatus, AuditEntry, Contract, ContractStatus, Limit, Tier, TierStatus};
+use super::{ApprovedContract, RegistryError};
 use crate::config::StoreUrl;
 
 /// The schema, version by version. Each statement is idempotent, so two processes migrating at
@@ -227,9 +227,7 @@ impl Store {
 
     /// What the contract index is built from: approved contracts of active applications, as
     /// `(api, client_id, app, tier)`, and the revision they were read at (one transaction).
-    pub async fn approved(
-        &self,
-    ) -> Result<(i64, Vec<(String, String, String, Option<String>)>), RegistryError> {
+    pub async fn approved(&self) -> Result<(i64, Vec<ApprovedContract>), RegistryError> {
         let mut tx = self.pool.begin().await.map_err(query)?;
         let revision: i64 = sqlx::query("SELECT revision FROM registry_state WHERE id = 1")
             .fetch_one(&mut *tx)
@@ -237,25 +235,16 @@ impl Store {
             .and_then(|row| row.try_get("revision"))
             .map_err(query)?;
         let rows = sqlx::query(
-            "SELECT c.api, a.client_id, a.name, c.tier FROM contracts c JOIN apps a ON a.name = c.app \
+            "SELECT c.api, a.client_id, a.name, c.tier, t.limits FROM contracts c \
+             JOIN apps a ON a.name = c.app \
+             LEFT JOIN tiers t ON t.api = c.api AND t.name = c.tier \
              WHERE c.status = 'approved' AND a.status = 'active'",
         )
         .fetch_all(&mut *tx)
         .await
         .map_err(query)?;
         tx.commit().await.map_err(query)?;
-        let rows = rows
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("api")?,
-                    r.try_get("client_id")?,
-                    r.try_get("name")?,
-                    r.try_get("tier")?,
-                ))
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(query)?;
+        let rows = rows.iter().map(approved_row).collect::<Result<_, _>>()?;
         Ok((revision, rows))
     }
 }
@@ -534,16 +523,11 @@ fn contract(r: &AnyRow) -> Result<Contract, RegistryError> {
 fn tier(r: &AnyRow) -> Result<Tier, RegistryError> {
     let status: String = r.try_get("status").map_err(query)?;
     let limits: String = r.try_get("limits").map_err(query)?;
-    let texts: Vec<String> =
-        serde_json::from_str(&limits).map_err(|_| corrupt("tier limits", &limits))?;
     let auto: i64 = r.try_get("auto_approve").map_err(query)?;
     Ok(Tier {
         api: r.try_get("api").map_err(query)?,
         name: r.try_get("name").map_err(query)?,
-        limits: texts
-            .iter()
-            .map(|t| t.parse::<Limit>())
-            .collect::<Result<_, _>>()?,
+        limits: parse_limits(&limits)?,
         auto_approve: auto != 0,
         status: match status.as_str() {
             "active" => TierStatus::Active,
@@ -552,6 +536,26 @@ fn tier(r: &AnyRow) -> Result<Tier, RegistryError> {
         },
         created_at: r.try_get("created_at").map_err(query)?,
     })
+}
+
+fn approved_row(r: &AnyRow) -> Result<ApprovedContract, RegistryError> {
+    let limits: Option<String> = r.try_get("limits").map_err(query)?;
+    Ok(ApprovedContract {
+        api: r.try_get("api").map_err(query)?,
+        client_id: r.try_get("client_id").map_err(query)?,
+        app: r.try_get("name").map_err(query)?,
+        tier: r.try_get("tier").map_err(query)?,
+        limits: match limits {
+            Some(text) => parse_limits(&text)?,
+            None => Vec::new(),
+        },
+    })
+}
+
+fn parse_limits(text: &str) -> Result<Vec<Limit>, RegistryError> {
+    let texts: Vec<String> =
+        serde_json::from_str(text).map_err(|_| corrupt("tier limits", text))?;
+    texts.iter().map(|t| t.parse::<Limit>()).collect()
 }
 
 fn audit_entry(r: &AnyRow) -> Result<AuditEntry, RegistryError> {

@@ -332,3 +332,49 @@ async fn until_the_first_index_loads_contract_apis_answer_503_and_are_not_ready(
     assert!(resp.headers().contains_key("retry-after"));
     assert_rejected(resp, 503, Some("temporarily_unavailable"), &upstream).await;
 }
+
+#[tokio::test]
+async fn a_tier_limit_answers_429_with_ratelimit_fields_and_counts_only_what_passes() {
+    let s = Setup::start().await;
+    s.ok(&["app", "import", "shop", "--client-id", "orders-app"])
+        .await;
+    s.ok(&[
+        "tier",
+        "create",
+        "orders",
+        "bronze",
+        "--limit",
+        "3/1h",
+        "--auto-approve",
+    ])
+    .await;
+    s.ok(&["contract", "request", "shop", "orders", "--tier", "bronze"])
+        .await;
+    let gw = Gateway::start(&s.config).await;
+    gw.wait_ready().await;
+    let token = s
+        .idp
+        .token("orders-app", "orders-secret", "mulescope")
+        .await;
+    for _ in 0..3 {
+        assert_eq!(status(&gw, &token).await, 200);
+    }
+    let mut waits = Vec::new();
+    for _ in 0..5 {
+        let resp = get(&gw, &token).await;
+        assert_eq!(resp.status(), 429);
+        let header = |name: &str| resp.headers()[name].to_str().unwrap().to_owned();
+        assert_eq!(header("ratelimit-policy"), "\"bronze\";q=3;w=3600");
+        let wait: u64 = header("retry-after").parse().unwrap();
+        assert_eq!(header("ratelimit"), format!("\"bronze\";r=0;t={wait}"));
+        assert!((1..=1200).contains(&wait), "the next of 3 an hour: {wait}");
+        waits.push(wait);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "too_many_requests");
+    }
+    assert!(
+        waits.windows(2).all(|w| w[1] <= w[0]),
+        "refusals are not counted: {waits:?}"
+    );
+    assert_eq!(s.upstream.count(), 3);
+}
