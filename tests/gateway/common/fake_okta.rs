@@ -336,11 +336,26 @@ fn list(shared: &Shared, state: &State, query: Option<&str>) -> Response<Full<By
         .take(limit)
         .map(|c| public(c))
         .collect();
+    let more = start + page.len() < matching.len();
     let mut response = json_response(200, &Value::Array(page.clone()));
-    let mut link = |value: String| {
-        let value = hyper::header::HeaderValue::try_from(value).expect("fake okta: a Link value");
-        response.headers_mut().append(hyper::header::LINK, value);
-    };
+    add_links(
+        shared,
+        &mut response,
+        &q,
+        limit,
+        more.then(|| page.last()).flatten(),
+    );
+    response
+}
+
+/// Okta's `Link` headers: `rel="self"`, and `rel="next"` after `last` when there is more.
+fn add_links(
+    shared: &Shared,
+    response: &mut Response<Full<Bytes>>,
+    q: &str,
+    limit: usize,
+    last: Option<&Value>,
+) {
     let url = |after: Option<&str>| {
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         if let Some(after) = after {
@@ -348,19 +363,18 @@ fn list(shared: &Shared, state: &State, query: Option<&str>) -> Response<Full<By
         }
         query
             .append_pair("limit", &limit.to_string())
-            .append_pair("q", &q);
+            .append_pair("q", q);
         format!("{}{CLIENTS}?{}", shared.base, query.finish())
     };
-    link(format!("<{}>; rel=\"self\"", url(None)));
-    if start + page.len() < matching.len() {
-        let last = page
-            .last()
-            .and_then(|c| c["client_id"].as_str())
-            .unwrap_or_default()
-            .to_owned();
-        link(format!("<{}>; rel=\"next\"", url(Some(&last))));
+    let mut links = vec![format!("<{}>; rel=\"self\"", url(None))];
+    if let Some(last) = last {
+        let after = last["client_id"].as_str().unwrap_or_default();
+        links.push(format!("<{}>; rel=\"next\"", url(Some(after))));
     }
-    response
+    for link in links {
+        let value = hyper::header::HeaderValue::try_from(link).expect("fake okta: a Link value");
+        response.headers_mut().append(hyper::header::LINK, value);
+    }
 }
 
 /// Okta's PUT replaces the client: every setting must be given.
