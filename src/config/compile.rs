@@ -36,6 +36,11 @@ pub struct LogSettings {
 pub struct Secret(pub(super) String);
 
 impl Secret {
+    /// A secret that did not come from the file (one the provider issued).
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -25,7 +25,7 @@ pub use describe::{describe, warnings};
 pub use dev::{DevClientSettings, DevSettings, RESERVED_CLIENT, dev_settings};
 pub use interpolate::{Env, ProcessEnv};
 pub use listen::{ConnectionLimits, ListenSettings};
-pub use provider::{BudgetSettings, JwtSettings, ProviderSettings};
+pub use provider::{BudgetSettings, JwtSettings, ProviderSettings, RegistrationSettings};
 pub use rate::Rate;
 pub use raw::{ClientAuth, LogFormat, ScopeMatch, TokenSource, ValidationMode};
 pub use registry::{RegistrySettings, StoreUrl};

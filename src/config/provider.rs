@@ -31,6 +31,24 @@ pub struct ProviderSettings {
     pub request_timeout: Duration,
     pub jwt: JwtSettings,
     pub budget: BudgetSettings,
+    pub registration: RegistrationSettings,
+}
+
+/// How tollgate registers client applications at the provider (RFC 7591, RFC 7592, Okta's
+/// `/oauth2/v1/clients`); the endpoint and credential are `registration_url` and
+/// `registration_authorization` above.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistrationSettings {
+    /// Per registration call (Anypoint's "Client Request Timeout").
+    pub timeout: Duration,
+    /// Whether changes to an application are written to its client at the provider; off, the
+    /// provider's copy is left as it is (Anypoint's "Enable client deletion and updates in IdP").
+    pub update_in_idp: bool,
+    /// Whether deleting an application deletes its client at the provider.
+    pub delete_in_idp: bool,
+    /// Put before every application's name to make its `client_name` at the provider, so
+    /// tollgate's clients are told apart from the ones people made by hand.
+    pub client_name_prefix: String,
 }
 
 /// How many introspection calls the provider gets from this process: the budget that keeps one
@@ -101,6 +119,7 @@ pub(super) fn provider(raw: RawProvider) -> Result<ProviderSettings, ConfigError
     }
     let jwt = jwt_settings(&raw)?;
     let budget = budget_settings(&raw)?;
+    let registration = registration_settings(&raw)?;
     Ok(ProviderSettings {
         authorize_url: endpoint(&raw.authorize_url, "authorize_url")?,
         token_url: endpoint(&raw.token_url, "token_url")?,
@@ -115,6 +134,35 @@ pub(super) fn provider(raw: RawProvider) -> Result<ProviderSettings, ConfigError
         request_timeout: positive(raw.request_timeout, "provider.request_timeout", 5)?,
         jwt,
         budget,
+        registration,
+    })
+}
+
+/// The longest prefix: Okta caps `client_name` (at 100 characters); the application's own name
+/// needs the room.
+const MAX_CLIENT_NAME_PREFIX: usize = 32;
+
+fn registration_settings(raw: &RawProvider) -> Result<RegistrationSettings, ConfigError> {
+    let prefix = raw
+        .client_name_prefix
+        .clone()
+        .unwrap_or_else(|| "tollgate-".to_owned());
+    // Only characters that mean the same in a name, a URL query and a log line: the prefix is
+    // what `find_by_name` searches for (Okta's `q=`).
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if prefix.is_empty() || prefix.len() > MAX_CLIENT_NAME_PREFIX || !prefix.chars().all(allowed) {
+        return Err(ConfigError::at(
+            "provider.client_name_prefix",
+            format!(
+                "must be 1 to {MAX_CLIENT_NAME_PREFIX} characters of A-Z, a-z, 0-9, '.', '_', '-'"
+            ),
+        ));
+    }
+    Ok(RegistrationSettings {
+        timeout: positive(raw.registration_timeout, "provider.registration_timeout", 5)?,
+        update_in_idp: raw.update_in_idp.unwrap_or(false),
+        delete_in_idp: raw.delete_in_idp.unwrap_or(false),
+        client_name_prefix: prefix,
     })
 }
 

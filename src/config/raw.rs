@@ -91,6 +91,10 @@ pub struct RawProvider {
     pub misses_per_client: Option<Rate>,
     pub budget_wait: Option<ConfigDuration>,
     pub rate_limit_low_water: Option<u64>,
+    pub registration_timeout: Option<ConfigDuration>,
+    pub update_in_idp: Option<bool>,
+    pub delete_in_idp: Option<bool>,
+    pub client_name_prefix: Option<String>,
 }
 
 /// How tollgate authenticates to the introspection endpoint (RFC 7662 §2.1, RFC 6749 §2.3.1).

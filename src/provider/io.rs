@@ -1,10 +1,11 @@
 //! Where the provider's HTTP runs. Every call to the identity provider (discovery, introspection,
-//! JWKS, token) is sent and read on one runtime that lives as long as the process: the one the
-//! provider was built on, the main runtime (which also carries the admin listener and reload and
-//! outlives every worker: it returns only once all have drained). Not on the worker that asked:
-//! reqwest keeps a pooled connection on the runtime that dialled it, so a worker that finished
-//! draining first would take its connections, and the calls of other workers riding on them, down
-//! with it. Only misses pay this hop: a cached verdict and a known key never reach the provider.
+//! JWKS, token, registration) is sent and read on one runtime that lives as long as the process:
+//! the one the provider was built on, the main runtime (which also carries the admin listener and
+//! reload and outlives every worker: it returns only once all have drained). Not on the worker that
+//! asked: reqwest keeps a pooled connection on the runtime that dialled it, so a worker that
+//! finished draining first would take its connections, and the calls of other workers riding on
+//! them, down with it. Only misses pay this hop: a cached verdict and a known key never reach the
+//! provider.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -56,6 +57,11 @@ impl ProviderHttp {
 
     pub fn post(&self, url: impl IntoUrl) -> RequestBuilder {
         self.client.post(url)
+    }
+
+    /// Any method (client registration also PUTs and DELETEs).
+    pub fn request(&self, method: reqwest::Method, url: impl IntoUrl) -> RequestBuilder {
+        self.client.request(method, url)
     }
 
     /// Sends a request built by `get`/`post` and reads its body, up to [`MAX_PROVIDER_BODY`], on

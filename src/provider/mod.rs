@@ -1,5 +1,5 @@
-//! The only code that speaks HTTP to the identity provider: discovery of its endpoints, and token
-//! introspection. It never sees an incoming request. Its calls run on the process's I/O runtime
+//! The only code that speaks HTTP to the identity provider: discovery of its endpoints, token
+//! introspection, and the registration of client applications. It never sees an incoming request. Its calls run on the process's I/O runtime
 //! (`io`), and nothing it starts outlives it: dropping a [`Provider`] (a reload replaced it and its
 //! last request finished) stops its JWKS refresh and lets its connections go.
 
@@ -8,6 +8,7 @@ mod discovery;
 mod introspection;
 mod io;
 mod jwks;
+mod registration;
 mod token;
 
 use std::sync::{Arc, OnceLock};
@@ -23,6 +24,10 @@ pub use discovery::discover;
 pub use introspection::Introspection;
 pub use io::{Answer, ProviderHttp};
 pub use jwks::{JwksCache, KeyLookup, KeySet, VerificationKey};
+pub use registration::{
+    ClientChanges, ClientRef, ClientRequest, Deleted, ProviderProblem, RegisteredClient,
+    Registration, RegistrationError, Rotation,
+};
 pub use token::{Refusal, TokenRequestError, refusal};
 
 /// The provider's endpoints in force: configured ones, else discovered ones.
@@ -135,6 +140,8 @@ pub struct Provider {
     needs_jwks: bool,
     budget: Arc<Budget>,
     share: Option<Arc<ClientShare>>,
+    registration: OnceLock<Registration>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Provider {
@@ -154,7 +161,7 @@ impl Provider {
             .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ProviderError::Unreachable(error_chain(&e)))?;
-        let budget = Arc::new(Budget::new(&settings.budget, clock));
+        let budget = Arc::new(Budget::new(&settings.budget, clock.clone()));
         let share = settings
             .budget
             .misses_per_client
@@ -169,6 +176,8 @@ impl Provider {
             jwks: OnceLock::new(),
             refresh: OnceLock::new(),
             needs_jwks,
+            registration: OnceLock::new(),
+            clock,
         }))
     }
 
@@ -287,6 +296,35 @@ impl Provider {
                 self.settings.request_timeout,
             ))
         }))
+    }
+}
+
+impl Provider {
+    /// The client-registration API, once the endpoints are known: the configured
+    /// `registration_url`, else the metadata's `registration_endpoint`, with
+    /// `registration_authorization`.
+    pub fn registration(&self) -> Result<&Registration, RegistrationError> {
+        if let Some(r) = self.registration.get() {
+            return Ok(r);
+        }
+        let endpoints = self.endpoints.get().ok_or(ProviderError::NotReady)?;
+        let url = endpoints
+            .registration
+            .clone()
+            .ok_or(RegistrationError::NotConfigured(
+                "the metadata names no registration_endpoint: set provider.registration_url",
+            ))?;
+        let authorization = self.settings.registration_authorization.as_ref().ok_or(
+            RegistrationError::NotConfigured("set provider.registration_authorization"),
+        )?;
+        let registration = Registration::new(
+            self.http.clone(),
+            url,
+            authorization,
+            self.settings.registration.clone(),
+            self.clock.clone(),
+        )?;
+        Ok(self.registration.get_or_init(|| registration))
     }
 }
 

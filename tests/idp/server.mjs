@@ -10,6 +10,12 @@
 // ?kind=id_token&access_token=<token> (&client_id=, default orders-app) issues that token the way a
 // code flow would, which client_credentials never does (answers {"token":"..."}); refresh tokens are
 // introspectable (the refresh_token grant is enabled for them).
+// With "registration": true (and only then), dynamic client registration (RFC 7591) is enabled at
+// <issuer>/v1/clients behind an initial access token ("initialAccessToken", default a fresh UUID,
+// also printed in the ready line), accepted as `Bearer <iat>` or, like Okta's API token,
+// `SSWS <iat>`; registered clients are managed at <issuer>/v1/clients/<id> (RFC 7592) with their
+// registration access token, which every update rotates. /__stats then counts `registration`
+// (POST <issuer>/v1/clients) and `registration_management` (anything under it).
 // Everything else goes to stderr. Exits when stdin reaches EOF (the parent test process died or dropped
 // its handle) and on SIGTERM/SIGINT; by hand, run it from a terminal or keep stdin open
 // (`sleep infinity | node tests/idp/server.mjs`), since `< /dev/null` means exit at once.
@@ -25,11 +31,14 @@ const config = JSON.parse(process.argv[2] || '{}');
 const ttl = config.accessTokenTtl ?? 3600;
 const jwtAccessTokens = config.accessTokenFormat === 'jwt';
 const PREFIX = '/oauth2/default';
+const REGISTRATION = `${PREFIX}/v1/clients`;
 const DEFAULT_AUDIENCE = 'api://default'; // Okta's default authorization server audience
 // With "jwksMaxAge": N, the JWKS answers `Cache-Control: max-age=N`; without it, no Cache-Control at all
 // (oidc-provider sets none on its jwks endpoint).
 const jwksMaxAge = config.jwksMaxAge;
 const mintable = config.mint === true;
+const registration = config.registration === true;
+const initialAccessToken = config.initialAccessToken ?? randomUUID();
 if (jwksMaxAge !== undefined && !(Number.isInteger(jwksMaxAge) && jwksMaxAge >= 0)) {
   throw new Error(`jwksMaxAge must be a non-negative integer, got ${JSON.stringify(jwksMaxAge)}`);
 }
@@ -67,7 +76,9 @@ function newSigningKey() {
 newSigningKey();
 const cookieKeys = [randomUUID()]; // unused (no interactions); set to silence its warning
 
-const counts = { total: 0, token: 0, introspection: 0, jwks: 0, discovery_openid: 0, discovery_oauth: 0 };
+const counts = {
+  total: 0, token: 0, introspection: 0, jwks: 0, discovery_openid: 0, discovery_oauth: 0, registration: 0, registration_management: 0,
+};
 const category = {
   [`${PREFIX}/v1/token`]: 'token',
   [`${PREFIX}/v1/introspect`]: 'introspection',
@@ -118,6 +129,12 @@ const server = http.createServer((req, res) => {
   }
   counts.total += 1;
   if (category[path]) counts[category[path]] += 1;
+  if (registration && (path === REGISTRATION || path.startsWith(`${REGISTRATION}/`))) {
+    counts[path === REGISTRATION ? 'registration' : 'registration_management'] += 1;
+    // Okta's API token scheme, taken as the initial access token; oidc-provider reads only Bearer.
+    const auth = req.headers.authorization ?? '';
+    if (path === REGISTRATION && auth.startsWith('SSWS ')) req.headers.authorization = `Bearer ${auth.slice(5)}`;
+  }
   if (path === PREFIX || path.startsWith(`${PREFIX}/`)) {
     // Mount under the prefix the way express does: oidc-provider derives its mount path (and so
     // every endpoint URL) from originalUrl minus url.
@@ -135,7 +152,7 @@ server.listen(0, '127.0.0.1', () => {
   const { port } = server.address();
   issuer = `http://127.0.0.1:${port}${PREFIX}`;
   handle = buildProvider().callback();
-  process.stdout.write(`${JSON.stringify({ issuer, port })}\n`);
+  process.stdout.write(`${JSON.stringify({ issuer, port, ...(registration ? { initialAccessToken } : {}) })}\n`);
 });
 
 // A refresh token or ID token for user `alice` of `client_id`, as the code flow would issue them.
@@ -193,6 +210,10 @@ function buildProvider() {
       // gateway introspects tokens issued to other clients).
       introspection: { enabled: true, allowedPolicy: async (ctx, client) => client.clientAuthMethod !== 'none' },
       revocation: { enabled: true },
+      ...(registration ? {
+        registration: { enabled: true, initialAccessToken, issueRegistrationAccessToken: true },
+        registrationManagement: { enabled: true, rotateRegistrationAccessToken: true },
+      } : {}),
       // Without a resource server, client_credentials tokens are opaque. In JWT mode every token is
       // for Okta's default audience and is an RS256 JWT signed with the newest key.
       resourceIndicators: jwtAccessTokens

@@ -23,6 +23,8 @@ const START_DEADLINE: Duration = Duration::from_secs(20);
 pub struct TestIdp {
     pub issuer: String,
     pub port: u16,
+    /// With `"registration": true`: the initial access token registration takes (RFC 7591 §3).
+    pub initial_access_token: Option<String>,
     client: reqwest::Client,
     output: Arc<Mutex<Vec<u8>>>,
     // Declared before `_child` so it drops first: EOF on the provider's stdin makes it exit cleanly.
@@ -32,7 +34,9 @@ pub struct TestIdp {
 
 /// Requests the provider has received, by endpoint (`GET /__stats`; reading them is not counted).
 /// `discovery_oauth` counts `/.well-known/oauth-authorization-server` requests (suffix and RFC 8414
-/// path-insertion forms), which this provider answers with 404.
+/// path-insertion forms), which this provider answers with 404. With registration enabled,
+/// `registration` counts calls to `<issuer>/v1/clients` and `registration_management` those to
+/// `<issuer>/v1/clients/<id>` (RFC 7592).
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IdpStats {
     pub total: u64,
@@ -41,6 +45,10 @@ pub struct IdpStats {
     pub jwks: u64,
     pub discovery_openid: u64,
     pub discovery_oauth: u64,
+    #[serde(default)]
+    pub registration: u64,
+    #[serde(default)]
+    pub registration_management: u64,
 }
 
 impl TestIdp {
@@ -55,7 +63,8 @@ impl TestIdp {
     /// `"jwt"`, client_credentials tokens are RS256 JWTs (header `typ: at+jwt` and the signing key's
     /// `kid`) for audience `api://default`, and remain introspectable. With `"jwksMaxAge": N` the JWKS
     /// answers `Cache-Control: max-age=N`; without it, no `Cache-Control` (oidc-provider sends none).
-    /// With `"mint": true`, `mint` works (and the refresh_token grant is enabled).
+    /// With `"mint": true`, `mint` works (and the refresh_token grant is enabled). With
+    /// `"registration": true`, see [`TestIdp::start_with_registration`].
     pub async fn start_with(config: serde_json::Value) -> TestIdp {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/idp");
         if !dir.join("node_modules/oidc-provider").is_dir() {
@@ -123,6 +132,7 @@ impl TestIdp {
             .build()
             .unwrap_or_else(|e| panic!("idp: building an HTTP client: {e}"));
         TestIdp {
+            initial_access_token: ready["initialAccessToken"].as_str().map(str::to_owned),
             issuer: issuer.to_owned(),
             port: u16::try_from(port).unwrap_or_else(|_| panic!("idp: bad port in {line:?}")),
             client,
@@ -130,6 +140,31 @@ impl TestIdp {
             _stdin: stdin,
             _child: child,
         }
+    }
+
+    /// A provider that also registers clients (RFC 7591) at `registration_url()`, behind
+    /// `initial_access_token` (as `Bearer <iat>` or `SSWS <iat>`), and manages them (RFC 7592) with
+    /// the registration access token it issues and rotates on every update.
+    pub async fn start_with_registration() -> TestIdp {
+        TestIdp::start_with(serde_json::json!({"registration": true})).await
+    }
+
+    pub fn registration_url(&self) -> String {
+        format!("{}/v1/clients", self.issuer)
+    }
+
+    /// The status of a client_credentials grant for this client: 200 if the provider knows it
+    /// with this secret, 401 (`invalid_client`) if not.
+    pub async fn token_status(&self, client_id: &str, client_secret: &str) -> u16 {
+        self.client
+            .post(self.token_url())
+            .basic_auth(client_id, Some(client_secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("idp token request for {client_id}: {e}"))
+            .status()
+            .as_u16()
     }
 
     pub fn token_url(&self) -> String {

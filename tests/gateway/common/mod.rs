@@ -3,6 +3,7 @@
 //! assertions and config every capability test repeats (RFC 6750 §3 refusals, a base config).
 
 pub mod fake_idp;
+pub mod fake_okta;
 pub mod gateway;
 pub mod idp;
 pub mod jwt;
