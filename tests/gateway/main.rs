@@ -10,6 +10,7 @@ mod common;
 
 // Self-tests of the harness itself (no gateway binary needed).
 mod harness;
+mod postgres_harness;
 
 // Capability modules.
 mod budget;

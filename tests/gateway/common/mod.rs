@@ -1,12 +1,14 @@
 //! Shared pieces of the gateway integration tests: the recording upstream, the fault-injecting fake
-//! provider, the real provider, the gateway process, JWT minting with the fixture keys, and the
-//! assertions and config every capability test repeats (RFC 6750 §3 refusals, a base config).
+//! provider, the real provider, the gateway process, JWT minting with the fixture keys, a real
+//! PostgreSQL server (and temp SQLite files) for the registry's stores, and the assertions and config
+//! every capability test repeats (RFC 6750 §3 refusals, a base config).
 
 pub mod fake_idp;
 pub mod fake_okta;
 pub mod gateway;
 pub mod idp;
 pub mod jwt;
+pub mod postgres;
 pub mod provider;
 pub mod upstream;
 
