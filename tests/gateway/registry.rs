@@ -1,58 +1,81 @@
-//! The registry end to end, on SQLite: applications, contracts and tiers changed with the real
+//! The registry end to end, each test on SQLite and on a real PostgreSQL server: applications, contracts and tiers changed with the real
 //! `tollgate` CLI while a real gateway enforces them against tokens from the real OpenID provider.
 //! A revoke stops a token already in the verdict cache within `refresh_interval`; bad input
 //! changes nothing; without a `[registry]` the commands say what to configure.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::common::gateway::{CliOutput, Gateway, cli};
 use crate::common::idp::TestIdp;
+use crate::common::postgres::{PgServer, TempSqlite, sqlite_url};
 use crate::common::upstream::Upstream;
 use crate::common::{assert_rejected, base_config, client, eventually, sample};
-
-/// A directory under the temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir =
-            std::env::temp_dir().join(format!("tollgate-registry-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("creating the test's temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The refresh interval of these tests, and the bound they allow a change to take.
 const REFRESH: &str = "200ms";
 const BOUND: Duration = Duration::from_secs(3);
 
+/// Which store a test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn(Backend)` as two tests, one per store.
+macro_rules! against_both_stores {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            }
+        )+
+    };
+}
+
+against_both_stores!(
+    approve_admits_and_revoke_stops_a_cached_token_within_the_refresh_interval,
+    tiers_and_the_api_decide_whether_a_request_is_approved_at_once,
+    bad_input_gets_a_clear_error_and_changes_nothing,
+    a_tier_limit_answers_429_with_ratelimit_fields_and_counts_only_what_passes,
+    two_gateways_sharing_a_store_both_see_a_revoke_within_the_bound,
+);
+
+/// A store URL for one test, and what keeps it alive.
+async fn store(backend: Backend) -> (String, Option<TempSqlite>) {
+    match backend {
+        Backend::Sqlite => {
+            let file = sqlite_url();
+            (file.url.clone(), Some(file))
+        }
+        Backend::Postgres => (PgServer::shared().await.fresh_database().await, None),
+    }
+}
+
 struct Setup {
     idp: TestIdp,
     upstream: Upstream,
     config: String,
-    _dir: TempDir,
+    _sqlite: Option<TempSqlite>,
 }
 
 impl Setup {
-    async fn start() -> Setup {
+    async fn start(backend: Backend) -> Setup {
         let idp = TestIdp::start().await;
         let upstream = Upstream::start().await;
-        let dir = TempDir::new();
-        let store = dir.0.join("registry.db");
+        let (store, sqlite) = store(backend).await;
         let extra = format!(
             r#"
 [registry]
-store = "sqlite://{}"
+store = "{store}"
 refresh_interval = "{REFRESH}"
 
 [[api]]
@@ -61,7 +84,6 @@ path_prefix = "/orders"
 upstream = "{}"
 scopes = ["mulescope"]
 "#,
-            store.display(),
             upstream.url()
         );
         let config = base_config(&idp.issuer, &extra);
@@ -69,7 +91,7 @@ scopes = ["mulescope"]
             idp,
             upstream,
             config,
-            _dir: dir,
+            _sqlite: sqlite,
         }
     }
 
@@ -105,9 +127,10 @@ async fn within_bound(gw: &Gateway, token: &str, expected: u16, what: &str) {
     .await;
 }
 
-#[tokio::test]
-async fn approve_admits_and_revoke_stops_a_cached_token_within_the_refresh_interval() {
-    let s = Setup::start().await;
+async fn approve_admits_and_revoke_stops_a_cached_token_within_the_refresh_interval(
+    backend: Backend,
+) {
+    let s = Setup::start(backend).await;
     // The store is created by the first command; the gateway is ready once it loaded an index.
     s.ok(&["app", "import", "shop", "--client-id", "orders-app"])
         .await;
@@ -161,9 +184,8 @@ async fn approve_admits_and_revoke_stops_a_cached_token_within_the_refresh_inter
     .await;
 }
 
-#[tokio::test]
-async fn tiers_and_the_api_decide_whether_a_request_is_approved_at_once() {
-    let s = Setup::start().await;
+async fn tiers_and_the_api_decide_whether_a_request_is_approved_at_once(backend: Backend) {
+    let s = Setup::start(backend).await;
     s.ok(&["app", "import", "shop", "--client-id", "orders-app"])
         .await;
     s.ok(&[
@@ -210,9 +232,8 @@ async fn tiers_and_the_api_decide_whether_a_request_is_approved_at_once() {
     assert!(out.stderr.contains("deprecated"), "{out:?}");
 }
 
-#[tokio::test]
-async fn bad_input_gets_a_clear_error_and_changes_nothing() {
-    let s = Setup::start().await;
+async fn bad_input_gets_a_clear_error_and_changes_nothing(backend: Backend) {
+    let s = Setup::start(backend).await;
     s.ok(&["app", "import", "shop", "--client-id", "orders-app"])
         .await;
     let cases: [(&[&str], &str); 8] = [
@@ -333,9 +354,10 @@ async fn until_the_first_index_loads_contract_apis_answer_503_and_are_not_ready(
     assert_rejected(resp, 503, Some("temporarily_unavailable"), &upstream).await;
 }
 
-#[tokio::test]
-async fn a_tier_limit_answers_429_with_ratelimit_fields_and_counts_only_what_passes() {
-    let s = Setup::start().await;
+async fn a_tier_limit_answers_429_with_ratelimit_fields_and_counts_only_what_passes(
+    backend: Backend,
+) {
+    let s = Setup::start(backend).await;
     s.ok(&["app", "import", "shop", "--client-id", "orders-app"])
         .await;
     s.ok(&[
@@ -377,4 +399,41 @@ async fn a_tier_limit_answers_429_with_ratelimit_fields_and_counts_only_what_pas
         "refusals are not counted: {waits:?}"
     );
     assert_eq!(s.upstream.count(), 3);
+}
+
+async fn two_gateways_sharing_a_store_both_see_a_revoke_within_the_bound(backend: Backend) {
+    let s = Setup::start(backend).await;
+    s.ok(&["app", "import", "shop", "--client-id", "orders-app"])
+        .await;
+    s.ok(&["contract", "request", "shop", "orders"]).await;
+    s.ok(&["contract", "approve", "shop", "orders"]).await;
+    let (a, b) = (
+        Gateway::start(&s.config).await,
+        Gateway::start(&s.config).await,
+    );
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let token = s
+        .idp
+        .token("orders-app", "orders-secret", "mulescope")
+        .await;
+    assert_eq!(
+        (status(&a, &token).await, status(&b, &token).await),
+        (200, 200)
+    );
+    let revoked = std::time::Instant::now();
+    s.ok(&["contract", "revoke", "shop", "orders"]).await;
+    within_bound(&a, &token, 403, "the first gateway sees the revoke").await;
+    within_bound(&b, &token, 403, "the second gateway sees the revoke").await;
+    assert!(
+        revoked.elapsed() < BOUND,
+        "both within {BOUND:?}: {:?}",
+        revoked.elapsed()
+    );
+    for gw in [&a, &b] {
+        assert_eq!(
+            sample(&gw.metrics().await, "tollgate_registry_revision", &[]),
+            Some(4.0)
+        );
+    }
 }
