@@ -2,7 +2,11 @@
 //! of a forwarder stand-in that answers at once:
 //! - `public_route`: route and normalise only (the floor);
 //! - `cached_introspected_token`, `cached_jwt`: a token seen before (cache hit);
-//! - `uncached_rs256_jwt`, `uncached_es256_jwt`: a new JWT each time (signature verified).
+//! - `uncached_rs256_jwt`, `uncached_es256_jwt`: a new JWT each time (signature verified);
+//! - `static_list`, `registry_contract`, `registry_contract_with_tier`: a cached introspected
+//!   token on three APIs alike but for how the client is admitted: the static `clients` list, a
+//!   registry contract among 10,000 applications' contracts loaded, and the same with a tier limit
+//!   (high enough never to refuse). Their differences are the contract check and the limit.
 //!
 //! The provider is a loopback stand-in (introspection finds every token active; the JWKS holds
 //! the test keys of `tests/keys`), hit only to fill caches.
@@ -30,6 +34,7 @@ use tollgate::clock::SystemClock;
 use tollgate::config;
 use tollgate::forward::ForwardError;
 use tollgate::policy::{PolicyLayer, PolicyService};
+use tollgate::registry::{ApprovedContract, ContractIndex};
 use tollgate::runtime::{Runtime, RuntimeHandle};
 use tower::{Layer, Service, ServiceExt};
 
@@ -115,6 +120,9 @@ jwt_algorithms = ["RS256", "ES256"]
 [cache]
 max_entries = 100000
 
+[registry]
+store = "sqlite://never-opened-by-the-benchmark.db"
+
 [[api]]
 name = "orders"
 path_prefix = "/orders"
@@ -126,6 +134,28 @@ expose_headers = true
 [[api.rule]]
 paths = ["/orders/public/**"]
 public = true
+
+[[api]]
+name = "listed"
+path_prefix = "/listed"
+upstream = "http://127.0.0.1:9"
+scopes = ["mulescope"]
+clients = ["orders-app"]
+expose_headers = true
+
+[[api]]
+name = "contracts"
+path_prefix = "/contracts"
+upstream = "http://127.0.0.1:9"
+scopes = ["mulescope"]
+expose_headers = true
+
+[[api]]
+name = "tiered"
+path_prefix = "/tiered"
+upstream = "http://127.0.0.1:9"
+scopes = ["mulescope"]
+expose_headers = true
 
 [[api]]
 name = "jwt-orders"
@@ -174,6 +204,38 @@ impl Minter {
     }
 }
 
+/// 10,000 applications, each with a contract on both registry APIs (a tier on `tiered`); the
+/// stand-in provider's `orders-app` is one of them.
+fn load_contracts(runtime: &Runtime) {
+    let contract = |api: &str, client: String, tier: bool| ApprovedContract {
+        api: api.to_owned(),
+        app: format!("app-{client}"),
+        client_id: client,
+        tier: tier.then(|| "gold".to_owned()),
+        limits: if tier {
+            vec!["1000000000/1s".parse().expect("limit")]
+        } else {
+            Vec::new()
+        },
+    };
+    let clients = (0..9_999)
+        .map(|i| format!("0oa{i:016}"))
+        .chain(["orders-app".to_owned()]);
+    let rows = clients.flat_map(|c| {
+        [
+            contract("contracts", c.clone(), false),
+            contract("tiered", c, true),
+        ]
+    });
+    let index = ContractIndex::new(1, rows, None);
+    assert_eq!(index.len(), 20_000);
+    runtime
+        .registry
+        .as_ref()
+        .expect("the bench config has a [registry]")
+        .replace(Arc::new(index));
+}
+
 fn request(path: &str, token: Option<&str>) -> Request<ProxyBody> {
     let mut builder = Request::get(path).header("host", "api.test");
     if let Some(t) = token {
@@ -213,8 +275,12 @@ fn decision(c: &mut Criterion) {
             .resolve()
             .await
             .expect("endpoints are configured");
+        load_contracts(&runtime);
         let service = PolicyLayer::new(RuntimeHandle::new(runtime)).layer(Answer);
         allowed(&service, request("/orders/1", Some("bench-token"))).await;
+        allowed(&service, request("/listed/1", Some("bench-token"))).await;
+        allowed(&service, request("/contracts/1", Some("bench-token"))).await;
+        allowed(&service, request("/tiered/1", Some("bench-token"))).await;
         allowed(&service, request("/jwt/1", Some(&cached_jwt))).await;
         service
     });
@@ -226,6 +292,18 @@ fn decision(c: &mut Criterion) {
     group.bench_function("cached_introspected_token", |b| {
         b.to_async(&rt)
             .iter(|| allowed(&service, request("/orders/1", Some("bench-token"))))
+    });
+    group.bench_function("static_list", |b| {
+        b.to_async(&rt)
+            .iter(|| allowed(&service, request("/listed/1", Some("bench-token"))))
+    });
+    group.bench_function("registry_contract", |b| {
+        b.to_async(&rt)
+            .iter(|| allowed(&service, request("/contracts/1", Some("bench-token"))))
+    });
+    group.bench_function("registry_contract_with_tier", |b| {
+        b.to_async(&rt)
+            .iter(|| allowed(&service, request("/tiered/1", Some("bench-token"))))
     });
     group.bench_function("cached_jwt", |b| {
         b.to_async(&rt)
