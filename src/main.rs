@@ -171,7 +171,12 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let result = match cli.command {
-        Command::App(a) => return registry(&rt, &settings, |r| Box::pin(cli::app(r, a.command))),
+        Command::App(a) => {
+            let s = settings.clone();
+            return registry(&rt, &settings, move |r| {
+                Box::pin(async move { cli::app(r, &s, Arc::new(SystemClock), a.command).await })
+            });
+        }
         Command::Contract(a) => {
             return registry(&rt, &settings, |r| Box::pin(cli::contract(r, a.command)));
         }
@@ -237,7 +242,7 @@ where
     match outcome {
         Ok(printed) => {
             print!("{}", printed.stdout);
-            ExitCode::SUCCESS
+            ExitCode::from(printed.status)
         }
         Err(e @ RegistryError::NotConfigured) => {
             eprintln!("tollgate: {e}");

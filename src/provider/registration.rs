@@ -163,6 +163,12 @@ impl Registration {
     }
 
     /// The provider's `client_name` for an application.
+    /// Whether this is Okta's client API (an `SSWS` credential), whose clients differ a little
+    /// from RFC 7591's (a machine-to-machine client has `response_types = ["token"]`).
+    pub fn is_okta(&self) -> bool {
+        self.okta
+    }
+
     pub fn client_name(&self, application: &str) -> String {
         format!("{}{application}", self.settings.client_name_prefix)
     }

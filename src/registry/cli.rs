@@ -10,14 +10,34 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::{
-    AppStatus, ContractAction, ContractFilter, ContractStatus, Limit, NewApp, Registry,
-    RegistryError,
+    AppStatus, ContractAction, ContractFilter, ContractStatus, Credentials, Limit, NewApp, Outcome,
+    Registry, RegistryError,
 };
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::provider::{Provider, Registration};
 
 #[derive(Subcommand, Debug)]
 pub enum AppCommand {
+    /// Register a new client at the provider (RFC 7591; Okta's /oauth2/v1/clients) and record the
+    /// application; its client id and secret are printed once (the secret is never stored).
+    Create {
+        name: String,
+        #[arg(long, value_parser = ["client_credentials", "authorization_code"])]
+        grant: String,
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue a new client secret at the provider, printed once.
+    RotateSecret {
+        app: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Adopt a client that exists at the provider already (no provider call).
     Import {
         name: String,
@@ -51,9 +71,13 @@ pub enum AppCommand {
     Enable {
         app: String,
     },
-    /// Delete the application; its contracts go first.
+    /// Delete the application: its contracts go first, then (for a created one, with
+    /// provider.delete_in_idp) its client at the provider.
     Delete {
         app: String,
+        /// Keep the provider's client.
+        #[arg(long)]
+        keep_idp_client: bool,
     },
 }
 
@@ -136,10 +160,15 @@ pub struct AuditArgs {
     json: bool,
 }
 
-/// A registry command's outcome: what to print, and whether it succeeded.
+/// A registry command's outcome: what to print, and its exit status (0, or 3: accepted but
+/// still pending at the provider).
 pub struct Printed {
     pub stdout: String,
+    pub status: u8,
 }
+
+/// The exit status of a change accepted but still pending at the provider.
+pub const EXIT_PENDING: u8 = 3;
 
 /// Opens the registry of `settings` for a command run by `actor`.
 pub async fn open(
@@ -150,8 +179,83 @@ pub async fn open(
     Registry::open(settings, clock, format!("cli:{actor}")).await
 }
 
-pub async fn app(r: &Registry, command: AppCommand) -> Result<Printed, RegistryError> {
+/// The configured provider, resolved, for the commands that call its registration API.
+async fn provider(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<Provider>, RegistryError> {
+    let fail = |e: &dyn std::fmt::Display| RegistryError::Provider(format!("the provider: {e}"));
+    let provider = Provider::new(settings.provider.clone(), false, clock).map_err(|e| fail(&e))?;
+    provider.resolve().await.map_err(|e| fail(&e))?;
+    Ok(provider)
+}
+
+fn registration(provider: &Provider) -> Result<&Registration, RegistryError> {
+    provider
+        .registration()
+        .map_err(|e| RegistryError::Provider(e.to_string()))
+}
+
+/// Redirect URIs as RFC 6749 §3.1.2 has them: absolute, no fragment; needed by the
+/// authorization code grant and meaningless to client credentials.
+fn check_redirects(grant: &str, uris: &[String]) -> Result<(), RegistryError> {
+    for uri in uris {
+        let parsed = url::Url::parse(uri).map_err(|_| {
+            RegistryError::Invalid(format!("--redirect-uri {uri:?}: not an absolute URI"))
+        })?;
+        if parsed.fragment().is_some() {
+            return Err(RegistryError::Invalid(format!(
+                "--redirect-uri {uri:?}: a redirect URI has no fragment (RFC 6749 §3.1.2)"
+            )));
+        }
+    }
+    match (grant, uris.is_empty()) {
+        ("authorization_code", true) => Err(RegistryError::Invalid(
+            "--grant authorization_code needs at least one --redirect-uri".to_owned(),
+        )),
+        ("client_credentials", false) => Err(RegistryError::Invalid(
+            "--grant client_credentials takes no --redirect-uri".to_owned(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub async fn app(
+    r: &Registry,
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+    command: AppCommand,
+) -> Result<Printed, RegistryError> {
     match command {
+        AppCommand::Create {
+            name,
+            grant,
+            redirect_uris,
+            description,
+            json,
+        } => {
+            check_redirects(&grant, &redirect_uris)?;
+            let provider = provider(settings, clock).await?;
+            let new = NewApp {
+                name,
+                client_id: String::new(),
+                grant,
+                redirect_uris,
+                description,
+            };
+            match r.create_app(registration(&provider)?, new).await? {
+                Outcome::Done(c) => Ok(render(json, &c, || shown_once(&c, "created"))),
+                Outcome::Pending(why) => Ok(Printed {
+                    stdout: format!("pending at the provider: {why}\n"),
+                    status: EXIT_PENDING,
+                }),
+            }
+        }
+        AppCommand::RotateSecret { app, json } => {
+            let provider = provider(settings, clock).await?;
+            let c = r.rotate_secret(registration(&provider)?, &app).await?;
+            Ok(render(json, &c, || shown_once(&c, "rotated")))
+        }
         AppCommand::Import {
             name,
             client_id,
@@ -220,11 +324,28 @@ pub async fn app(r: &Registry, command: AppCommand) -> Result<Printed, RegistryE
             let a = r.set_app_status(&app, AppStatus::Active).await?;
             Ok(line(format!("application {} enabled", a.name)))
         }
-        AppCommand::Delete { app } => {
-            let a = r.delete_app(&app).await?;
+        AppCommand::Delete {
+            app,
+            keep_idp_client,
+        } => {
+            let created = r.app(&app).await?.0.origin == "created";
+            let provider = if created && !keep_idp_client {
+                Some(provider(settings, clock).await?)
+            } else {
+                None
+            };
+            let registration = provider.as_deref().map(registration).transpose()?;
+            let a = r
+                .delete_app_and_client(registration, &app, keep_idp_client)
+                .await?;
+            let kept = if created && !keep_idp_client {
+                "and its client at the provider"
+            } else {
+                "(the provider's client is kept)"
+            };
             Ok(line(format!(
-                "application {} deleted with its contracts (the provider's client {} is kept)",
-                a.name, a.client_id
+                "application {} deleted with its contracts {kept}",
+                a.name
             )))
         }
     }
@@ -352,11 +473,26 @@ pub async fn audit(r: &Registry, args: AuditArgs, now: i64) -> Result<Printed, R
 fn line(text: String) -> Printed {
     Printed {
         stdout: text + "\n",
+        status: 0,
     }
+}
+
+fn shown_once(c: &Credentials, what: &str) -> String {
+    let secret = match &c.client_secret {
+        Some(s) => format!("client secret {s}\n(shown once: it is not stored)\n"),
+        None => "no new secret was returned: run `tollgate app rotate-secret` for one\n".to_owned(),
+    };
+    format!(
+        "client {} {what} ({})\nclient id {}\n{secret}",
+        c.client_name,
+        c.grant_types.join(" "),
+        c.client_id
+    )
 }
 
 fn render<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> Printed {
     Printed {
+        status: 0,
         stdout: if json {
             serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
         } else {

@@ -4,6 +4,7 @@
 //! request path reads, rebuilt by [`refresh`] when the store's revision moves.
 
 pub mod cli;
+mod idp;
 mod index;
 mod limit;
 mod model;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+pub use idp::{Credentials, Outcome};
 pub use index::{ApprovedContract, ContractIndex, Grant, IndexHandle};
 pub use limit::{Exceeded, Limiter};
 pub use model::{
@@ -58,6 +60,9 @@ pub enum RegistryError {
     Store { store: String, reason: String },
     #[error("the registry store failed: {0}")]
     Query(String),
+    /// The provider refused or failed a registration call; what it said, and what to do.
+    #[error("{0}")]
+    Provider(String),
     /// The configuration has no `[registry]`.
     #[error(
         "no [registry] is configured: add one with a store, e.g. store = \"sqlite:///var/lib/tollgate/registry.db\""

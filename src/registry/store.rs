@@ -16,12 +16,13 @@ use crate::config::StoreUrl;
 
 /// The schema, version by version. Each statement is idempotent, so two processes migrating at
 /// once end in the same state.
-const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE IF NOT EXISTS tollgate_schema (id BIGINT PRIMARY KEY, version BIGINT NOT NULL)",
-    "INSERT INTO tollgate_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
-    "CREATE TABLE IF NOT EXISTS registry_state (id BIGINT PRIMARY KEY, revision BIGINT NOT NULL)",
-    "INSERT INTO registry_state (id, revision) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
-    "CREATE TABLE IF NOT EXISTS apps (
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE IF NOT EXISTS tollgate_schema (id BIGINT PRIMARY KEY, version BIGINT NOT NULL)",
+        "INSERT INTO tollgate_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+        "CREATE TABLE IF NOT EXISTS registry_state (id BIGINT PRIMARY KEY, revision BIGINT NOT NULL)",
+        "INSERT INTO registry_state (id, revision) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+        "CREATE TABLE IF NOT EXISTS apps (
         name TEXT PRIMARY KEY,
         client_id TEXT NOT NULL UNIQUE,
         grant_type TEXT NOT NULL,
@@ -31,7 +32,7 @@ const MIGRATIONS: &[&[&str]] = &[&[
         origin TEXT NOT NULL,
         created_at BIGINT NOT NULL,
         updated_at BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS tiers (
+        "CREATE TABLE IF NOT EXISTS tiers (
         api TEXT NOT NULL,
         name TEXT NOT NULL,
         limits TEXT NOT NULL,
@@ -39,7 +40,7 @@ const MIGRATIONS: &[&[&str]] = &[&[
         status TEXT NOT NULL,
         created_at BIGINT NOT NULL,
         PRIMARY KEY (api, name))",
-    "CREATE TABLE IF NOT EXISTS contracts (
+        "CREATE TABLE IF NOT EXISTS contracts (
         app TEXT NOT NULL REFERENCES apps (name),
         api TEXT NOT NULL,
         tier TEXT,
@@ -47,7 +48,7 @@ const MIGRATIONS: &[&[&str]] = &[&[
         created_at BIGINT NOT NULL,
         updated_at BIGINT NOT NULL,
         PRIMARY KEY (app, api))",
-    "CREATE TABLE IF NOT EXISTS audit (
+        "CREATE TABLE IF NOT EXISTS audit (
         revision BIGINT PRIMARY KEY,
         at BIGINT NOT NULL,
         actor TEXT NOT NULL,
@@ -55,7 +56,20 @@ const MIGRATIONS: &[&[&str]] = &[&[
         subject TEXT NOT NULL,
         before_json TEXT,
         after_json TEXT)",
-]];
+    ],
+    &[
+        // Provider operations: recorded before a call is sent, finished before its outcome is acted
+        // on (issue 11's outbox).
+        "CREATE TABLE IF NOT EXISTS operations (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        app TEXT NOT NULL,
+        state TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL)",
+    ],
+];
 
 /// An open store.
 #[derive(Clone)]
@@ -210,6 +224,49 @@ impl Store {
             .await
             .map_err(query)?;
         rows.iter().map(tier).collect()
+    }
+
+    /// Marks an operation finished (`done` or `failed`), with what happened.
+    pub async fn finish_operation(
+        &self,
+        id: &str,
+        state: &str,
+        detail: &str,
+        at: i64,
+    ) -> Result<(), RegistryError> {
+        sqlx::query("UPDATE operations SET state = $1, detail = $2, updated_at = $3 WHERE id = $4")
+            .bind(state)
+            .bind(detail)
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(query)?;
+        Ok(())
+    }
+
+    /// Operations, newest first.
+    pub async fn operations(
+        &self,
+    ) -> Result<Vec<(String, String, String, String, String)>, RegistryError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, app, state, detail FROM operations ORDER BY created_at DESC, id DESC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get("kind")?,
+                    r.try_get("app")?,
+                    r.try_get("state")?,
+                    r.try_get("detail")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(query)
     }
 
     /// Audit entries at or after `since` (Unix seconds), oldest first.
@@ -425,6 +482,31 @@ impl Change {
         .bind(i64::from(t.auto_approve))
         .bind(tier_status(t.status))
         .bind(t.created_at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(query)?;
+        Ok(())
+    }
+
+    pub async fn put_operation(
+        &mut self,
+        id: &str,
+        kind: &str,
+        app: &str,
+        state: &str,
+        detail: &str,
+        at: i64,
+    ) -> Result<(), RegistryError> {
+        sqlx::query(
+            "INSERT INTO operations (id, kind, app, state, detail, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(id)
+        .bind(kind)
+        .bind(app)
+        .bind(state)
+        .bind(detail)
+        .bind(at)
         .execute(&mut *self.tx)
         .await
         .map_err(query)?;

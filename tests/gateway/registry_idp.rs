@@ -1,0 +1,322 @@
+//! The registry's provider side through the real CLI: `app create` registers a client at a fake
+//! shaped like Okta's `/oauth2/v1/clients` (and at the real oidc-provider by RFC 7591), records
+//! its intent first and adopts a client whose answer was lost, waits out a near rate-limit reset,
+//! stops on a broken API token, and deletes the client with the application. Each fault test
+//! counts the clients at the provider afterwards.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::fake_okta::{FakeOkta, Fault};
+use crate::common::gateway::{CliOutput, cli};
+use crate::common::idp::TestIdp;
+use crate::common::postgres::{TempSqlite, sqlite_url};
+
+const API_TOKEN: &str = "00okta-api-token";
+
+struct Setup {
+    okta: FakeOkta,
+    config: String,
+    store: TempSqlite,
+}
+
+impl Setup {
+    async fn start(provider_lines: &str) -> Setup {
+        let okta = FakeOkta::start(API_TOKEN).await;
+        let store = sqlite_url();
+        let issuer = okta.issuer();
+        let config = format!(
+            r#"[provider]
+issuer = "{issuer}"
+authorize_url = "{issuer}/v1/authorize"
+token_url = "{issuer}/v1/token"
+introspection_url = "{issuer}/v1/introspect"
+jwks_url = "{issuer}/v1/keys"
+registration_url = "{}"
+registration_authorization = "SSWS {API_TOKEN}"
+introspection_client_id = "gw"
+introspection_client_secret = "s"
+{provider_lines}
+
+[registry]
+store = "{}"
+
+[[api]]
+name = "orders"
+path_prefix = "/orders"
+upstream = "http://127.0.0.1:9"
+"#,
+            okta.registration_url(),
+            store.url
+        );
+        Setup {
+            okta,
+            config,
+            store,
+        }
+    }
+
+    async fn tollgate(&self, args: &[&str]) -> CliOutput {
+        cli(args, Some(&self.config), &[]).await
+    }
+
+    async fn json(&self, args: &[&str]) -> Value {
+        let out = self.tollgate(args).await;
+        assert_eq!(out.status, 0, "tollgate {args:?}: {out:?}");
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+    }
+
+    /// `app create NAME --grant client_credentials --json`, which must succeed.
+    async fn create(&self, name: &str) -> Value {
+        self.json(&[
+            "app",
+            "create",
+            name,
+            "--grant",
+            "client_credentials",
+            "--json",
+        ])
+        .await
+    }
+
+    /// Every byte the store holds (the SQLite file and its write-ahead log).
+    fn store_bytes(&self) -> Vec<u8> {
+        let path = self.store.url.trim_start_matches("sqlite://");
+        let path = path.split('?').next().unwrap_or_default();
+        let mut bytes = std::fs::read(path).unwrap_or_default();
+        bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
+        bytes
+    }
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn create_registers_one_client_and_shows_its_secret_once_without_storing_it() {
+    let s = Setup::start("").await;
+    let created = s.create("shop").await;
+    let secret = created["client_secret"]
+        .as_str()
+        .expect("a secret, once")
+        .to_owned();
+    assert_eq!(created["client_name"], "tollgate-shop");
+    assert_eq!(s.okta.client_names(), ["tollgate-shop"]);
+    let held = &s.okta.clients()[0];
+    assert_eq!(created["client_id"], held["client_id"]);
+    assert_eq!(
+        held["response_types"],
+        serde_json::json!(["token"]),
+        "Okta's service app"
+    );
+    let shown = s.json(&["app", "show", "shop", "--json"]).await;
+    assert_eq!(shown["app"]["origin"], "created");
+    assert_eq!(shown["app"]["client_id"], created["client_id"]);
+    assert!(
+        !contains(&s.store_bytes(), &secret),
+        "the secret is never stored"
+    );
+    let audit = s.json(&["audit", "--json"]).await;
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["op.create_client", "app.create"],
+        "the intent is recorded before"
+    );
+    let again = s
+        .tollgate(&["app", "create", "shop", "--grant", "client_credentials"])
+        .await;
+    assert_eq!(again.status, 1, "{again:?}");
+    assert_eq!(
+        s.okta.client_names().len(),
+        1,
+        "a duplicate never reaches the provider"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_resolved_by_adopting_the_client_by_its_exact_name() {
+    let s = Setup::start("").await;
+    // Okta's search is by prefix: a client whose name merely starts the same is not ours.
+    s.okta.add_client("tollgate-shop-old");
+    s.okta.fail_next(Fault::LoseAnswer);
+    let out = s
+        .tollgate(&["app", "create", "shop", "--grant", "client_credentials"])
+        .await;
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("rotate-secret"),
+        "the lost secret is not invented: {out:?}"
+    );
+    let names = s.okta.client_names();
+    assert_eq!(
+        names.iter().filter(|n| *n == "tollgate-shop").count(),
+        1,
+        "{names:?}"
+    );
+    let ours = s
+        .okta
+        .clients()
+        .into_iter()
+        .find(|c| c["client_name"] == "tollgate-shop")
+        .unwrap();
+    let shown = s.json(&["app", "show", "shop", "--json"]).await;
+    assert_eq!(shown["app"]["client_id"], ours["client_id"]);
+    let rotated = s.json(&["app", "rotate-secret", "shop", "--json"]).await;
+    assert!(
+        rotated["client_secret"]
+            .as_str()
+            .is_some_and(|x| !x.is_empty())
+    );
+}
+
+#[tokio::test]
+async fn a_near_rate_limit_reset_is_waited_out_and_a_broken_token_stops_with_what_to_fix() {
+    let s = Setup::start("").await;
+    let reset = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    s.okta.fail_next(Fault::RateLimited { reset });
+    let started = std::time::Instant::now();
+    let out = s
+        .tollgate(&["app", "create", "shop", "--grant", "client_credentials"])
+        .await;
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "it waited for the reset"
+    );
+    assert_eq!(s.okta.client_names(), ["tollgate-shop"]);
+
+    s.okta.fail_always(Some(Fault::InvalidToken));
+    let out = s
+        .tollgate(&["app", "create", "other", "--grant", "client_credentials"])
+        .await;
+    assert_eq!(out.status, 1, "{out:?}");
+    assert!(out.stderr.contains("registration_authorization"), "{out:?}");
+    assert!(
+        !out.stderr.contains(API_TOKEN),
+        "the token is never shown: {out:?}"
+    );
+    assert_eq!(
+        s.okta.client_names(),
+        ["tollgate-shop"],
+        "nothing was created"
+    );
+    let out = s.tollgate(&["app", "show", "other"]).await;
+    assert_eq!(out.status, 1, "no application was recorded: {out:?}");
+}
+
+#[tokio::test]
+async fn delete_removes_the_client_at_the_provider_only_when_allowed() {
+    let s = Setup::start("delete_in_idp = true").await;
+    s.create("shop").await;
+    s.create("kept").await;
+    let out = s.tollgate(&["app", "delete", "shop"]).await;
+    assert_eq!(out.status, 0, "{out:?}");
+    assert_eq!(s.okta.client_names(), ["tollgate-kept"]);
+    let out = s
+        .tollgate(&["app", "delete", "kept", "--keep-idp-client"])
+        .await;
+    assert_eq!(out.status, 0, "{out:?}");
+    assert_eq!(
+        s.okta.client_names(),
+        ["tollgate-kept"],
+        "kept at the provider"
+    );
+
+    let off = Setup::start("").await;
+    off.create("shop").await;
+    let out = off.tollgate(&["app", "delete", "shop"]).await;
+    assert_eq!(out.status, 1, "{out:?}");
+    assert!(out.stderr.contains("delete_in_idp"), "{out:?}");
+    let shown = off.json(&["app", "show", "shop", "--json"]).await;
+    assert_eq!(
+        shown["app"]["status"], "disabled",
+        "disabled at once, kept until the provider agrees"
+    );
+    assert_eq!(off.okta.client_names(), ["tollgate-shop"]);
+}
+
+#[tokio::test]
+async fn create_checks_its_input_before_any_call() {
+    let s = Setup::start("").await;
+    for (args, message) in [
+        (
+            vec!["--grant", "authorization_code"],
+            "needs at least one --redirect-uri",
+        ),
+        (
+            vec![
+                "--grant",
+                "client_credentials",
+                "--redirect-uri",
+                "https://app.test/cb",
+            ],
+            "takes no --redirect-uri",
+        ),
+        (
+            vec!["--grant", "authorization_code", "--redirect-uri", "/cb"],
+            "not an absolute URI",
+        ),
+    ] {
+        let mut all = vec!["app", "create", "shop"];
+        all.extend(args);
+        let out = s.tollgate(&all).await;
+        assert_eq!(out.status, 1, "{out:?}");
+        assert!(out.stderr.contains(message), "{message}: {out:?}");
+    }
+    assert_eq!(s.okta.call_count(), 0);
+}
+
+#[tokio::test]
+async fn the_real_provider_registers_an_authorization_code_client_by_rfc_7591() {
+    let idp = TestIdp::start_with_registration().await;
+    let store = sqlite_url();
+    let config = format!(
+        "[provider]\nissuer = \"{}\"\nintrospection_client_id = \"tollgate-introspector\"\nintrospection_client_secret = \"introspector-secret\"\nregistration_authorization = \"SSWS {}\"\n\n[registry]\nstore = \"{}\"\n\n[[api]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = \"http://127.0.0.1:9\"\n",
+        idp.issuer,
+        idp.initial_access_token
+            .as_deref()
+            .expect("started with registration"),
+        store.url
+    );
+    let out = cli(
+        &[
+            "app",
+            "create",
+            "web",
+            "--grant",
+            "authorization_code",
+            "--redirect-uri",
+            "https://app.test/cb",
+            "--json",
+        ],
+        Some(&config),
+        &[],
+    )
+    .await;
+    assert_eq!(out.status, 0, "{out:?}");
+    let created: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        created["redirect_uris"],
+        serde_json::json!(["https://app.test/cb"])
+    );
+    assert!(created["client_secret"].as_str().is_some());
+    assert_eq!(
+        idp.stats().await.registration,
+        1,
+        "one registration call at the provider"
+    );
+}
