@@ -51,6 +51,8 @@ enum Command {
     Tier(RegistryArgs<tollgate::registry::cli::TierCommand>),
     /// Every change to the registry: who made it, before and after.
     Audit(AuditCommand),
+    /// The registry's operations at the provider.
+    Idp(RegistryArgs<tollgate::registry::cli::IdpCommand>),
     /// A secured local endpoint in one command: an embedded OpenID provider and the gateway in
     /// front of an upstream (or a built-in echo). Loopback only; not for production.
     Dev(DevArgs),
@@ -158,6 +160,7 @@ fn main() -> ExitCode {
         Command::Contract(a) => a.config.config.clone(),
         Command::Tier(a) => a.config.config.clone(),
         Command::Audit(a) => a.config.config.clone(),
+        Command::Idp(a) => a.config.config.clone(),
         Command::Dev(_) => return ExitCode::FAILURE,
     };
     let settings = match config::load_file(&path, &ProcessEnv) {
@@ -181,6 +184,7 @@ fn main() -> ExitCode {
             return registry(&rt, &settings, |r| Box::pin(cli::contract(r, a.command)));
         }
         Command::Tier(a) => return registry(&rt, &settings, |r| Box::pin(cli::tier(r, a.command))),
+        Command::Idp(a) => return registry(&rt, &settings, |r| Box::pin(cli::idp(r, a.command))),
         Command::Audit(a) => {
             let now = i64::try_from(tollgate::clock::Clock::now_unix(&SystemClock)).unwrap_or(0);
             return registry(&rt, &settings, move |r| {

@@ -148,6 +148,87 @@ pub enum TierCommand {
     Delete { api: String, name: String },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum IdpCommand {
+    /// Provider operations that are pending or failed, and whether registration is blocked.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every provider operation, newest first.
+    Ops {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// One provider operation as the store recorded it.
+#[derive(Debug, Serialize)]
+struct Operation {
+    id: String,
+    kind: String,
+    app: String,
+    state: String,
+    detail: String,
+}
+
+pub async fn idp(r: &Registry, command: IdpCommand) -> Result<Printed, RegistryError> {
+    let ops: Vec<Operation> = r
+        .store()
+        .operations()
+        .await?
+        .into_iter()
+        .map(|(id, kind, app, state, detail)| Operation {
+            id,
+            kind,
+            app,
+            state,
+            detail,
+        })
+        .collect();
+    match command {
+        IdpCommand::Ops { json } => Ok(render(json, &ops, || {
+            let mut out = String::new();
+            for o in &ops {
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}",
+                    o.id, o.kind, o.app, o.state, o.detail
+                );
+            }
+            out
+        })),
+        IdpCommand::Status { json } => {
+            let open: Vec<&Operation> = ops.iter().filter(|o| o.state != "done").collect();
+            // The newest outcome decides: a broken credential stays broken until a call succeeds.
+            let blocked = ops
+                .iter()
+                .find(|o| o.state != "pending")
+                .filter(|o| o.state == "failed" && o.detail.contains("registration_authorization"));
+            let status = serde_json::json!({
+                "blocked": blocked.map(|o| &o.detail),
+                "pending": open.iter().filter(|o| o.state == "pending").count(),
+                "failed": open.iter().filter(|o| o.state == "failed").count(),
+                "open": open,
+            });
+            Ok(render(json, &status, || {
+                let mut out = match blocked {
+                    Some(o) => format!("provider operations blocked: {}\n", o.detail),
+                    None => "provider operations: not blocked\n".to_owned(),
+                };
+                for o in &open {
+                    let _ = writeln!(
+                        out,
+                        "{} {} {} {}: {}",
+                        o.state, o.id, o.kind, o.app, o.detail
+                    );
+                }
+                out
+            }))
+        }
+    }
+}
+
 /// `tollgate audit`.
 #[derive(clap::Args, Debug)]
 pub struct AuditArgs {

@@ -216,6 +216,30 @@ async fn a_near_rate_limit_reset_is_waited_out_and_a_broken_token_stops_with_wha
     );
     let out = s.tollgate(&["app", "show", "other"]).await;
     assert_eq!(out.status, 1, "no application was recorded: {out:?}");
+    let status = s.json(&["idp", "status", "--json"]).await;
+    assert!(
+        status["blocked"]
+            .as_str()
+            .is_some_and(|b| b.contains("registration_authorization")),
+        "{status}"
+    );
+    assert_eq!(status["failed"], 1);
+    s.okta.fail_always(None);
+    s.create("other").await;
+    let status = s.json(&["idp", "status", "--json"]).await;
+    assert_eq!(
+        status["blocked"],
+        Value::Null,
+        "a call that succeeds unblocks: {status}"
+    );
+    let ops = s.json(&["idp", "ops", "--json"]).await;
+    let states: Vec<&str> = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["done", "failed", "done"], "newest first: {ops}");
 }
 
 #[tokio::test]
