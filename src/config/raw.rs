@@ -113,6 +113,7 @@ pub struct RawRegistry {
     pub refresh_interval: Option<ConfigDuration>,
     pub encryption_key: Option<String>,
     pub max_staleness: Option<ConfigDuration>,
+    pub snapshot: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -18,6 +18,8 @@ pub struct RegistrySettings {
     pub encryption_key: Option<Secret>,
     /// Past this age of the last loaded index (the store unreachable), `/readyz` fails.
     pub max_staleness: Duration,
+    /// A local file that keeps the last loaded index, for a start while the store is unreachable.
+    pub snapshot: Option<std::path::PathBuf>,
 }
 
 /// The store: an embedded SQLite file, or a PostgreSQL database several gateways share.
@@ -95,6 +97,15 @@ pub(super) fn registry(raw: RawRegistry) -> Result<RegistrySettings, ConfigError
         refresh_interval,
         encryption_key: raw.encryption_key.map(Secret),
         max_staleness,
+        snapshot: match raw.snapshot {
+            Some(path) if path.trim().is_empty() => {
+                return Err(ConfigError::at(
+                    "registry.snapshot",
+                    "name a file, or leave the key out",
+                ));
+            }
+            other => other.map(std::path::PathBuf::from),
+        },
     })
 }
 

@@ -27,7 +27,8 @@ impl PartialEq for Grant {
     }
 }
 
-/// One approved contract as the store lists it.
+/// One approved contract as the store lists it (and the snapshot file keeps it).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ApprovedContract {
     pub api: String,
     pub client_id: String,
@@ -135,6 +136,16 @@ impl IndexHandle {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *guard = Some((index, Instant::now()));
+    }
+
+    /// Swaps in an index that was confirmed current `age` ago (one read from a snapshot).
+    pub fn replace_aged(&self, index: Arc<ContractIndex>, age: std::time::Duration) {
+        let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        let mut guard = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *guard = Some((index, at));
     }
 
     /// Marks the index in force as confirmed current now (the store's revision is unchanged).

@@ -1,11 +1,14 @@
 //! Keeps a gateway's contract index current: polls the store's revision every
 //! `refresh_interval` and rebuilds the index when it moved. A store that cannot be reached leaves
-//! the last index in force; its age is a metric, and `/readyz` fails past `max_staleness`.
+//! the last index in force; its age is a metric, and `/readyz` fails past `max_staleness`. With
+//! `[registry] snapshot`, every loaded index is also written to a local file, which a gateway that
+//! starts while the store is unreachable serves until the store answers.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ContractIndex, IndexHandle, RegistryError, Store};
+use super::{ApprovedContract, ContractIndex, IndexHandle, RegistryError, Store};
 use crate::config::RegistrySettings;
 use crate::measure;
 
@@ -18,31 +21,84 @@ pub async fn load_index(
     Ok(ContractIndex::new(revision, rows, previous))
 }
 
+/// What the snapshot file holds: the rows of one revision.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Snapshot {
+    revision: i64,
+    contracts: Vec<ApprovedContract>,
+}
+
+/// Writes the snapshot whole or not at all (a temporary file renamed over the old one).
+fn write_snapshot(path: &Path, revision: i64, rows: &[ApprovedContract]) {
+    let snapshot = Snapshot {
+        revision,
+        contracts: rows.to_vec(),
+    };
+    let temporary = path.with_extension("tmp");
+    let written = serde_json::to_vec(&snapshot)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&temporary, bytes))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the contract index snapshot");
+    }
+}
+
+/// The index a snapshot holds, and how old it is.
+fn read_snapshot(path: &Path) -> Option<(ContractIndex, Duration)> {
+    let bytes = std::fs::read(path).ok()?;
+    let age = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .unwrap_or(Duration::MAX);
+    match serde_json::from_slice::<Snapshot>(&bytes) {
+        Ok(s) => Some((ContractIndex::new(s.revision, s.contracts, None), age)),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "the contract index snapshot is unreadable: ignored");
+            None
+        }
+    }
+}
+
 /// Opens the store (retrying with backoff while it cannot be reached), then keeps `handle`
 /// current from it, until the task is dropped.
 pub async fn keep_current(settings: RegistrySettings, handle: Arc<IndexHandle>) {
     let mut delay = Duration::from_millis(250);
+    let mut from_snapshot = false;
     let store = loop {
         match Store::open(&settings.store).await {
             Ok(store) => break store,
             Err(e) => {
+                if let Some(path) = settings.snapshot.as_deref().filter(|_| !from_snapshot)
+                    && let Some((index, age)) = read_snapshot(path)
+                {
+                    tracing::warn!(
+                        revision = index.revision,
+                        age_secs = age.as_secs(),
+                        "registry store unreachable: serving the contract index snapshot"
+                    );
+                    handle.replace_aged(Arc::new(index), age);
+                    from_snapshot = true;
+                }
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "registry store not open yet");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
+                // Capped low: opening is cheap, and while it fails the gateway serves an old index.
+                delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
     };
-    refresh(store, handle, settings.refresh_interval).await;
+    refresh(store, handle, &settings).await;
 }
 
 /// Refreshes `handle` from `store` forever (until the task is dropped).
-pub async fn refresh(store: Store, handle: Arc<IndexHandle>, interval: Duration) {
-    let mut tick = tokio::time::interval(interval);
+pub async fn refresh(store: Store, handle: Arc<IndexHandle>, settings: &RegistrySettings) {
+    let mut tick = tokio::time::interval(settings.refresh_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
         tick.tick().await;
-        match step(&store, &handle).await {
+        match step(&store, &handle, settings.snapshot.as_deref()).await {
             Ok(()) if failing => {
                 tracing::info!("registry store reachable again");
                 failing = false;
@@ -61,13 +117,21 @@ pub async fn refresh(store: Store, handle: Arc<IndexHandle>, interval: Duration)
     }
 }
 
-async fn step(store: &Store, handle: &IndexHandle) -> Result<(), RegistryError> {
+async fn step(
+    store: &Store,
+    handle: &IndexHandle,
+    snapshot: Option<&Path>,
+) -> Result<(), RegistryError> {
     let revision = store.revision().await?;
     if handle.current().is_some_and(|i| i.revision == revision) {
         handle.confirm();
         return Ok(());
     }
-    let index = load_index(store, handle.current().as_deref()).await?;
+    let (revision, rows) = store.approved().await?;
+    if let Some(path) = snapshot {
+        write_snapshot(path, revision, &rows);
+    }
+    let index = ContractIndex::new(revision, rows, handle.current().as_deref());
     tracing::debug!(
         revision = index.revision,
         contracts = index.len(),

@@ -437,3 +437,71 @@ async fn two_gateways_sharing_a_store_both_see_a_revoke_within_the_bound(backend
         );
     }
 }
+
+#[tokio::test]
+async fn a_gateway_started_while_the_store_is_unreachable_serves_its_snapshot() {
+    let idp = TestIdp::start().await;
+    let upstream = Upstream::start().await;
+    let sqlite = sqlite_url();
+    let db = std::path::PathBuf::from(
+        sqlite
+            .url
+            .trim_start_matches("sqlite://")
+            .split('?')
+            .next()
+            .unwrap(),
+    );
+    let dir = db.parent().unwrap().to_owned();
+    let moved = dir.with_extension("moved");
+    let snapshot = moved.with_extension("snapshot.json");
+    let extra = format!(
+        "[registry]\nstore = \"{}\"\nrefresh_interval = \"{REFRESH}\"\nsnapshot = \"{}\"\n\n[[api]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = \"{}\"\n",
+        sqlite.url,
+        snapshot.display(),
+        upstream.url()
+    );
+    let config = base_config(&idp.issuer, &extra);
+    let ok = |args: &'static [&'static str]| {
+        let config = config.clone();
+        async move {
+            let out = cli(args, Some(&config), &[]).await;
+            assert_eq!(out.status, 0, "{out:?}");
+        }
+    };
+    ok(&["app", "import", "shop", "--client-id", "orders-app"]).await;
+    ok(&["contract", "request", "shop", "orders"]).await;
+    ok(&["contract", "approve", "shop", "orders"]).await;
+    let token = idp.token("orders-app", "orders-secret", "mulescope").await;
+    {
+        let gw = Gateway::start(&config).await;
+        gw.wait_ready().await;
+        assert_eq!(status(&gw, &token).await, 200);
+        eventually(BOUND, "the snapshot is written", || async {
+            snapshot.exists()
+        })
+        .await;
+    }
+    // The store's directory is gone: it cannot be opened.
+    std::fs::rename(&dir, &moved).unwrap();
+    let gw = Gateway::start(&config).await;
+    gw.wait_ready().await;
+    assert_eq!(status(&gw, &token).await, 200, "served from the snapshot");
+    assert!(
+        gw.logs()
+            .iter()
+            .any(|l| l.contains("contract index snapshot")),
+        "{}",
+        gw.render_logs()
+    );
+    // The store is back: the gateway opens it and follows its changes again.
+    std::fs::rename(&moved, &dir).unwrap();
+    ok(&["contract", "revoke", "shop", "orders"]).await;
+    // Reopening backs off up to 2 s, then the next refresh sees the revoke.
+    eventually(
+        Duration::from_secs(8),
+        "the revoke, once the store is back",
+        || async { status(&gw, &token).await == 403 },
+    )
+    .await;
+    let _ = std::fs::remove_file(&snapshot);
+}
