@@ -8,6 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::postgres::PgListener;
+
+use super::store::CHANGES;
 use super::{ApprovedContract, ContractIndex, IndexHandle, RegistryError, Store};
 use crate::config::RegistrySettings;
 use crate::measure;
@@ -91,13 +94,33 @@ pub async fn keep_current(settings: RegistrySettings, handle: Arc<IndexHandle>) 
     refresh(store, handle, &settings).await;
 }
 
-/// Refreshes `handle` from `store` forever (until the task is dropped).
+/// Refreshes `handle` from `store` forever (until the task is dropped): every refresh interval,
+/// and on PostgreSQL also at once when a change is announced.
 pub async fn refresh(store: Store, handle: Arc<IndexHandle>, settings: &RegistrySettings) {
     let mut tick = tokio::time::interval(settings.refresh_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut listener: Option<PgListener> = None;
     loop {
-        tick.tick().await;
+        if listener.is_none()
+            && let Some(url) = store.listen_url()
+        {
+            listener = listen(url).await;
+        }
+        let lost = match &mut listener {
+            Some(l) => tokio::select! {
+                _ = tick.tick() => false,
+                heard = l.recv() => heard.is_err(),
+            },
+            None => {
+                tick.tick().await;
+                false
+            }
+        };
+        if lost {
+            // Polling carries on; the next round listens again.
+            listener = None;
+        }
         match step(&store, &handle, settings.snapshot.as_deref()).await {
             Ok(()) if failing => {
                 tracing::info!("registry store reachable again");
@@ -113,6 +136,22 @@ pub async fn refresh(store: Store, handle: Arc<IndexHandle>, settings: &Registry
         }
         if let Some(age) = handle.age() {
             metrics::gauge!(measure::REGISTRY_INDEX_AGE).set(age.as_secs_f64());
+        }
+    }
+}
+
+/// A listener on the store's change channel, or `None` (polling alone) if it cannot be had.
+async fn listen(url: &str) -> Option<PgListener> {
+    let attempt = async {
+        let mut listener = PgListener::connect(url).await?;
+        listener.listen(CHANGES).await?;
+        Ok::<_, sqlx::Error>(listener)
+    };
+    match attempt.await {
+        Ok(listener) => Some(listener),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot listen for registry changes: polling only");
+            None
         }
     }
 }

@@ -77,12 +77,20 @@ pub struct Store {
     pool: AnyPool,
     /// Shown in errors (without a password).
     shown: String,
+    /// PostgreSQL: the URL, to listen on; each change also notifies [`CHANGES`].
+    postgres: Option<crate::config::Secret>,
 }
+
+/// The PostgreSQL channel a committed change is announced on (LISTEN/NOTIFY); the payload is its
+/// revision. A notification is a hint: gateways also poll, since one sent while a listener was
+/// disconnected is lost.
+pub const CHANGES: &str = "tollgate_registry";
 
 /// One change under way: its transaction and the revision it will commit as.
 pub struct Change {
     tx: Transaction<'static, Any>,
     pub revision: i64,
+    notify: bool,
 }
 
 impl Store {
@@ -122,6 +130,10 @@ impl Store {
         let store = Store {
             pool,
             shown: shown.clone(),
+            postgres: match url {
+                StoreUrl::Postgres(secret) => Some(secret.clone()),
+                StoreUrl::Sqlite(_) => None,
+            },
         };
         store.migrate().await.map_err(|e| match e {
             RegistryError::Query(reason) => unusable(format!("cannot be migrated: {reason}")),
@@ -188,7 +200,16 @@ impl Store {
         .await
         .and_then(|row| row.try_get("revision"))
         .map_err(query)?;
-        Ok(Change { tx, revision })
+        Ok(Change {
+            tx,
+            revision,
+            notify: self.postgres.is_some(),
+        })
+    }
+
+    /// The PostgreSQL URL to listen for changes on, if the store is PostgreSQL.
+    pub fn listen_url(&self) -> Option<&str> {
+        self.postgres.as_ref().map(crate::config::Secret::expose)
     }
 
     // --- reads ----------------------------------------------------------------------------------
@@ -540,6 +561,15 @@ impl Change {
         .execute(&mut *self.tx)
         .await
         .map_err(query)?;
+        if self.notify {
+            // Delivered at commit, and only if the change commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANGES)
+                .bind(self.revision.to_string())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(query)?;
+        }
         self.tx.commit().await.map_err(query)?;
         Ok(self.revision)
     }

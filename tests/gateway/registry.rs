@@ -505,3 +505,39 @@ async fn a_gateway_started_while_the_store_is_unreachable_serves_its_snapshot() 
     .await;
     let _ = std::fs::remove_file(&snapshot);
 }
+
+#[tokio::test]
+async fn on_postgresql_a_change_is_announced_and_seen_long_before_the_next_poll() {
+    let idp = TestIdp::start().await;
+    let upstream = Upstream::start().await;
+    let url = PgServer::shared().await.fresh_database().await;
+    let extra = format!(
+        "[registry]\nstore = \"{url}\"\nrefresh_interval = \"30s\"\n\n[[api]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = \"{}\"\n",
+        upstream.url()
+    );
+    let config = base_config(&idp.issuer, &extra);
+    let ok = |args: &'static [&'static str]| {
+        let config = config.clone();
+        async move {
+            let out = cli(args, Some(&config), &[]).await;
+            assert_eq!(out.status, 0, "{out:?}");
+        }
+    };
+    ok(&["app", "import", "shop", "--client-id", "orders-app"]).await;
+    ok(&["contract", "request", "shop", "orders"]).await;
+    let gw = Gateway::start(&config).await;
+    gw.wait_ready().await;
+    let token = idp.token("orders-app", "orders-secret", "mulescope").await;
+    assert_eq!(status(&gw, &token).await, 403);
+    // Ready means the first index is loaded, which happens after the listener is up.
+    let sent = std::time::Instant::now();
+    ok(&["contract", "approve", "shop", "orders"]).await;
+    within_bound(&gw, &token, 200, "the approval, announced").await;
+    ok(&["contract", "revoke", "shop", "orders"]).await;
+    within_bound(&gw, &token, 403, "the revoke, announced").await;
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "well within the 30 s poll: {:?}",
+        sent.elapsed()
+    );
+}
