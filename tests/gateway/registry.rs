@@ -116,6 +116,12 @@ async fn get(gw: &Gateway, token: &str) -> reqwest::Response {
         .expect("request through the gateway")
 }
 
+/// Runs a command that must succeed, with `config`.
+async fn must_succeed(config: String, args: &[&str]) {
+    let out = cli(args, Some(&config), &[]).await;
+    assert_eq!(out.status, 0, "tollgate {args:?}: {out:?}");
+}
+
 async fn status(gw: &Gateway, token: &str) -> u16 {
     get(gw, token).await.status().as_u16()
 }
@@ -461,13 +467,7 @@ async fn a_gateway_started_while_the_store_is_unreachable_serves_its_snapshot() 
         upstream.url()
     );
     let config = base_config(&idp.issuer, &extra);
-    let ok = |args: &'static [&'static str]| {
-        let config = config.clone();
-        async move {
-            let out = cli(args, Some(&config), &[]).await;
-            assert_eq!(out.status, 0, "{out:?}");
-        }
-    };
+    let ok = |args: &'static [&'static str]| must_succeed(config.clone(), args);
     ok(&["app", "import", "shop", "--client-id", "orders-app"]).await;
     ok(&["contract", "request", "shop", "orders"]).await;
     ok(&["contract", "approve", "shop", "orders"]).await;
@@ -516,13 +516,7 @@ async fn on_postgresql_a_change_is_announced_and_seen_long_before_the_next_poll(
         upstream.url()
     );
     let config = base_config(&idp.issuer, &extra);
-    let ok = |args: &'static [&'static str]| {
-        let config = config.clone();
-        async move {
-            let out = cli(args, Some(&config), &[]).await;
-            assert_eq!(out.status, 0, "{out:?}");
-        }
-    };
+    let ok = |args: &'static [&'static str]| must_succeed(config.clone(), args);
     ok(&["app", "import", "shop", "--client-id", "orders-app"]).await;
     ok(&["contract", "request", "shop", "orders"]).await;
     let gw = Gateway::start(&config).await;
