@@ -32,6 +32,18 @@ pub enum AppCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change the description, or the redirect URIs (at the provider too, with
+    /// provider.update_in_idp).
+    Update {
+        app: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// The new list (repeat for several).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Issue a new client secret at the provider, printed once.
     RotateSecret {
         app: String,
@@ -331,6 +343,27 @@ pub async fn app(
                     status: EXIT_PENDING,
                 }),
             }
+        }
+        AppCommand::Update {
+            app,
+            description,
+            redirect_uris,
+            json,
+        } => {
+            let (before, _) = r.app(&app).await?;
+            let uris = (!redirect_uris.is_empty()).then_some(redirect_uris);
+            if let Some(uris) = &uris {
+                check_redirects(&before.grant, uris)?;
+            }
+            let provider = match (&uris, before.origin.as_str()) {
+                (Some(_), "created") => Some(provider(settings, clock).await?),
+                _ => None,
+            };
+            let registration = provider.as_deref().map(registration).transpose()?;
+            let a = r.update_app(registration, &app, description, uris).await?;
+            Ok(render(json, &a, || {
+                format!("application {} updated\n", a.name)
+            }))
         }
         AppCommand::RotateSecret { app, json } => {
             let provider = provider(settings, clock).await?;

@@ -12,7 +12,8 @@ use serde_json::json;
 use super::model::{App, AppStatus, check_name};
 use super::{NewApp, Registry, RegistryError};
 use crate::provider::{
-    ClientRef, ClientRequest, Deleted, RegisteredClient, Registration, RegistrationError, Rotation,
+    ClientChanges, ClientRef, ClientRequest, Deleted, RegisteredClient, Registration,
+    RegistrationError, Rotation,
 };
 
 /// What `app create` and `app rotate-secret` print, in RFC 7591's names.
@@ -175,6 +176,66 @@ impl Registry {
                 )))
             }
         }
+    }
+
+    /// Changes an application's description (locally) and redirect URIs (at the provider first,
+    /// for a created application with `update_in_idp`: Okta's PUT replaces the whole client, so
+    /// the client is read and merged before it is written).
+    pub async fn update_app(
+        &self,
+        registration: Option<&Registration>,
+        name: &str,
+        description: Option<String>,
+        redirect_uris: Option<Vec<String>>,
+    ) -> Result<App, RegistryError> {
+        let before = self
+            .store
+            .app(name)
+            .await?
+            .ok_or_else(|| super::not_found("application", name))?;
+        if let Some(uris) = &redirect_uris
+            && *uris != before.redirect_uris
+        {
+            let registration = match (before.origin.as_str(), registration) {
+                ("created", Some(r)) => r,
+                ("created", None) => {
+                    return Err(RegistryError::Invalid(
+                        "the provider's registration is not configured".to_owned(),
+                    ));
+                }
+                _ => {
+                    return Err(RegistryError::Invalid(format!(
+                        "application {name:?} was imported: change its redirect URIs where its client was made"
+                    )));
+                }
+            };
+            let changes = ClientChanges {
+                redirect_uris: Some(uris.clone()),
+                ..ClientChanges::default()
+            };
+            let op = self
+                .record_intent("update_client", name, &before.client_id)
+                .await?;
+            let reference = client_ref(&before);
+            if let Err(e) = with_reset_wait(|| registration.update(&reference, &changes)).await {
+                self.finish(&op, "failed", &e.to_string()).await?;
+                return Err(provider(e));
+            }
+            self.finish(&op, "done", "").await?;
+        }
+        let after = App {
+            description: description.unwrap_or_else(|| before.description.clone()),
+            redirect_uris: redirect_uris.unwrap_or_else(|| before.redirect_uris.clone()),
+            updated_at: self.now(),
+            ..before.clone()
+        };
+        let mut change = self.store.begin().await?;
+        change.update_app(&after).await?;
+        let mut entry = self.entry("app.update", format!("app/{name}"));
+        entry.before = Some(json!(before));
+        entry.after = Some(json!(after));
+        change.commit(&entry).await?;
+        Ok(after)
     }
 
     async fn created_app(&self, name: &str) -> Result<App, RegistryError> {

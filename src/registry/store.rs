@@ -391,6 +391,21 @@ impl Change {
         Ok(())
     }
 
+    /// Writes an application's editable fields.
+    pub async fn update_app(&mut self, a: &App) -> Result<(), RegistryError> {
+        sqlx::query(
+            "UPDATE apps SET redirect_uris = $1, description = $2, updated_at = $3 WHERE name = $4",
+        )
+        .bind(serde_json::to_string(&a.redirect_uris).unwrap_or_default())
+        .bind(&a.description)
+        .bind(a.updated_at)
+        .bind(&a.name)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(query)?;
+        Ok(())
+    }
+
     pub async fn delete_app(&mut self, name: &str) -> Result<(), RegistryError> {
         for statement in [
             "DELETE FROM contracts WHERE app = $1",

@@ -344,3 +344,74 @@ async fn the_real_provider_registers_an_authorization_code_client_by_rfc_7591() 
         "one registration call at the provider"
     );
 }
+
+#[tokio::test]
+async fn update_changes_redirect_uris_at_the_provider_only_when_allowed() {
+    let create = [
+        "app",
+        "create",
+        "web",
+        "--grant",
+        "authorization_code",
+        "--redirect-uri",
+        "https://a.test/cb",
+        "--json",
+    ];
+    let on = Setup::start("update_in_idp = true").await;
+    on.json(&create).await;
+    let updated = on
+        .json(&[
+            "app",
+            "update",
+            "web",
+            "--redirect-uri",
+            "https://b.test/cb",
+            "--description",
+            "Web shop",
+            "--json",
+        ])
+        .await;
+    assert_eq!(
+        updated["redirect_uris"],
+        serde_json::json!(["https://b.test/cb"])
+    );
+    assert_eq!(updated["description"], "Web shop");
+    let held = &on.okta.clients()[0];
+    assert_eq!(
+        held["redirect_uris"],
+        serde_json::json!(["https://b.test/cb"])
+    );
+    assert_eq!(
+        held["client_name"], "tollgate-web",
+        "the rest of the client is kept (merged, then written)"
+    );
+
+    let off = Setup::start("").await;
+    off.json(&create).await;
+    let out = off
+        .tollgate(&[
+            "app",
+            "update",
+            "web",
+            "--redirect-uri",
+            "https://b.test/cb",
+        ])
+        .await;
+    assert_eq!(out.status, 1, "{out:?}");
+    assert!(out.stderr.contains("update_in_idp"), "{out:?}");
+    let shown = off.json(&["app", "show", "web", "--json"]).await;
+    assert_eq!(
+        shown["app"]["redirect_uris"],
+        serde_json::json!(["https://a.test/cb"]),
+        "unchanged"
+    );
+    assert_eq!(
+        off.okta.clients()[0]["redirect_uris"],
+        serde_json::json!(["https://a.test/cb"])
+    );
+    // A description is ours alone: no provider call.
+    let calls = off.okta.call_count();
+    off.json(&["app", "update", "web", "--description", "d", "--json"])
+        .await;
+    assert_eq!(off.okta.call_count(), calls);
+}
