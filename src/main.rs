@@ -184,7 +184,12 @@ fn main() -> ExitCode {
             return registry(&rt, &settings, |r| Box::pin(cli::contract(r, a.command)));
         }
         Command::Tier(a) => return registry(&rt, &settings, |r| Box::pin(cli::tier(r, a.command))),
-        Command::Idp(a) => return registry(&rt, &settings, |r| Box::pin(cli::idp(r, a.command))),
+        Command::Idp(a) => {
+            let s = settings.clone();
+            return registry(&rt, &settings, move |r| {
+                Box::pin(async move { cli::idp(r, &s, Arc::new(SystemClock), a.command).await })
+            });
+        }
         Command::Audit(a) => {
             let now = i64::try_from(tollgate::clock::Clock::now_unix(&SystemClock)).unwrap_or(0);
             return registry(&rt, &settings, move |r| {

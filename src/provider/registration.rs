@@ -169,6 +169,11 @@ impl Registration {
         self.okta
     }
 
+    /// Whether deletes reach the provider (`delete_in_idp`).
+    pub fn deletes(&self) -> bool {
+        self.settings.delete_in_idp
+    }
+
     pub fn client_name(&self, application: &str) -> String {
         format!("{}{application}", self.settings.client_name_prefix)
     }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::{
     AppStatus, ContractAction, ContractFilter, ContractStatus, Credentials, Limit, NewApp, Outcome,
-    Registry, RegistryError,
+    Reconciliation, Registry, RegistryError,
 };
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -172,6 +172,15 @@ pub enum IdpCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Compare the provider's clients that carry tollgate's name prefix with the applications:
+    /// orphans (deleted, with provider.delete_in_idp), missing clients, drifted metadata.
+    Reconcile {
+        /// Report only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// One provider operation as the store recorded it.
@@ -184,9 +193,38 @@ struct Operation {
     detail: String,
 }
 
-pub async fn idp(r: &Registry, command: IdpCommand) -> Result<Printed, RegistryError> {
-    let ops: Vec<Operation> = r
-        .store()
+pub async fn idp(
+    r: &Registry,
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+    command: IdpCommand,
+) -> Result<Printed, RegistryError> {
+    match command {
+        IdpCommand::Reconcile { dry_run, json } => {
+            let provider = provider(settings, clock).await?;
+            let found = r.reconcile(registration(&provider)?, dry_run).await?;
+            Ok(render(json, &found, || reconciliation(&found)))
+        }
+        IdpCommand::Ops { json } => {
+            let ops = operations(r).await?;
+            Ok(render(json, &ops, || {
+                let mut out = String::new();
+                for o in &ops {
+                    let _ = writeln!(
+                        out,
+                        "{}\t{}\t{}\t{}\t{}",
+                        o.id, o.kind, o.app, o.state, o.detail
+                    );
+                }
+                out
+            }))
+        }
+        IdpCommand::Status { json } => Ok(idp_status(&operations(r).await?, json)),
+    }
+}
+
+async fn operations(r: &Registry) -> Result<Vec<Operation>, RegistryError> {
+    Ok(r.store()
         .operations()
         .await?
         .into_iter()
@@ -197,48 +235,65 @@ pub async fn idp(r: &Registry, command: IdpCommand) -> Result<Printed, RegistryE
             state,
             detail,
         })
-        .collect();
-    match command {
-        IdpCommand::Ops { json } => Ok(render(json, &ops, || {
-            let mut out = String::new();
-            for o in &ops {
-                let _ = writeln!(
-                    out,
-                    "{}\t{}\t{}\t{}\t{}",
-                    o.id, o.kind, o.app, o.state, o.detail
-                );
-            }
-            out
-        })),
-        IdpCommand::Status { json } => {
-            let open: Vec<&Operation> = ops.iter().filter(|o| o.state != "done").collect();
-            // The newest outcome decides: a broken credential stays broken until a call succeeds.
-            let blocked = ops
-                .iter()
-                .find(|o| o.state != "pending")
-                .filter(|o| o.state == "failed" && o.detail.contains("registration_authorization"));
-            let status = serde_json::json!({
-                "blocked": blocked.map(|o| &o.detail),
-                "pending": open.iter().filter(|o| o.state == "pending").count(),
-                "failed": open.iter().filter(|o| o.state == "failed").count(),
-                "open": open,
-            });
-            Ok(render(json, &status, || {
-                let mut out = match blocked {
-                    Some(o) => format!("provider operations blocked: {}\n", o.detail),
-                    None => "provider operations: not blocked\n".to_owned(),
-                };
-                for o in &open {
-                    let _ = writeln!(
-                        out,
-                        "{} {} {} {}: {}",
-                        o.state, o.id, o.kind, o.app, o.detail
-                    );
-                }
-                out
-            }))
+        .collect())
+}
+
+fn idp_status(ops: &[Operation], json: bool) -> Printed {
+    let open: Vec<&Operation> = ops.iter().filter(|o| o.state != "done").collect();
+    // The newest outcome decides: a broken credential stays broken until a call succeeds.
+    let blocked = ops
+        .iter()
+        .find(|o| o.state != "pending")
+        .filter(|o| o.state == "failed" && o.detail.contains("registration_authorization"));
+    let status = serde_json::json!({
+        "blocked": blocked.map(|o| &o.detail),
+        "pending": open.iter().filter(|o| o.state == "pending").count(),
+        "failed": open.iter().filter(|o| o.state == "failed").count(),
+        "open": open,
+    });
+    render(json, &status, || {
+        let mut out = match blocked {
+            Some(o) => format!("provider operations blocked: {}\n", o.detail),
+            None => "provider operations: not blocked\n".to_owned(),
+        };
+        for o in &open {
+            let _ = writeln!(
+                out,
+                "{} {} {} {}: {}",
+                o.state, o.id, o.kind, o.app, o.detail
+            );
         }
+        out
+    })
+}
+
+fn reconciliation(found: &Reconciliation) -> String {
+    let mut out = String::new();
+    for o in &found.orphans {
+        let _ = writeln!(
+            out,
+            "orphan {} ({}): {}",
+            o.client_name, o.client_id, o.action
+        );
     }
+    for m in &found.missing {
+        let _ = writeln!(
+            out,
+            "missing at the provider: {} (client {})",
+            m.app, m.client_id
+        );
+    }
+    for d in &found.drift {
+        let _ = writeln!(
+            out,
+            "drift {} {}: registry {} provider {}",
+            d.app, d.field, d.registry, d.provider
+        );
+    }
+    if out.is_empty() {
+        out.push_str("the provider agrees with the registry\n");
+    }
+    out
 }
 
 /// `tollgate audit`.

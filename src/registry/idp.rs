@@ -345,3 +345,115 @@ fn credentials(app: &App, client: &RegisteredClient, registration: &Registration
 fn provider(e: RegistrationError) -> RegistryError {
     RegistryError::Provider(e.to_string())
 }
+
+/// What `tollgate idp reconcile` found at the provider, and did about it.
+#[derive(Debug, Default, Serialize)]
+pub struct Reconciliation {
+    /// Clients with tollgate's name prefix and no live application.
+    pub orphans: Vec<Orphan>,
+    /// Created applications whose client the provider no longer has.
+    pub missing: Vec<Missing>,
+    /// Created applications whose client differs at the provider.
+    pub drift: Vec<Drift>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Orphan {
+    pub client_id: String,
+    pub client_name: String,
+    /// `would delete` (dry run), `deleted`, or why it was kept.
+    pub action: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Missing {
+    pub app: String,
+    pub client_id: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Drift {
+    pub app: String,
+    pub field: &'static str,
+    pub registry: serde_json::Value,
+    pub provider: serde_json::Value,
+}
+
+impl Registry {
+    /// Compares the provider's clients carrying tollgate's name prefix with the applications;
+    /// deletes the orphans unless `dry_run` (and only with `delete_in_idp`).
+    pub async fn reconcile(
+        &self,
+        registration: &Registration,
+        dry_run: bool,
+    ) -> Result<Reconciliation, RegistryError> {
+        let clients = registration.list_prefixed().await.map_err(provider)?;
+        let apps = self.store.apps().await?;
+        let mut out = Reconciliation::default();
+        for app in apps.iter().filter(|a| a.origin == "created") {
+            match clients.iter().find(|c| c.client_id == app.client_id) {
+                None => out.missing.push(Missing {
+                    app: app.name.clone(),
+                    client_id: app.client_id.clone(),
+                }),
+                Some(client) => {
+                    let theirs = client
+                        .metadata
+                        .get("redirect_uris")
+                        .cloned()
+                        .unwrap_or_else(|| json!([]));
+                    if theirs != json!(app.redirect_uris) {
+                        out.drift.push(Drift {
+                            app: app.name.clone(),
+                            field: "redirect_uris",
+                            registry: json!(app.redirect_uris),
+                            provider: theirs,
+                        });
+                    }
+                }
+            }
+        }
+        let live = |id: &str| apps.iter().any(|a| a.client_id == id);
+        for client in clients.iter().filter(|c| !live(&c.client_id)) {
+            let name = client.client_name.clone().unwrap_or_default();
+            let action = if dry_run {
+                "would delete".to_owned()
+            } else {
+                self.delete_orphan(registration, client, &name).await?
+            };
+            out.orphans.push(Orphan {
+                client_id: client.client_id.clone(),
+                client_name: name,
+                action,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn delete_orphan(
+        &self,
+        registration: &Registration,
+        client: &RegisteredClient,
+        name: &str,
+    ) -> Result<String, RegistryError> {
+        if !registration.deletes() {
+            return Ok("kept: set provider.delete_in_idp = true to delete it".to_owned());
+        }
+        let reference = client.to_ref();
+        let op = self
+            .record_intent("delete_orphan", name, &client.client_id)
+            .await?;
+        Ok(
+            match with_reset_wait(|| registration.delete(&reference)).await {
+                Ok(_) => {
+                    self.finish(&op, "done", "").await?;
+                    "deleted".to_owned()
+                }
+                Err(e) => {
+                    self.finish(&op, "failed", &e.to_string()).await?;
+                    format!("failed: {e}")
+                }
+            },
+        )
+    }
+}

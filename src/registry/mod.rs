@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-pub use idp::{Credentials, Outcome};
+pub use idp::{Credentials, Drift, Missing, Orphan, Outcome, Reconciliation};
 pub use index::{ApprovedContract, ContractIndex, Grant, IndexHandle};
 pub use limit::{Exceeded, Limiter};
 pub use model::{

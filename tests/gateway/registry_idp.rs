@@ -415,3 +415,66 @@ async fn update_changes_redirect_uris_at_the_provider_only_when_allowed() {
         .await;
     assert_eq!(off.okta.call_count(), calls);
 }
+
+#[tokio::test]
+async fn reconcile_finds_orphans_missing_clients_and_drift_and_deletes_orphans_when_allowed() {
+    let s = Setup::start("delete_in_idp = true").await;
+    s.create("shop").await;
+    s.json(&[
+        "app",
+        "create",
+        "web",
+        "--grant",
+        "authorization_code",
+        "--redirect-uri",
+        "https://a.test/cb",
+        "--json",
+    ])
+    .await;
+    let orphan = s.okta.add_client("tollgate-forgotten");
+    s.okta.add_client("someone-elses-app");
+    // Drift: the client changed at the provider behind tollgate's back; and one deleted there.
+    s.okta
+        .set_redirect_uris("tollgate-web", &["https://evil.test/cb"]);
+    s.okta.remove_client("tollgate-shop");
+
+    let calls = s.okta.call_count();
+    let found = s.json(&["idp", "reconcile", "--dry-run", "--json"]).await;
+    assert_eq!(found["orphans"][0]["client_id"], orphan.as_str());
+    assert_eq!(found["orphans"][0]["action"], "would delete");
+    assert_eq!(
+        found["orphans"].as_array().unwrap().len(),
+        1,
+        "only tollgate's prefix: {found}"
+    );
+    assert_eq!(found["missing"][0]["app"], "shop");
+    assert_eq!(found["drift"][0]["app"], "web");
+    assert_eq!(
+        found["drift"][0]["provider"],
+        serde_json::json!(["https://evil.test/cb"])
+    );
+    assert!(
+        s.okta
+            .client_names()
+            .contains(&"tollgate-forgotten".to_owned()),
+        "a dry run deletes nothing"
+    );
+    assert!(
+        s.okta.calls()[calls..].iter().all(|c| c.method == "GET"),
+        "a dry run only reads"
+    );
+
+    let done = s.json(&["idp", "reconcile", "--json"]).await;
+    assert_eq!(done["orphans"][0]["action"], "deleted");
+    assert!(
+        !s.okta
+            .client_names()
+            .contains(&"tollgate-forgotten".to_owned())
+    );
+    assert!(
+        s.okta
+            .client_names()
+            .contains(&"someone-elses-app".to_owned()),
+        "not ours: left alone"
+    );
+}

@@ -24,15 +24,31 @@ impl Registration {
         &self,
         application: &str,
     ) -> Result<Option<RegisteredClient>, RegistrationError> {
+        let name = self.client_name(application);
+        one(self.search(&name, |n| n == name).await?)
+    }
+
+    /// Every client whose `client_name` starts with `client_name_prefix`: the ones tollgate may
+    /// have made (for `tollgate idp reconcile`).
+    pub async fn list_prefixed(&self) -> Result<Vec<RegisteredClient>, RegistrationError> {
+        let prefix = self.client_name("");
+        self.search(&prefix, |n| n.starts_with(&prefix)).await
+    }
+
+    /// Okta's `q=` search (a prefix match), with `keep` deciding on each exact name.
+    async fn search(
+        &self,
+        query: &str,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<RegisteredClient>, RegistrationError> {
         if !self.okta {
             return Err(RegistrationError::Unsupported(
                 "RFC 7591/7592 have no search by name; only Okta's API (an `SSWS` registration_authorization) does",
             ));
         }
-        let name = self.client_name(application);
         let mut url = self.url.clone();
         url.query_pairs_mut()
-            .append_pair("q", &name)
+            .append_pair("q", query)
             .append_pair("limit", PAGE_LIMIT);
         let mut found = Vec::new();
         for _ in 0..MAX_PAGES {
@@ -43,13 +59,17 @@ impl Registration {
                 return Err(malformed("the client list is not a JSON array"));
             };
             for item in items {
-                if item.get("client_name").and_then(Value::as_str) == Some(name.as_str()) {
+                if item
+                    .get("client_name")
+                    .and_then(Value::as_str)
+                    .is_some_and(&keep)
+                {
                     found.push(RegisteredClient::from_answer(item, None::<&ClientRef>)?);
                 }
             }
             match next_page(&reply.headers, &self.url)? {
                 Some(next) => url = next,
-                None => return one(found),
+                None => return Ok(found),
             }
         }
         Err(malformed("the client list runs past the pages followed"))

@@ -127,6 +127,23 @@ impl FakeOkta {
         id
     }
 
+    /// Removes a client as an administrator would in Okta's console (not counted as a call).
+    pub fn remove_client(&self, name: &str) {
+        self.state().clients.retain(|c| c["client_name"] != name);
+    }
+
+    /// Changes a client's redirect URIs as an administrator would (not counted as a call).
+    pub fn set_redirect_uris(&self, name: &str, uris: &[&str]) {
+        for c in self
+            .state()
+            .clients
+            .iter_mut()
+            .filter(|c| c["client_name"] == name)
+        {
+            c.insert("redirect_uris".into(), json!(uris));
+        }
+    }
+
     /// The clients it holds, with their secrets.
     pub fn clients(&self) -> Vec<Map<String, Value>> {
         self.state().clients.clone()
