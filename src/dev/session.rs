@@ -3,6 +3,7 @@
 //! provider; prints the commands to try; and serves until interrupted.
 
 use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -64,6 +65,9 @@ pub async fn run(
         .or_else(|| echo.as_ref().map(EchoUpstream::url))
         .unwrap_or_default();
     rewrite(&mut doc, &dev, provider.issuer(), &upstream);
+    let sandbox = Sandbox::new()?;
+    with_registry(&mut doc, &sandbox);
+    let cli_config = sandbox.write_config(&doc)?;
     let settings = config::from_document(doc)?;
     loopback_only(&settings)?;
     let _log = crate::telemetry::init(&settings.log, crate::telemetry::Output::Direct);
@@ -73,13 +77,85 @@ pub async fn run(
     let listeners = Listeners::bind(&settings.listen).await?;
     let gateway = listeners.proxy.local_addr()?;
     print!(
-        "{}",
-        banner(&dev, &provider, gateway, &settings, echo.is_some())
+        "{}{}",
+        banner(&dev, &provider, gateway, &settings, echo.is_some()),
+        registry_banner(&settings, &cli_config)
     );
     tokio::spawn(resolving.resolve_with_retry());
+    if let (Some(config), Some(index)) = (&settings.registry, runtime.registry.clone()) {
+        tokio::spawn(crate::registry::keep_current(config.clone(), index));
+    }
     server::serve(RuntimeHandle::new(runtime), listeners, shutdown).await;
-    drop((provider, echo));
+    drop((provider, echo, sandbox));
     Ok(())
+}
+
+/// The session's own directory: the registry's SQLite file and the configuration the CLI uses
+/// to reach it; removed on exit.
+struct Sandbox(PathBuf);
+
+impl Sandbox {
+    fn new() -> io::Result<Sandbox> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!("tollgate-dev-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Sandbox(dir))
+    }
+
+    /// The configuration in force, for `tollgate app|contract ... --config FILE`.
+    fn write_config(&self, doc: &toml::Value) -> io::Result<PathBuf> {
+        let path = self.0.join("tollgate-dev.toml");
+        let text = toml::to_string(doc).map_err(io::Error::other)?;
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A registry (SQLite in the sandbox) in front of the embedded provider's open registration,
+/// unless the file has its own `[registry]`.
+fn with_registry(doc: &mut toml::Value, sandbox: &Sandbox) {
+    let Some(table) = doc.as_table_mut() else {
+        return;
+    };
+    if let Some(toml::Value::Table(provider)) = table.get_mut("provider") {
+        // The embedded provider's registration is open; any credential will do.
+        provider.insert("registration_authorization".into(), "Bearer dev".into());
+        provider.insert("delete_in_idp".into(), true.into());
+        provider.insert("update_in_idp".into(), true.into());
+    }
+    table.entry("registry").or_insert_with(|| {
+        let mut registry = toml::Table::new();
+        let store = format!("sqlite://{}", sandbox.0.join("registry.db").display());
+        registry.insert("store".into(), store.into());
+        registry.insert("refresh_interval".into(), "500ms".into());
+        toml::Value::Table(registry)
+    });
+}
+
+/// How to try the registry: create an application, give it a contract, revoke it.
+fn registry_banner(settings: &Settings, cli_config: &Path) -> String {
+    let Some(api) = settings.apis.first() else {
+        return String::new();
+    };
+    let c = format!("--config {}", cli_config.display());
+    let name = &api.name;
+    format!(
+        "  # the registry: register an application (its client id and secret print once)\n  \
+         tollgate app create my-app --grant client_credentials {c}\n  \
+         # its token gets 403 until it holds a contract: request and approve one (then 200)\n  \
+         tollgate contract request my-app {name} {c}\n  \
+         tollgate contract approve my-app {name} {c}\n  \
+         # revoke it: 403 again, within a second, cached token or not\n  \
+         tollgate contract revoke my-app {name} {c}\n\n"
+    )
 }
 
 async fn start_provider(dev: &DevSettings) -> Result<DevProvider, DevError> {

@@ -174,3 +174,67 @@ async fn dev_refuses_to_listen_beyond_loopback() {
     assert_eq!(out.status, 2, "{out:?}");
     assert!(out.stderr.contains("dev.client[0].scopes"), "{out:?}");
 }
+
+/// Runs a printed `tollgate ...` line with the binary under test; returns its stdout.
+async fn run_printed(line: &str) -> String {
+    let args: Vec<&str> = line
+        .strip_prefix("tollgate ")
+        .unwrap_or_else(|| panic!("not a tollgate command: {line}"))
+        .split_whitespace()
+        .collect();
+    let out = cli(&args, None, &[]).await;
+    assert_eq!(out.status, 0, "{line}: {out:?}");
+    out.stdout
+}
+
+#[tokio::test]
+async fn the_printed_registry_commands_take_a_new_apps_token_from_403_to_200_and_back() {
+    let gw = Gateway::start_dev(DEV_CONFIG, &[]).await;
+    gw.wait_ready().await;
+    let create = printed_commands(&gw, "register an application");
+    let created = run_printed(&create[0]).await;
+    let value = |label: &str| {
+        created
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no {label:?} in {created}"))
+            .trim()
+            .to_owned()
+    };
+    let (id, secret) = (value("client id "), value("client secret "));
+    let issuer = banner_value(&gw, "provider");
+    let token: serde_json::Value = client()
+        .post(format!("{issuer}/v1/token"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"]
+        .as_str()
+        .expect("a token for the new app")
+        .to_owned();
+    let call = || async {
+        client()
+            .get(gw.url("/hello"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(call().await, 403, "no contract yet");
+    for line in printed_commands(&gw, "request and approve") {
+        run_printed(&line).await;
+    }
+    let bound = std::time::Duration::from_secs(5);
+    crate::common::eventually(bound, "the approval", || async { call().await == 200 }).await;
+    for line in printed_commands(&gw, "revoke it") {
+        run_printed(&line).await;
+    }
+    crate::common::eventually(bound, "the revoke", || async { call().await == 403 }).await;
+}
