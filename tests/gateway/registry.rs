@@ -535,3 +535,46 @@ async fn on_postgresql_a_change_is_announced_and_seen_long_before_the_next_poll(
         sent.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_store_that_cannot_be_opened_or_is_newer_says_what_to_do() {
+    let idp = TestIdp::start().await;
+    let api = "[[api]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = \"http://127.0.0.1:9\"\n";
+    let unopenable = base_config(
+        &idp.issuer,
+        &format!("[registry]\nstore = \"sqlite:///nonexistent/dir/registry.db\"\n\n{api}"),
+    );
+    let out = cli(&["app", "list"], Some(&unopenable), &[]).await;
+    assert_eq!(out.status, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("sqlite:///nonexistent/dir/registry.db cannot be opened"),
+        "{out:?}"
+    );
+
+    let sqlite = sqlite_url();
+    let config = base_config(
+        &idp.issuer,
+        &format!("[registry]\nstore = \"{}\"\n\n{api}", sqlite.url),
+    );
+    must_succeed(config.clone(), &["app", "list"]).await;
+    // A newer tollgate migrated this store: this one must not write to it.
+    let pool = sqlx::SqlitePool::connect(&sqlite.url).await.unwrap();
+    sqlx::query("UPDATE tollgate_schema SET version = 99")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let out = cli(
+        &["app", "import", "shop", "--client-id", "c"],
+        Some(&config),
+        &[],
+    )
+    .await;
+    assert_eq!(out.status, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("newer than this tollgate knows")
+            && out.stderr.contains("upgrade tollgate"),
+        "{out:?}"
+    );
+}
