@@ -651,8 +651,13 @@ fn shown_once(c: &Credentials, what: &str) -> String {
         Some(s) => format!("client secret {s}\n(shown once: it is not stored)\n"),
         None => "no new secret was returned: run `tollgate app rotate-secret` for one\n".to_owned(),
     };
+    let warnings: String = c
+        .warnings
+        .iter()
+        .map(|w| format!("warning: {w}\n"))
+        .collect();
     format!(
-        "client {} {what} ({})\nclient id {}\n{secret}",
+        "client {} {what} ({})\nclient id {}\n{secret}{warnings}",
         c.client_name,
         c.grant_types.join(" "),
         c.client_id

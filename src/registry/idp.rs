@@ -27,6 +27,9 @@ pub struct Credentials {
     pub redirect_uris: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret_expires_at: Option<u64>,
+    /// What could not be done, though the client exists.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// How a provider operation ended.
@@ -52,6 +55,13 @@ impl Registry {
         check_name("application", &new.name)?;
         if self.store.app(&new.name).await?.is_some() {
             return Err(super::duplicate("application", &new.name, ""));
+        }
+        if !registration.is_okta() && self.encryption_key.is_none() {
+            return Err(RegistryError::Invalid(
+                "set [registry] encryption_key (a passphrase of 32 characters or more, from the environment): \
+                 this provider manages each client with its own registration access token, which is kept sealed with it"
+                    .to_owned(),
+            ));
         }
         let request = client_request(&new, registration.is_okta());
         let op = self
@@ -84,14 +94,22 @@ impl Registry {
                 return Err(provider(e));
             }
         };
-        let app = self.adopt(&new, &client).await?;
+        let (app, warning) = self.adopt(&new, &client).await?;
         self.finish(&op, "done", &format!("client {}", client.client_id))
             .await?;
-        Ok(Outcome::Done(credentials(&app, &client, registration)))
+        let mut shown = credentials(&app, &client, registration);
+        shown.warnings.extend(warning);
+        Ok(Outcome::Done(shown))
     }
 
     /// Records the application for a client the provider holds.
-    async fn adopt(&self, new: &NewApp, client: &RegisteredClient) -> Result<App, RegistryError> {
+    async fn adopt(
+        &self,
+        new: &NewApp,
+        client: &RegisteredClient,
+    ) -> Result<(App, Option<String>), RegistryError> {
+        // Before the change: deriving the key may write the store's salt.
+        let sealer = self.sealer().await?;
         let mut change = self.store.begin().await?;
         let now = self.now();
         let app = App {
@@ -106,10 +124,11 @@ impl Registry {
             updated_at: now,
         };
         change.insert_app(&app).await?;
+        let warning = keep_registration(&mut change, sealer, &app.name, client).await?;
         let mut entry = self.entry("app.create", format!("app/{}", app.name));
         entry.after = Some(json!(app));
         change.commit(&entry).await?;
-        Ok(app)
+        Ok((app, warning))
     }
 
     /// Issues a new secret for a created application's client.
@@ -122,10 +141,11 @@ impl Registry {
         let op = self
             .record_intent("rotate_secret", name, &app.client_id)
             .await?;
-        let reference = client_ref(&app);
+        let reference = self.client_ref(&app).await?;
         match with_reset_wait(|| registration.rotate_secret(&reference)).await {
             Ok(Rotation::Rotated(client) | Rotation::Kept(client)) => {
                 self.finish(&op, "done", "").await?;
+                self.renew_registration(&app.name, &client).await?;
                 Ok(credentials(&app, &client, registration))
             }
             Err(e) => {
@@ -163,7 +183,7 @@ impl Registry {
         let op = self
             .record_intent("delete_client", name, &app.client_id)
             .await?;
-        let reference = client_ref(&app);
+        let reference = self.client_ref(&app).await?;
         match with_reset_wait(|| registration.delete(&reference)).await {
             Ok(Deleted::Removed | Deleted::AlreadyGone) => {
                 self.finish(&op, "done", "").await?;
@@ -216,12 +236,17 @@ impl Registry {
             let op = self
                 .record_intent("update_client", name, &before.client_id)
                 .await?;
-            let reference = client_ref(&before);
-            if let Err(e) = with_reset_wait(|| registration.update(&reference, &changes)).await {
-                self.finish(&op, "failed", &e.to_string()).await?;
-                return Err(provider(e));
+            let reference = self.client_ref(&before).await?;
+            match with_reset_wait(|| registration.update(&reference, &changes)).await {
+                Ok(client) => {
+                    self.finish(&op, "done", "").await?;
+                    self.renew_registration(name, &client).await?;
+                }
+                Err(e) => {
+                    self.finish(&op, "failed", &e.to_string()).await?;
+                    return Err(provider(e));
+                }
             }
-            self.finish(&op, "done", "").await?;
         }
         let after = App {
             description: description.unwrap_or_else(|| before.description.clone()),
@@ -236,6 +261,51 @@ impl Registry {
         entry.after = Some(json!(after));
         change.commit(&entry).await?;
         Ok(after)
+    }
+
+    /// Where and with what the provider manages an application's client: its own RFC 7592
+    /// credential if one is kept, else the configured one (Okta).
+    async fn client_ref(&self, app: &App) -> Result<ClientRef, RegistryError> {
+        let (uri, token) = match self.store.registration(&app.name).await? {
+            None => (None, None),
+            Some((uri, sealed)) => {
+                let sealer = self.sealer().await?.ok_or_else(|| {
+                    RegistryError::Invalid(
+                        "set [registry] encryption_key: the client's registration access token is sealed with it"
+                            .to_owned(),
+                    )
+                })?;
+                let uri = url::Url::parse(&uri).map_err(|_| {
+                    RegistryError::Query(format!("the store holds a bad client URI {uri:?}"))
+                })?;
+                (Some(uri), Some(sealer.open(&sealed, &app.name)?))
+            }
+        };
+        Ok(ClientRef {
+            client_id: app.client_id.clone(),
+            registration_client_uri: uri,
+            registration_access_token: token,
+        })
+    }
+
+    /// After an update or a rotation: an RFC 7592 provider may have issued a new token.
+    async fn renew_registration(
+        &self,
+        app: &str,
+        client: &RegisteredClient,
+    ) -> Result<(), RegistryError> {
+        if client.registration_access_token.is_none() {
+            return Ok(());
+        }
+        let sealer = self.sealer().await?;
+        let mut change = self.store.begin().await?;
+        if let Some(warning) = keep_registration(&mut change, sealer, app, client).await? {
+            tracing::warn!("{warning}");
+        }
+        let mut entry = self.entry("app.registration_renewed", format!("app/{app}"));
+        entry.after = Some(json!({"client_id": client.client_id}));
+        change.commit(&entry).await?;
+        Ok(())
     }
 
     async fn created_app(&self, name: &str) -> Result<App, RegistryError> {
@@ -276,6 +346,33 @@ impl Registry {
             .finish_operation(op, state, detail, self.now())
             .await
     }
+}
+
+/// Keeps (sealed) the RFC 7592 credential a provider answer carries, in `change`; without an
+/// `encryption_key` it cannot be kept, which the answer says.
+async fn keep_registration(
+    change: &mut super::store::Change,
+    sealer: Option<&super::seal::Sealer>,
+    app: &str,
+    client: &RegisteredClient,
+) -> Result<Option<String>, RegistryError> {
+    let (Some(uri), Some(token)) = (
+        &client.registration_client_uri,
+        &client.registration_access_token,
+    ) else {
+        return Ok(None);
+    };
+    let Some(sealer) = sealer else {
+        return Ok(Some(
+            "the provider gave this client a registration access token, which is not kept \
+             without [registry] encryption_key: tollgate cannot update, rotate or delete it at \
+             the provider"
+                .to_owned(),
+        ));
+    };
+    let sealed = sealer.seal(token.expose(), app)?;
+    change.put_registration(app, uri.as_str(), &sealed).await?;
+    Ok(None)
 }
 
 /// Waits out a 429 whose reset is near, once; a later one fails with the time to retry.
@@ -320,14 +417,6 @@ fn client_request(new: &NewApp, okta: bool) -> ClientRequest {
     }
 }
 
-fn client_ref(app: &App) -> ClientRef {
-    ClientRef {
-        client_id: app.client_id.clone(),
-        registration_client_uri: None,
-        registration_access_token: None,
-    }
-}
-
 fn credentials(app: &App, client: &RegisteredClient, registration: &Registration) -> Credentials {
     Credentials {
         client_id: client.client_id.clone(),
@@ -339,6 +428,7 @@ fn credentials(app: &App, client: &RegisteredClient, registration: &Registration
         grant_types: vec![app.grant.clone()],
         redirect_uris: app.redirect_uris.clone(),
         client_secret_expires_at: client.client_secret_expires_at,
+        warnings: Vec::new(),
     }
 }
 

@@ -9,6 +9,7 @@ mod index;
 mod limit;
 mod model;
 mod refresh;
+mod seal;
 mod store;
 
 use std::collections::{HashMap, HashSet};
@@ -96,6 +97,9 @@ pub struct Registry {
     clock: Arc<dyn Clock>,
     /// Who is making the changes (the audit's `actor`).
     actor: String,
+    /// `[registry] encryption_key`, and the key derived from it once needed.
+    encryption_key: Option<crate::config::Secret>,
+    sealer: tokio::sync::OnceCell<seal::Sealer>,
 }
 
 impl Registry {
@@ -120,11 +124,28 @@ impl Registry {
             apis,
             clock,
             actor: actor.into(),
+            encryption_key: config.encryption_key.clone(),
+            sealer: tokio::sync::OnceCell::new(),
         })
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The sealing key, derived on first use; `None` without `[registry] encryption_key`.
+    async fn sealer(&self) -> Result<Option<&seal::Sealer>, RegistryError> {
+        let Some(passphrase) = &self.encryption_key else {
+            return Ok(None);
+        };
+        let sealer = self
+            .sealer
+            .get_or_try_init(|| async {
+                let salt = self.store.salt().await?;
+                seal::Sealer::new(passphrase, salt.as_bytes())
+            })
+            .await?;
+        Ok(Some(sealer))
     }
 
     fn now(&self) -> i64 {

@@ -69,6 +69,15 @@ const MIGRATIONS: &[&[&str]] = &[
         created_at BIGINT NOT NULL,
         updated_at BIGINT NOT NULL)",
     ],
+    &[
+        // The salt of the key that seals provider credentials, and the sealed RFC 7592
+        // credentials of the clients tollgate created.
+        "CREATE TABLE IF NOT EXISTS registry_keys (id BIGINT PRIMARY KEY, salt TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS app_registrations (
+        app TEXT PRIMARY KEY REFERENCES apps (name),
+        client_uri TEXT NOT NULL,
+        sealed_token TEXT NOT NULL)",
+    ],
 ];
 
 /// An open store.
@@ -247,6 +256,35 @@ impl Store {
         rows.iter().map(tier).collect()
     }
 
+    /// The store's sealing salt, made on first use (the first writer's wins).
+    pub async fn salt(&self) -> Result<String, RegistryError> {
+        sqlx::query(
+            "INSERT INTO registry_keys (id, salt) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(super::seal::Sealer::new_salt()?)
+        .execute(&self.pool)
+        .await
+        .map_err(query)?;
+        sqlx::query("SELECT salt FROM registry_keys WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|r| r.try_get("salt"))
+            .map_err(query)
+    }
+
+    /// A created client's kept management credential: its URI and the sealed token.
+    pub async fn registration(&self, app: &str) -> Result<Option<(String, String)>, RegistryError> {
+        let row =
+            sqlx::query("SELECT client_uri, sealed_token FROM app_registrations WHERE app = $1")
+                .bind(app)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(query)?;
+        row.map(|r| Ok((r.try_get("client_uri")?, r.try_get("sealed_token")?)))
+            .transpose()
+            .map_err(query)
+    }
+
     /// Marks an operation finished (`done` or `failed`), with what happened.
     pub async fn finish_operation(
         &self,
@@ -406,9 +444,31 @@ impl Change {
         Ok(())
     }
 
+    /// Keeps a created client's RFC 7592 management credential (sealed) for its application.
+    pub async fn put_registration(
+        &mut self,
+        app: &str,
+        client_uri: &str,
+        sealed_token: &str,
+    ) -> Result<(), RegistryError> {
+        sqlx::query(
+            "INSERT INTO app_registrations (app, client_uri, sealed_token) VALUES ($1, $2, $3) \
+             ON CONFLICT (app) DO UPDATE SET client_uri = excluded.client_uri, \
+             sealed_token = excluded.sealed_token",
+        )
+        .bind(app)
+        .bind(client_uri)
+        .bind(sealed_token)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(query)?;
+        Ok(())
+    }
+
     pub async fn delete_app(&mut self, name: &str) -> Result<(), RegistryError> {
         for statement in [
             "DELETE FROM contracts WHERE app = $1",
+            "DELETE FROM app_registrations WHERE app = $1",
             "DELETE FROM apps WHERE name = $1",
         ] {
             sqlx::query(statement)

@@ -305,43 +305,82 @@ async fn create_checks_its_input_before_any_call() {
 }
 
 #[tokio::test]
-async fn the_real_provider_registers_an_authorization_code_client_by_rfc_7591() {
+async fn the_real_provider_manages_a_client_by_rfc_7592_with_its_sealed_token() {
     let idp = TestIdp::start_with_registration().await;
     let store = sqlite_url();
-    let config = format!(
-        "[provider]\nissuer = \"{}\"\nintrospection_client_id = \"tollgate-introspector\"\nintrospection_client_secret = \"introspector-secret\"\nregistration_authorization = \"SSWS {}\"\n\n[registry]\nstore = \"{}\"\n\n[[api]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = \"http://127.0.0.1:9\"\n",
-        idp.issuer,
-        idp.initial_access_token
-            .as_deref()
-            .expect("started with registration"),
-        store.url
+    let config = |registry_lines: &str, scheme: &str| {
+        format!(
+            "[provider]\nissuer = \"{}\"\nintrospection_client_id = \"tollgate-introspector\"\nintrospection_client_secret = \"introspector-secret\"\nregistration_authorization = \"{scheme} {}\"\nupdate_in_idp = true\ndelete_in_idp = true\n\n[registry]\nstore = \"{}\"\n{registry_lines}\n\n[[api]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = \"http://127.0.0.1:9\"\n",
+            idp.issuer,
+            idp.initial_access_token
+                .as_deref()
+                .expect("started with registration"),
+            store.url
+        )
+    };
+    let create = [
+        "app",
+        "create",
+        "web",
+        "--grant",
+        "authorization_code",
+        "--redirect-uri",
+        "https://app.test/cb",
+        "--json",
+    ];
+    // An RFC 7591 initial access token: the provider will hand out registration access tokens.
+    let out = cli(&create, Some(&config("", "Bearer")), &[]).await;
+    assert_eq!(out.status, 1, "{out:?}");
+    assert!(out.stderr.contains("encryption_key"), "{out:?}");
+    assert_eq!(idp.stats().await.registration, 0, "refused before any call");
+
+    let sealed = config(
+        "encryption_key = \"a passphrase of more than thirty-two characters\"",
+        "SSWS",
     );
-    let out = cli(
-        &[
-            "app",
-            "create",
-            "web",
-            "--grant",
-            "authorization_code",
-            "--redirect-uri",
-            "https://app.test/cb",
-            "--json",
-        ],
-        Some(&config),
-        &[],
-    )
-    .await;
-    assert_eq!(out.status, 0, "{out:?}");
-    let created: Value = serde_json::from_str(&out.stdout).unwrap();
+    let run = |args: Vec<&'static str>| {
+        let sealed = sealed.clone();
+        async move {
+            let out = cli(&args, Some(&sealed), &[]).await;
+            assert_eq!(out.status, 0, "{args:?}: {out:?}");
+            serde_json::from_str::<Value>(&out.stdout).unwrap_or(Value::Null)
+        }
+    };
+    let created = run(create.to_vec()).await;
     assert_eq!(
         created["redirect_uris"],
         serde_json::json!(["https://app.test/cb"])
     );
-    assert!(created["client_secret"].as_str().is_some());
+    let (id, secret) = (
+        created["client_id"].as_str().unwrap(),
+        created["client_secret"].as_str().unwrap(),
+    );
     assert_eq!(
         idp.stats().await.registration,
         1,
         "one registration call at the provider"
+    );
+    // RFC 7592, with the client's own (sealed, then opened) registration access token.
+    run(vec![
+        "app",
+        "update",
+        "web",
+        "--redirect-uri",
+        "https://app.test/cb2",
+        "--json",
+    ])
+    .await;
+    run(vec!["app", "rotate-secret", "web", "--json"]).await;
+    let managed = idp.stats().await.registration_management;
+    assert!(
+        managed >= 3,
+        "read+write for the update, and the rotation: {managed}"
+    );
+    run(vec!["app", "delete", "web"]).await;
+    assert_eq!(
+        idp.token_status(id, secret).await,
+        401,
+        "the client is gone at the provider"
     );
 }
 
