@@ -136,8 +136,27 @@ fn with_registry(doc: &mut toml::Value, sandbox: &Sandbox) {
         let store = format!("sqlite://{}", sandbox.0.join("registry.db").display());
         registry.insert("store".into(), store.into());
         registry.insert("refresh_interval".into(), "500ms".into());
+        // A fresh key per session: the sandbox and what it seals go away on exit.
+        registry.insert("encryption_key".into(), session_key().into());
         toml::Value::Table(registry)
     });
+}
+
+/// 32 random bytes, hex: the sandbox registry's passphrase.
+fn session_key() -> String {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    // Without randomness the sandbox still works; its key is then merely unguessable by time.
+    if aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .is_err()
+    {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes[..16].copy_from_slice(&nanos.to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// How to try the registry: create an application, give it a contract, revoke it.
