@@ -637,14 +637,29 @@ pub async fn apply(
             status: 0,
         });
     }
-    let provider = if plan.needs_provider() {
-        Some(provider(settings, clock).await?)
-    } else {
-        None
+    let provider = match plan.needs_provider() {
+        true => Some(provider(settings, clock).await),
+        false => None,
     };
-    let registration = provider.as_deref().map(registration).transpose()?;
-    let results = plan.apply(r, registration).await;
-    Ok(applied(out, &results))
+    let registration = provider
+        .as_ref()
+        .map(|p| {
+            p.as_ref()
+                .map_err(Clone::clone)
+                .and_then(|p| registration(p))
+        })
+        .transpose();
+    match registration {
+        Ok(registration) => Ok(applied(out, &plan.apply(r, registration).await)),
+        Err(e) => {
+            // The plan is still shown: what would have been done, and why nothing was.
+            let _ = writeln!(out, "nothing was changed: {e}");
+            Ok(Printed {
+                stdout: out,
+                status: 1,
+            })
+        }
+    }
 }
 
 /// The outcome of each step, and the exit status of the whole.
