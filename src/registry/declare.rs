@@ -237,8 +237,11 @@ pub async fn plan(
     let registration = &settings.provider.registration;
     let mut steps = Vec::new();
     plan_tiers(&current, file, &mut steps);
-    plan_apps(&current, file, &registration.client_name_prefix, &mut steps);
+    let enables = plan_apps(&current, file, &registration.client_name_prefix, &mut steps);
     plan_contracts(r, &current, file, &mut steps);
+    // After the contracts: an application enabled before its contract is revoked would admit
+    // requests in between.
+    steps.extend(enables);
     if prune {
         plan_removals(&current, file, registration, &mut steps);
     }
@@ -334,7 +337,14 @@ fn plan_tiers(current: &Current, file: &Declaration, steps: &mut Vec<Step>) {
     }
 }
 
-fn plan_apps(current: &Current, file: &Declaration, prefix: &str, steps: &mut Vec<Step>) {
+/// Plans the applications; returns the enabling of existing ones, which go after the contracts.
+fn plan_apps(
+    current: &Current,
+    file: &Declaration,
+    prefix: &str,
+    steps: &mut Vec<Step>,
+) -> Vec<Step> {
+    let mut enables = Vec::new();
     for a in &file.apps {
         let status = if a.disabled {
             AppStatus::Disabled
@@ -364,24 +374,40 @@ fn plan_apps(current: &Current, file: &Declaration, prefix: &str, steps: &mut Ve
             }
             continue;
         };
-        let subject = format!("application {}", a.name);
-        if held.grant != a.grant || held.redirect_uris != a.redirect_uris {
-            steps.push(not_applied(
-                &subject,
-                "its grant or redirect_uris differ (update at the provider is not supported yet)",
-            ));
-        }
-        if held.description != a.description {
-            steps.push(not_applied(
-                &subject,
-                "its description differs (changing it is not supported yet)",
-            ));
-        }
-        if held.status != status {
-            steps.push(Step::SetAppStatus {
-                app: a.name.clone(),
-                status,
-            });
+        differences(held, a, status, steps, &mut enables);
+    }
+    enables
+}
+
+/// What differs between an application the registry holds and its entry.
+fn differences(
+    held: &App,
+    a: &AppEntry,
+    status: AppStatus,
+    steps: &mut Vec<Step>,
+    enables: &mut Vec<Step>,
+) {
+    let subject = format!("application {}", a.name);
+    if held.grant != a.grant || held.redirect_uris != a.redirect_uris {
+        steps.push(not_applied(
+            &subject,
+            "its grant or redirect_uris differ (update at the provider is not supported yet)",
+        ));
+    }
+    if held.description != a.description {
+        steps.push(not_applied(
+            &subject,
+            "its description differs (changing it is not supported yet)",
+        ));
+    }
+    if held.status != status {
+        let step = Step::SetAppStatus {
+            app: a.name.clone(),
+            status,
+        };
+        match status {
+            AppStatus::Active => enables.push(step),
+            AppStatus::Disabled => steps.push(step),
         }
     }
 }
@@ -750,13 +776,8 @@ impl std::fmt::Display for Step {
             Step::CreateTier(t) => {
                 let limits: Vec<String> = t.limits.iter().map(ToString::to_string).collect();
                 let auto = if t.auto_approve { "; auto-approve" } else { "" };
-                write!(
-                    f,
-                    "create tier {}/{} ({}{auto})",
-                    t.api,
-                    t.name,
-                    limits.join(", ")
-                )
+                let (api, name) = (&t.api, &t.name);
+                write!(f, "create tier {api}/{name} ({}{auto})", limits.join(", "))
             }
             Step::DeprecateTier { api, name } => write!(f, "deprecate tier {api}/{name}"),
             Step::DeleteTier { api, name } => write!(f, "delete tier {api}/{name}"),

@@ -427,3 +427,27 @@ async fn a_create_left_pending_holds_back_only_its_own_contracts_and_exits_3() {
         ["partner/orders approved silver", "partner/stock pending -"]
     );
 }
+
+#[tokio::test]
+async fn an_application_is_enabled_only_after_its_contracts_are_revoked() {
+    let s = Setup::start().await;
+    assert_eq!(s.apply(REGISTRY, &[]).await.status, 0);
+    let disable = s.tollgate(&["app", "disable", "partner"]).await;
+    assert_eq!(disable.status, 0, "{disable:?}");
+    let before = s.audit_actions().await.len();
+    let revoked = REGISTRY.replace(
+        "tier = \"silver\"\nstatus = \"approved\"",
+        "tier = \"silver\"\nstatus = \"revoked\"",
+    );
+    assert_ne!(revoked, REGISTRY);
+    let out = s.apply(&revoked, &[]).await;
+    assert_eq!(out.status, 0, "{out:?}");
+    assert_eq!(
+        s.audit_actions().await[before..],
+        [
+            "contract.revoke contract/partner/orders",
+            "app.enable app/partner"
+        ],
+        "never enabled while the contract it is losing still admits"
+    );
+}

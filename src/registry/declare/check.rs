@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Current, Declaration};
+use super::{AppEntry, Current, Declaration};
 use crate::registry::cli::check_redirects;
 use crate::registry::model::TierStatus;
 use crate::registry::{ContractStatus, Limit, Registry, check_name};
@@ -94,39 +94,55 @@ fn apps(current: &Current, file: &Declaration, problems: &mut Vec<String>) {
         } else if let Err(e) = check_redirects(&a.grant, &a.redirect_uris) {
             problems.push(format!("{at}.redirect_uris: {e}"));
         }
-        let held = current.app(&a.name);
-        let Some(client_id) = &a.client_id else {
-            continue;
-        };
-        let at = format!("{at}.client_id");
-        if client_id.trim().is_empty() || client_id.chars().any(char::is_control) {
-            problems.push(format!(
-                "{at}: the provider's client id, as its tokens carry it"
-            ));
-            continue;
+        if let Some(client_id) = &a.client_id {
+            client(
+                current,
+                a,
+                client_id,
+                &format!("{at}.client_id"),
+                &mut client_ids,
+                problems,
+            );
         }
-        once(
-            &mut client_ids,
-            client_id,
-            &at,
-            &format!("client id {client_id:?}"),
-            problems,
-        );
-        if let Some(held) = held.filter(|h| h.client_id != *client_id) {
-            problems.push(format!(
-                "{at}: application {} has client {:?} in the registry: a client id is not changed (delete the application, or import under another name)",
-                a.name, held.client_id
-            ));
-        }
-        if let Some(other) = current
-            .apps()
-            .find(|o| o.client_id == *client_id && o.name != a.name)
-        {
-            problems.push(format!(
-                "{at}: client {client_id:?} is application {:?} in the registry already",
-                other.name
-            ));
-        }
+    }
+}
+
+/// An imported client's id: well formed, declared once, and not another application's.
+fn client<'a>(
+    current: &Current,
+    a: &AppEntry,
+    client_id: &'a String,
+    at: &str,
+    seen: &mut HashMap<&'a String, String>,
+    problems: &mut Vec<String>,
+) {
+    if client_id.trim().is_empty() || client_id.chars().any(char::is_control) {
+        problems.push(format!(
+            "{at}: the provider's client id, as its tokens carry it"
+        ));
+        return;
+    }
+    once(
+        seen,
+        client_id,
+        at,
+        &format!("client id {client_id:?}"),
+        problems,
+    );
+    if let Some(held) = current.app(&a.name).filter(|h| h.client_id != *client_id) {
+        problems.push(format!(
+            "{at}: application {} has client {:?} in the registry: a client id is not changed (delete the application, or import under another name)",
+            a.name, held.client_id
+        ));
+    }
+    if let Some(other) = current
+        .apps()
+        .find(|o| o.client_id == *client_id && o.name != a.name)
+    {
+        problems.push(format!(
+            "{at}: client {client_id:?} is application {:?} in the registry already",
+            other.name
+        ));
     }
 }
 
