@@ -632,9 +632,14 @@ pub async fn apply(
         if args.dry_run {
             out.push_str("dry run: nothing was changed\n");
         }
+        // Refused items are errors of an apply, not of a dry run that only shows them.
+        let refused = plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, declare::Step::Refused { .. }));
         return Ok(Printed {
             stdout: out,
-            status: 0,
+            status: u8::from(refused && !args.dry_run),
         });
     }
     let provider = match plan.needs_provider() {

@@ -317,6 +317,16 @@ async fn a_transition_the_machine_forbids_is_an_error_for_that_item_only() {
             "shop/orders approved gold"
         ]
     );
+    let audit = s.audit_actions().await;
+    let again = s.apply(&changed, &[]).await;
+    assert_eq!(again.status, 1, "still refused, still an error: {again:?}");
+    assert!(
+        again.stdout.contains("refused: contract shop/orders"),
+        "{again:?}"
+    );
+    assert_eq!(s.audit_actions().await, audit);
+    let dry = s.apply(&changed, &["--dry-run"]).await;
+    assert_eq!(dry.status, 0, "a dry run only shows it: {dry:?}");
 }
 
 #[tokio::test]

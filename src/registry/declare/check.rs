@@ -185,24 +185,26 @@ fn contracts(
         }
         if let Err(e) = r.known_api(&c.api) {
             problems.push(format!("{at}.api: {e}"));
-        } else if current.contract(&c.app, &c.api).is_none() {
-            contract_tier(current, file, c, &at, problems);
+        } else {
+            let new = current.contract(&c.app, &c.api).is_none();
+            contract_tier(current, file, c, new, &at, problems);
         }
     }
 }
 
-/// A new contract's tier: one the file or the store has for its API, not deprecated; none only
-/// when the API has no tiers (as `contract request` wants).
+/// A contract's tier: one the file or the store has for its API; for a `new` contract, not a
+/// deprecated one, and none only when the API has no tiers (as `contract request` wants).
 fn contract_tier(
     current: &Current,
     file: &Declaration,
     c: &super::ContractEntry,
+    new: bool,
     at: &str,
     problems: &mut Vec<String>,
 ) {
     let in_file = file.tiers.iter().filter(|t| t.api == c.api);
     let Some(name) = &c.tier else {
-        if in_file.count() > 0 || current.tiers_of(&c.api).next().is_some() {
+        if new && (in_file.count() > 0 || current.tiers_of(&c.api).next().is_some()) {
             problems.push(format!(
                 "{at}.tier: API {:?} has SLA tiers: name one",
                 c.api
@@ -223,7 +225,7 @@ fn contract_tier(
             }
         },
     };
-    if deprecated {
+    if deprecated && new {
         problems.push(format!(
             "{at}.tier: tier {name:?} of {:?} is deprecated: new contracts choose another",
             c.api
