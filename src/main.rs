@@ -51,6 +51,11 @@ enum Command {
     Tier(RegistryArgs<tollgate::registry::cli::TierCommand>),
     /// Every change to the registry: who made it, before and after.
     Audit(AuditCommand),
+    /// Make the registry what a file declares (tiers, applications, contracts): prints the plan,
+    /// then applies it.
+    Apply(RegistryFileCommand<tollgate::registry::cli::ApplyArgs>),
+    /// Print the registry as a file `apply` reads back unchanged.
+    Export(RegistryFileCommand<tollgate::registry::cli::ExportArgs>),
     /// The registry's operations at the provider.
     Idp(RegistryArgs<tollgate::registry::cli::IdpCommand>),
     /// A secured local endpoint in one command: an embedded OpenID provider and the gateway in
@@ -72,6 +77,15 @@ struct AuditCommand {
     config: ConfigArg,
     #[command(flatten)]
     args: tollgate::registry::cli::AuditArgs,
+}
+
+/// A registry command taking arguments rather than subcommands.
+#[derive(clap::Args)]
+struct RegistryFileCommand<A: clap::Args> {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(flatten)]
+    args: A,
 }
 
 #[derive(clap::Args)]
@@ -161,6 +175,8 @@ fn main() -> ExitCode {
         Command::Tier(a) => a.config.config.clone(),
         Command::Audit(a) => a.config.config.clone(),
         Command::Idp(a) => a.config.config.clone(),
+        Command::Apply(a) => a.config.config.clone(),
+        Command::Export(a) => a.config.config.clone(),
         Command::Dev(_) => return ExitCode::FAILURE,
     };
     let settings = match config::load_file(&path, &ProcessEnv) {
@@ -189,6 +205,15 @@ fn main() -> ExitCode {
             return registry(&rt, &settings, move |r| {
                 Box::pin(async move { cli::idp(r, &s, Arc::new(SystemClock), a.command).await })
             });
+        }
+        Command::Apply(a) => {
+            let s = settings.clone();
+            return registry(&rt, &settings, move |r| {
+                Box::pin(async move { cli::apply(r, &s, Arc::new(SystemClock), a.args).await })
+            });
+        }
+        Command::Export(a) => {
+            return registry(&rt, &settings, |r| Box::pin(cli::export(r, a.args)));
         }
         Command::Audit(a) => {
             let now = i64::try_from(tollgate::clock::Clock::now_unix(&SystemClock)).unwrap_or(0);

@@ -3,12 +3,14 @@
 //! library's; nothing here changes the registry itself.
 
 use std::fmt::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
 use serde::Serialize;
 
+use super::declare::{self, StepResult};
 use super::{
     AppStatus, ContractAction, ContractFilter, ContractStatus, Credentials, Limit, NewApp, Outcome,
     Reconciliation, Registry, RegistryError,
@@ -346,7 +348,7 @@ fn registration(provider: &Provider) -> Result<&Registration, RegistryError> {
 
 /// Redirect URIs as RFC 6749 §3.1.2 has them: absolute, no fragment; needed by the
 /// authorization code grant and meaningless to client credentials.
-fn check_redirects(grant: &str, uris: &[String]) -> Result<(), RegistryError> {
+pub(super) fn check_redirects(grant: &str, uris: &[String]) -> Result<(), RegistryError> {
     for uri in uris {
         let parsed = url::Url::parse(uri).map_err(|_| {
             RegistryError::Invalid(format!("--redirect-uri {uri:?}: not an absolute URI"))
@@ -673,4 +675,138 @@ fn render<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) ->
             text()
         },
     }
+}
+
+/// `tollgate apply`.
+#[derive(clap::Args, Debug)]
+pub struct ApplyArgs {
+    /// The registry file: `[[tier]]`, `[[app]]` and `[[contract]]` tables (see `tollgate export`).
+    #[arg(short = 'f', long = "file")]
+    file: PathBuf,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also remove what the file does not name: contracts (revoked first), applications, and
+    /// tiers (deprecated instead while a contract has them).
+    #[arg(long)]
+    prune: bool,
+}
+
+/// `tollgate export`.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// The same declaration as JSON rather than TOML.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Makes the registry what the file declares: checks it whole, prints the plan, then (unless a
+/// dry run) works it. Exit 1 when a step failed or was refused, 3 when a create is pending.
+pub async fn apply(
+    r: &Registry,
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+    args: ApplyArgs,
+) -> Result<Printed, RegistryError> {
+    let text = std::fs::read_to_string(&args.file)
+        .map_err(|e| RegistryError::Invalid(format!("cannot read {}: {e}", args.file.display())))?;
+    let file = declare::parse(&text)
+        .map_err(|e| RegistryError::Invalid(format!("{}: {e}", args.file.display())))?;
+    let plan = declare::plan(r, settings, &file, args.prune).await?;
+    let mut out = if plan.is_empty() {
+        "plan: nothing to change\n".to_owned()
+    } else {
+        "plan:\n".to_owned()
+    };
+    for step in &plan.steps {
+        let _ = writeln!(out, "  {step}");
+    }
+    if args.dry_run || plan.is_empty() {
+        if args.dry_run {
+            out.push_str("dry run: nothing was changed\n");
+        }
+        // Refused items are errors of an apply, not of a dry run that only shows them.
+        let refused = plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, declare::Step::Refused { .. }));
+        return Ok(Printed {
+            stdout: out,
+            status: u8::from(refused && !args.dry_run),
+        });
+    }
+    let provider = match plan.needs_provider() {
+        true => Some(provider(settings, clock).await),
+        false => None,
+    };
+    let registration = provider
+        .as_ref()
+        .map(|p| {
+            p.as_ref()
+                .map_err(Clone::clone)
+                .and_then(|p| registration(p))
+        })
+        .transpose();
+    match registration {
+        Ok(registration) => Ok(applied(out, &plan.apply(r, registration).await)),
+        Err(e) => {
+            // The plan is still shown: what would have been done, and why nothing was.
+            let _ = writeln!(out, "nothing was changed: {e}");
+            Ok(Printed {
+                stdout: out,
+                status: 1,
+            })
+        }
+    }
+}
+
+/// The outcome of each step, and the exit status of the whole.
+fn applied(mut out: String, results: &[(declare::Step, StepResult)]) -> Printed {
+    let (mut failed, mut pending) = (false, false);
+    out.push_str("applied:\n");
+    for (step, result) in results {
+        let _ = match result {
+            StepResult::Done => writeln!(out, "  done: {step}"),
+            StepResult::Created(c) => writeln!(out, "  done: {step}\n{}", shown_once(c, "created")),
+            StepResult::Pending(why) => {
+                pending = true;
+                writeln!(out, "  pending at the provider: {step}: {why}")
+            }
+            StepResult::Failed(e) => {
+                failed = true;
+                writeln!(out, "  failed: {step}: {e}")
+            }
+            StepResult::NotDone(why) => writeln!(out, "  not done: {step} ({why})"),
+            StepResult::Reported => {
+                failed |= matches!(step, declare::Step::Refused { .. });
+                writeln!(out, "  {step}")
+            }
+        };
+    }
+    let status = if failed {
+        out.push_str("not everything was applied: fix what failed and run apply again\n");
+        1
+    } else if pending {
+        EXIT_PENDING
+    } else {
+        0
+    };
+    Printed {
+        stdout: out,
+        status,
+    }
+}
+
+/// Writes the registry as a declaration `apply` reads back unchanged.
+pub async fn export(r: &Registry, args: ExportArgs) -> Result<Printed, RegistryError> {
+    let declaration = declare::export(r).await?;
+    if args.json {
+        return Ok(render(true, &declaration, String::new));
+    }
+    let text = toml::to_string(&declaration)
+        .map_err(|e| RegistryError::Invalid(format!("cannot write the registry as TOML: {e}")))?;
+    Ok(Printed {
+        stdout: text,
+        status: 0,
+    })
 }

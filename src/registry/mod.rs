@@ -4,6 +4,7 @@
 //! request path reads, rebuilt by [`refresh`] when the store's revision moves.
 
 pub mod cli;
+pub mod declare;
 mod idp;
 mod index;
 mod limit;

@@ -28,6 +28,7 @@ mod lifecycle;
 mod lifecycle_leaks;
 mod metrics;
 mod registry;
+mod registry_apply;
 mod registry_idp;
 mod reload;
 mod spelling;

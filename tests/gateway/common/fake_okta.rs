@@ -103,6 +103,37 @@ impl FakeOkta {
         format!("{}/oauth2/default", self.shared.base)
     }
 
+    /// A configuration with a `[provider]` whose endpoints are all configured (nothing is
+    /// discovered) and whose registration comes here with the API token the fake accepts
+    /// (`provider_lines` add to it), a `[registry]` on `store`, and one API, `orders`.
+    pub fn registry_config(&self, provider_lines: &str, store: &str) -> String {
+        let issuer = self.issuer();
+        format!(
+            r#"[provider]
+issuer = "{issuer}"
+authorize_url = "{issuer}/v1/authorize"
+token_url = "{issuer}/v1/token"
+introspection_url = "{issuer}/v1/introspect"
+jwks_url = "{issuer}/v1/keys"
+registration_url = "{}"
+registration_authorization = "SSWS {}"
+introspection_client_id = "gw"
+introspection_client_secret = "s"
+{provider_lines}
+
+[registry]
+store = "{store}"
+
+[[api]]
+name = "orders"
+path_prefix = "/orders"
+upstream = "http://127.0.0.1:9"
+"#,
+            self.registration_url(),
+            self.shared.token
+        )
+    }
+
     /// The next call gets `fault` (faults queue up, one per call).
     pub fn fail_next(&self, fault: Fault) {
         self.state().faults.push_back(fault);
