@@ -4,7 +4,6 @@
 
 use std::fmt::Write;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Subcommand;
 use serde::Serialize;
@@ -162,30 +161,8 @@ pub enum IdpCommand {
     },
 }
 
-/// One provider operation as the store recorded it.
-#[derive(Debug, Serialize)]
-struct Operation {
-    id: String,
-    kind: String,
-    app: String,
-    state: String,
-    detail: String,
-}
-
 pub async fn idp(r: &Registry, command: IdpCommand) -> Result<Printed, RegistryError> {
-    let ops: Vec<Operation> = r
-        .store()
-        .operations()
-        .await?
-        .into_iter()
-        .map(|(id, kind, app, state, detail)| Operation {
-            id,
-            kind,
-            app,
-            state,
-            detail,
-        })
-        .collect();
+    let ops = r.operations().await?;
     match command {
         IdpCommand::Ops { json } => Ok(render(json, &ops, || {
             let mut out = String::new();
@@ -199,7 +176,7 @@ pub async fn idp(r: &Registry, command: IdpCommand) -> Result<Printed, RegistryE
             out
         })),
         IdpCommand::Status { json } => {
-            let open: Vec<&Operation> = ops.iter().filter(|o| o.state != "done").collect();
+            let open: Vec<&super::Operation> = ops.iter().filter(|o| o.state != "done").collect();
             // The newest outcome decides: a broken credential stays broken until a call succeeds.
             let blocked = ops
                 .iter()
@@ -265,40 +242,14 @@ async fn provider(
     settings: &Settings,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<Provider>, RegistryError> {
-    let fail = |e: &dyn std::fmt::Display| RegistryError::Provider(format!("the provider: {e}"));
+    let fail = |e: &dyn std::fmt::Display| RegistryError::provider(format!("the provider: {e}"));
     let provider = Provider::new(settings.provider.clone(), false, clock).map_err(|e| fail(&e))?;
     provider.resolve().await.map_err(|e| fail(&e))?;
     Ok(provider)
 }
 
 fn registration(provider: &Provider) -> Result<&Registration, RegistryError> {
-    provider
-        .registration()
-        .map_err(|e| RegistryError::Provider(e.to_string()))
-}
-
-/// Redirect URIs as RFC 6749 §3.1.2 has them: absolute, no fragment; needed by the
-/// authorization code grant and meaningless to client credentials.
-fn check_redirects(grant: &str, uris: &[String]) -> Result<(), RegistryError> {
-    for uri in uris {
-        let parsed = url::Url::parse(uri).map_err(|_| {
-            RegistryError::Invalid(format!("--redirect-uri {uri:?}: not an absolute URI"))
-        })?;
-        if parsed.fragment().is_some() {
-            return Err(RegistryError::Invalid(format!(
-                "--redirect-uri {uri:?}: a redirect URI has no fragment (RFC 6749 §3.1.2)"
-            )));
-        }
-    }
-    match (grant, uris.is_empty()) {
-        ("authorization_code", true) => Err(RegistryError::Invalid(
-            "--grant authorization_code needs at least one --redirect-uri".to_owned(),
-        )),
-        ("client_credentials", false) => Err(RegistryError::Invalid(
-            "--grant client_credentials takes no --redirect-uri".to_owned(),
-        )),
-        _ => Ok(()),
-    }
+    provider.registration().map_err(RegistryError::from)
 }
 
 pub async fn app(
@@ -315,7 +266,6 @@ pub async fn app(
             description,
             json,
         } => {
-            check_redirects(&grant, &redirect_uris)?;
             let provider = provider(settings, clock).await?;
             let new = NewApp {
                 name,
@@ -527,16 +477,7 @@ pub async fn tier(r: &Registry, command: TierCommand) -> Result<Printed, Registr
 }
 
 pub async fn audit(r: &Registry, args: AuditArgs, now: i64) -> Result<Printed, RegistryError> {
-    let back = humantime::parse_duration(&args.since)
-        .ok()
-        .filter(|d| *d <= Duration::from_secs(100 * 365 * 86_400))
-        .ok_or_else(|| {
-            RegistryError::Invalid(format!(
-                "--since {:?}: write a duration, e.g. 24h or 7d",
-                args.since
-            ))
-        })?;
-    let since = now.saturating_sub(i64::try_from(back.as_secs()).unwrap_or(i64::MAX));
+    let since = super::since(&args.since, now)?;
     let entries = r.audit(since, args.app.as_deref()).await?;
     Ok(render(args.json, &entries, || {
         let mut out = String::new();

@@ -28,6 +28,16 @@ pub struct Credentials {
     pub client_secret_expires_at: Option<u64>,
 }
 
+/// One provider operation as the store recorded it.
+#[derive(Debug, Serialize)]
+pub struct Operation {
+    pub id: String,
+    pub kind: String,
+    pub app: String,
+    pub state: String,
+    pub detail: String,
+}
+
 /// How a provider operation ended.
 #[derive(Debug)]
 pub enum Outcome<T> {
@@ -49,6 +59,7 @@ impl Registry {
         new: NewApp,
     ) -> Result<Outcome<Credentials>, RegistryError> {
         check_name("application", &new.name)?;
+        check_redirects(&new.grant, &new.redirect_uris)?;
         if self.store.app(&new.name).await?.is_some() {
             return Err(super::duplicate("application", &new.name, ""));
         }
@@ -170,11 +181,30 @@ impl Registry {
             }
             Err(e) => {
                 self.finish(&op, "failed", &e.to_string()).await?;
-                Err(RegistryError::Provider(format!(
-                    "{e}; the application is disabled and kept: retry, or delete it with --keep-idp-client"
-                )))
+                let problem = e.problem().cloned().map(Box::new);
+                Err(RegistryError::Provider {
+                    message: format!(
+                        "{e}; the application is disabled and kept: retry, or delete it with --keep-idp-client"
+                    ),
+                    problem,
+                })
             }
         }
+    }
+
+    /// Every provider operation, newest first.
+    pub async fn operations(&self) -> Result<Vec<Operation>, RegistryError> {
+        let rows = self.store.operations().await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, kind, app, state, detail)| Operation {
+                id,
+                kind,
+                app,
+                state,
+                detail,
+            })
+            .collect())
     }
 
     async fn created_app(&self, name: &str) -> Result<App, RegistryError> {
@@ -214,6 +244,33 @@ impl Registry {
         self.store
             .finish_operation(op, state, detail, self.now())
             .await
+    }
+}
+
+/// Redirect URIs as RFC 6749 §3.1.2 has them: absolute, no fragment; needed by the
+/// authorization code grant and meaningless to client credentials.
+pub(super) fn check_redirects(grant: &str, uris: &[String]) -> Result<(), RegistryError> {
+    for uri in uris {
+        let parsed = url::Url::parse(uri).map_err(|_| {
+            RegistryError::Invalid(format!("--redirect-uri {uri:?}: not an absolute URI"))
+        })?;
+        if parsed.fragment().is_some() {
+            return Err(RegistryError::Invalid(format!(
+                "--redirect-uri {uri:?}: a redirect URI has no fragment (RFC 6749 §3.1.2)"
+            )));
+        }
+    }
+    match (grant, uris.is_empty()) {
+        ("authorization_code", true) => Err(RegistryError::Invalid(
+            "--grant authorization_code needs at least one --redirect-uri".to_owned(),
+        )),
+        ("client_credentials", false) => Err(RegistryError::Invalid(
+            "--grant client_credentials takes no --redirect-uri".to_owned(),
+        )),
+        ("authorization_code" | "client_credentials", _) => Ok(()),
+        (other, _) => Err(RegistryError::Invalid(format!(
+            "grant {other:?}: client_credentials or authorization_code"
+        ))),
     }
 }
 
@@ -282,5 +339,5 @@ fn credentials(app: &App, client: &RegisteredClient, registration: &Registration
 }
 
 fn provider(e: RegistrationError) -> RegistryError {
-    RegistryError::Provider(e.to_string())
+    RegistryError::from(e)
 }
