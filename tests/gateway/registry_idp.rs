@@ -25,31 +25,7 @@ impl Setup {
     async fn start(provider_lines: &str) -> Setup {
         let okta = FakeOkta::start(API_TOKEN).await;
         let store = sqlite_url();
-        let issuer = okta.issuer();
-        let config = format!(
-            r#"[provider]
-issuer = "{issuer}"
-authorize_url = "{issuer}/v1/authorize"
-token_url = "{issuer}/v1/token"
-introspection_url = "{issuer}/v1/introspect"
-jwks_url = "{issuer}/v1/keys"
-registration_url = "{}"
-registration_authorization = "SSWS {API_TOKEN}"
-introspection_client_id = "gw"
-introspection_client_secret = "s"
-{provider_lines}
-
-[registry]
-store = "{}"
-
-[[api]]
-name = "orders"
-path_prefix = "/orders"
-upstream = "http://127.0.0.1:9"
-"#,
-            okta.registration_url(),
-            store.url
-        );
+        let config = okta.config(API_TOKEN, provider_lines, &store.url, "");
         Setup {
             okta,
             config,

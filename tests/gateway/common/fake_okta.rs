@@ -103,6 +103,42 @@ impl FakeOkta {
         format!("{}/oauth2/default", self.shared.base)
     }
 
+    /// A configuration with this fake as the provider (`api_token` its SSWS token), `provider_lines`
+    /// inside `[provider]`, a `[registry]` on `store`, `extra` tables and one API, `orders`.
+    pub fn config(
+        &self,
+        api_token: &str,
+        provider_lines: &str,
+        store: &str,
+        extra: &str,
+    ) -> String {
+        let issuer = self.issuer();
+        format!(
+            r#"[provider]
+issuer = "{issuer}"
+authorize_url = "{issuer}/v1/authorize"
+token_url = "{issuer}/v1/token"
+introspection_url = "{issuer}/v1/introspect"
+jwks_url = "{issuer}/v1/keys"
+registration_url = "{}"
+registration_authorization = "SSWS {api_token}"
+introspection_client_id = "gw"
+introspection_client_secret = "s"
+{provider_lines}
+
+[registry]
+store = "{store}"
+{extra}
+
+[[api]]
+name = "orders"
+path_prefix = "/orders"
+upstream = "http://127.0.0.1:9"
+"#,
+            self.registration_url()
+        )
+    }
+
     /// The next call gets `fault` (faults queue up, one per call).
     pub fn fail_next(&self, fault: Fault) {
         self.state().faults.push_back(fault);
