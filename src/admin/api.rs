@@ -26,10 +26,15 @@ const MAX_KEY_CHARS: usize = 255;
 
 /// Answers one `/v1/*` request.
 pub async fn answer(req: Request<Incoming>, runtime: &Runtime) -> Response<ProxyBody> {
-    match admitted(req, runtime).await {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let response = match admitted(req, runtime).await {
         Ok(response) => response,
         Err(problem) => problem.into_response(),
-    }
+    };
+    // Who changed what is in the audit; this line is for the operator (never a header or body).
+    tracing::info!(%method, %path, status = response.status().as_u16(), "admin API");
+    response
 }
 
 async fn admitted(

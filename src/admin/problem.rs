@@ -186,3 +186,85 @@ pub fn replayed(status: StatusCode, body: &str) -> Response<ProxyBody> {
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::ProviderProblem;
+
+    fn status_of(e: RegistryError) -> u16 {
+        Problem::from(e).status.as_u16()
+    }
+
+    #[test]
+    fn each_registry_error_has_its_status() {
+        let named = |what| RegistryError::NotFound {
+            what,
+            name: "x".to_owned(),
+            hint: String::new(),
+        };
+        assert_eq!(status_of(named("application")), 404);
+        assert_eq!(
+            status_of(RegistryError::Duplicate {
+                what: "tier",
+                name: "x".to_owned(),
+                hint: String::new()
+            }),
+            409
+        );
+        assert_eq!(status_of(RegistryError::Invalid("no".to_owned())), 422);
+        assert_eq!(status_of(RegistryError::Query("gone".to_owned())), 503);
+        assert_eq!(
+            status_of(RegistryError::Store {
+                store: "sqlite://x".to_owned(),
+                reason: "cannot be opened".to_owned()
+            }),
+            503
+        );
+        assert_eq!(status_of(RegistryError::NotConfigured), 409);
+        assert_eq!(status_of(RegistryError::provider("down")), 502);
+    }
+
+    #[test]
+    fn a_provider_problem_passes_through_without_shadowing_ours() {
+        let said = ProviderProblem {
+            status: 400,
+            error_code: Some("E0000001".to_owned()),
+            error_summary: Some("Api validation failed".to_owned()),
+            error_id: Some("oae123".to_owned()),
+            ..ProviderProblem::default()
+        };
+        let body = Problem::from(RegistryError::Provider {
+            message: "refused".to_owned(),
+            problem: Some(Box::new(said)),
+        })
+        .body();
+        assert_eq!(body["status"], 502);
+        assert_eq!(body["provider_status"], 400);
+        assert_eq!(body["errorCode"], "E0000001");
+        assert_eq!(body["errorSummary"], "Api validation failed");
+        assert_eq!(body["errorId"], "oae123");
+        assert_eq!(body["type"], "/v1/problems/provider");
+    }
+
+    #[test]
+    fn a_503_says_when_to_retry_and_a_401_names_the_realm() {
+        let unavailable = Problem::from(RegistryError::Query("gone".to_owned())).into_response();
+        assert_eq!(unavailable.headers()[RETRY_AFTER], "1");
+        let unauthorized = Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "t",
+            "d".to_owned(),
+        )
+        .into_response();
+        assert_eq!(
+            unauthorized.headers()[WWW_AUTHENTICATE],
+            "Bearer realm=\"tollgate-admin\""
+        );
+        assert_eq!(
+            unauthorized.headers()[CONTENT_TYPE],
+            "application/problem+json"
+        );
+    }
+}

@@ -14,6 +14,8 @@ use crate::common::postgres::{TempSqlite, sqlite_url};
 use crate::common::upstream::Upstream;
 use crate::common::{assert_rejected, base_config, client, eventually};
 
+mod errors;
+
 const TOKEN: &str = "admin-token-0123456789abcdef0123456789";
 const BOUND: Duration = Duration::from_secs(3);
 
@@ -233,4 +235,36 @@ async fn a_contract_lifecycle_over_http_is_enforced_by_the_gateway() {
     assert_eq!(entries.last().unwrap()["action"], "contract.delete");
 }
 
-mod errors;
+#[tokio::test]
+async fn without_a_registry_the_api_says_what_to_configure() {
+    let idp = TestIdp::start().await;
+    let upstream = Upstream::start().await;
+    let extra = format!(
+        r#"
+[admin]
+token = "{TOKEN}"
+
+[[api]]
+name = "orders"
+path_prefix = "/orders"
+upstream = "{}"
+scopes = ["mulescope"]
+clients = ["orders-app"]
+"#,
+        upstream.url()
+    );
+    let gw = Gateway::start(&base_config(&idp.issuer, &extra)).await;
+    gw.wait_ready().await;
+    let resp = client()
+        .get(gw.admin_url("/v1/contracts"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(resp, 409).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("[registry]"),
+        "{body}"
+    );
+    upstream.assert_not_reached();
+}
