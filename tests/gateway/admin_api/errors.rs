@@ -1,6 +1,8 @@
 //! The admin API's refusals, each class as `application/problem+json` with its status, and
 //! `Idempotency-Key` replays counted at the fake Okta provider.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use super::{Setup, TOKEN, assert_problem, call, read};
@@ -112,6 +114,7 @@ async fn each_error_class_is_a_problem_with_its_status() {
 struct OktaSetup {
     okta: FakeOkta,
     gw: Gateway,
+    config: String,
     _store: TempSqlite,
 }
 
@@ -119,26 +122,23 @@ impl OktaSetup {
     async fn start() -> OktaSetup {
         let okta = FakeOkta::start(API_TOKEN).await;
         let store = sqlite_url();
-        let admin = format!("\n[admin]\ntoken = \"{TOKEN}\"");
+        // Ephemeral ports: two of these gateways may run at once.
+        let admin = format!(
+            "\n[admin]\ntoken = \"{TOKEN}\"\n\n[listen]\naddress = \"127.0.0.1:0\"\nadmin_address = \"127.0.0.1:0\""
+        );
         let config = okta.config(API_TOKEN, "", &store.url, &admin);
         let gw = Gateway::start(&config).await;
         gw.wait_ready().await;
         OktaSetup {
             okta,
             gw,
+            config,
             _store: store,
         }
     }
 
     async fn create(&self, key: &str, body: Value) -> reqwest::Response {
-        client()
-            .post(self.gw.admin_url("/v1/apps"))
-            .bearer_auth(TOKEN)
-            .header("idempotency-key", key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
+        create_at(&self.gw, key, body).await
     }
 
     fn creates(&self) -> usize {
@@ -148,6 +148,18 @@ impl OktaSetup {
             .filter(|c| c.method == "POST" && c.path.ends_with("/clients"))
             .count()
     }
+}
+
+/// `POST /v1/apps` at `gw` with an Idempotency-Key.
+async fn create_at(gw: &Gateway, key: &str, body: Value) -> reqwest::Response {
+    client()
+        .post(gw.admin_url("/v1/apps"))
+        .bearer_auth(TOKEN)
+        .header("idempotency-key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -203,4 +215,32 @@ async fn a_provider_refusal_is_a_502_carrying_the_providers_own_words() {
     assert_eq!(apps, json!([]), "nothing recorded");
     let (_, ops) = call(&s.gw, "GET", "/v1/operations", None).await;
     assert_eq!(ops[0]["state"], "failed", "{ops}");
+}
+
+#[tokio::test]
+async fn one_key_runs_once_across_concurrent_requests_and_gateways() {
+    let s = OktaSetup::start().await;
+    // The first create is slow at the provider, so the second arrives while it runs.
+    s.okta.fail_next(Fault::Slow(Duration::from_millis(800)));
+    let shop = json!({"name": "shop", "grant": "client_credentials"});
+    let (a, b) = tokio::join!(
+        s.create("key-3", shop.clone()),
+        s.create("key-3", shop.clone())
+    );
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [201, 409],
+        "one ran, the other was told it is under way"
+    );
+    assert_eq!(s.creates(), 1, "the provider was called once");
+
+    // Another gateway on the same store knows the key.
+    let other = Gateway::start(&s.config).await;
+    other.wait_ready().await;
+    let replay = create_at(&other, "key-3", shop).await;
+    assert_eq!(replay.status(), 201);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(s.creates(), 1, "a replay at another gateway runs nothing");
 }
