@@ -6,10 +6,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{Setup, TOKEN, assert_problem, call, read};
-use crate::common::client;
 use crate::common::fake_okta::{FakeOkta, Fault};
 use crate::common::gateway::Gateway;
 use crate::common::postgres::{TempSqlite, sqlite_url};
+use crate::common::{client, raw_http};
 
 const API_TOKEN: &str = "00okta-api-token";
 
@@ -101,6 +101,24 @@ async fn each_error_class_is_a_problem_with_its_status() {
     big.extend(br#""}"#);
     let oversized = send(gw, "/v1/apps", "application/json", big).await;
     assert_problem(oversized, 413).await;
+    // Chunked, so no Content-Length tells in advance: the limit holds while reading.
+    let mut chunked = format!(
+        "POST /v1/apps HTTP/1.1\r\nhost: admin\r\nauthorization: Bearer {TOKEN}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for _ in 0..70 {
+        chunked.extend(b"400\r\n");
+        chunked.extend([b' '; 0x400]);
+        chunked.extend(b"\r\n");
+    }
+    chunked.extend(b"0\r\n\r\n");
+    let answer = raw_http(gw.admin, &chunked).await;
+    assert_eq!(answer.status, 413, "{}", answer.head);
+    assert_eq!(
+        answer.header("content-type").as_deref(),
+        Some("application/problem+json")
+    );
     let (_, apps) = call(gw, "GET", "/v1/apps", None).await;
     assert_eq!(
         apps.as_array().unwrap().len(),
