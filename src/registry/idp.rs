@@ -267,8 +267,15 @@ pub(super) fn check_redirects(grant: &str, uris: &[String]) -> Result<(), Regist
         ("client_credentials", false) => Err(RegistryError::Invalid(
             "--grant client_credentials takes no --redirect-uri".to_owned(),
         )),
-        ("authorization_code" | "client_credentials", _) => Ok(()),
-        (other, _) => Err(RegistryError::Invalid(format!(
+        _ => check_grant(grant),
+    }
+}
+
+/// The grants tollgate registers clients for.
+pub(super) fn check_grant(grant: &str) -> Result<(), RegistryError> {
+    match grant {
+        "authorization_code" | "client_credentials" => Ok(()),
+        other => Err(RegistryError::Invalid(format!(
             "grant {other:?}: client_credentials or authorization_code"
         ))),
     }

@@ -174,6 +174,7 @@ impl Registry {
     /// Adopts a client that exists at the provider already: no provider call.
     pub async fn import_app(&self, new: NewApp) -> Result<App, RegistryError> {
         check_name("application", &new.name)?;
+        idp::check_grant(&new.grant)?;
         if new.client_id.trim().is_empty() || new.client_id.chars().any(char::is_control) {
             return Err(RegistryError::Invalid(
                 "--client-id: the provider's client id, as its tokens carry it".to_owned(),

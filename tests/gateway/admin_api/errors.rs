@@ -48,9 +48,15 @@ async fn each_error_class_is_a_problem_with_its_status() {
         call(gw, "POST", "/v1/apps", Some(import.clone())).await.0,
         201
     );
-    let cases: [(&str, &str, Option<Value>, u16); 9] = [
+    let cases: [(&str, &str, Option<Value>, u16); 10] = [
         ("GET", "/v1/apps/nobody", None, 404),
         ("POST", "/v1/apps", Some(import), 409),
+        (
+            "POST",
+            "/v1/apps",
+            Some(json!({"name": "pw", "client_id": "c", "grant": "password"})),
+            422,
+        ),
         (
             "POST",
             "/v1/contracts",
