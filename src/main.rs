@@ -362,7 +362,24 @@ async fn run(settings: Settings, path: PathBuf) -> Result<(), String> {
     let runtime = Runtime::build(&settings, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
     let provider = runtime.provider.clone();
     if let (Some(config), Some(index)) = (&settings.registry, runtime.registry.clone()) {
-        tokio::spawn(tollgate::registry::keep_current(config.clone(), index));
+        // The admin API works on the same store as the index refresh, once it is open.
+        let slot = runtime.admin_registry.clone();
+        let for_admin = settings.clone();
+        let opened = move |store: &tollgate::registry::Store| {
+            let registry = tollgate::registry::Registry::new(
+                store.clone(),
+                &for_admin,
+                Arc::new(SystemClock),
+                "admin",
+            );
+            // Set once: this runs once per process.
+            let _ = slot.set(registry);
+        };
+        tokio::spawn(tollgate::registry::keep_current(
+            config.clone(),
+            index,
+            opened,
+        ));
     }
     let handle = RuntimeHandle::new(runtime);
     tokio::spawn(tollgate::reload::watch(

@@ -2,14 +2,14 @@
 //! [`RuntimeHandle`] through which the request path reads the current one, so that a reload can
 //! swap it whole between two requests.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::clock::Clock;
 use crate::config::{
-    ApiSettings, CacheSettings, ListenSettings, ProviderSettings, Settings, ValidationMode,
+    ApiSettings, CacheSettings, ListenSettings, ProviderSettings, Secret, Settings, ValidationMode,
 };
 use crate::provider::{Provider, ProviderError};
-use crate::registry::IndexHandle;
+use crate::registry::{IndexHandle, Registry};
 use crate::routing::{Route, Router};
 use crate::validate::{
     Attributes, CachedValidator, IntrospectionValidator, JwtThenIntrospection, JwtValidator,
@@ -31,6 +31,11 @@ pub struct Runtime {
     /// The registry's contract index, when a `[registry]` is configured; kept across reloads
     /// (the store is read at start: `[registry]` changes take effect at the next restart).
     pub registry: Option<Arc<IndexHandle>>,
+    /// The admin API's registry operations, set once the gateway's store is open; kept across
+    /// reloads like the index.
+    pub admin_registry: Arc<OnceLock<Registry>>,
+    /// `[admin] token`: without one the admin API is refused. Read per request, so a reload applies.
+    pub admin_token: Option<Secret>,
     /// What the provider and the caches were built from, and the cached validators themselves,
     /// so a reload that keeps them keeps their caches.
     validators: Validators,
@@ -170,6 +175,7 @@ impl Runtime {
     ) -> Result<(Self, Kept), ProviderError> {
         let (mut runtime, kept) = self.rebuild_validation(settings, clock)?;
         runtime.registry = self.registry.clone();
+        runtime.admin_registry = self.admin_registry.clone();
         Ok((runtime, kept))
     }
 
@@ -222,6 +228,8 @@ impl Runtime {
             provider,
             listen: settings.listen.clone(),
             registry: None,
+            admin_registry: Arc::new(OnceLock::new()),
+            admin_token: settings.admin.token.clone(),
             validators,
         }
     }

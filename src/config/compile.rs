@@ -9,6 +9,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::ConfigError;
+use super::admin::{AdminSettings, admin};
 use super::api::{ApiSettings, api};
 use super::listen::{ListenSettings, listen};
 use super::provider::{ProviderSettings, provider};
@@ -23,6 +24,7 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub apis: Vec<ApiSettings>,
     pub registry: Option<RegistrySettings>,
+    pub admin: AdminSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +78,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Settings, ConfigError> {
     let provider = provider(raw.provider)?;
     let cache = cache(raw.cache)?;
     let registry = raw.registry.map(registry).transpose()?;
+    let admin = admin(raw.admin)?;
     if raw.apis.is_empty() {
         return Err(ConfigError::at("api", "at least one [[api]] is required"));
     }
@@ -105,6 +108,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Settings, ConfigError> {
         cache,
         apis,
         registry,
+        admin,
     })
 }
 

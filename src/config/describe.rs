@@ -22,6 +22,15 @@ pub fn describe(s: &Settings) -> String {
             s.listen.trusted_proxies
         );
     }
+    let _ = writeln!(
+        out,
+        "  admin API (/v1): {}",
+        if s.admin.token.is_some() {
+            "token <set>"
+        } else {
+            "refused (no [admin] token)"
+        }
+    );
     let _ = writeln!(out, "provider: issuer {}", p.issuer);
     let _ = writeln!(
         out,

@@ -2,6 +2,7 @@
 //! paths) → `${VAR}` from an injected [`Env`] → checked [`Settings`]. `runtime` builds the request
 //! path from `Settings`; nothing on the request path reads the file structs.
 
+mod admin;
 mod api;
 mod compile;
 mod cors;
@@ -18,6 +19,7 @@ mod rules;
 
 use std::path::Path;
 
+pub use admin::{AdminSettings, MIN_ADMIN_TOKEN_CHARS};
 pub use api::{ApiSettings, ClientCheck, PolicySettings, UpstreamTarget};
 pub use compile::{CacheSettings, LogSettings, Secret, Settings};
 pub use cors::{CorsList, CorsOrigins, CorsSettings};

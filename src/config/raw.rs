@@ -20,9 +20,18 @@ pub struct RawConfig {
     #[serde(default, rename = "api")]
     pub apis: Vec<RawApi>,
     pub registry: Option<RawRegistry>,
+    #[serde(default)]
+    pub admin: RawAdmin,
     /// Only `tollgate dev` reads it (`config::dev_settings`); accepted here so one file serves both.
     #[serde(default)]
     pub dev: Option<toml::Value>,
+}
+
+/// `[admin]`: the admin listener's registry API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

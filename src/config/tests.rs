@@ -547,3 +547,29 @@ fn the_registry_is_checked_and_lets_an_api_list_no_clients() {
         "the hint names the registry: {e}"
     );
 }
+
+#[test]
+fn an_admin_token_is_a_long_secret() {
+    let s = parse(&format!("{PROVIDER}{API}"), &env()).unwrap();
+    assert!(s.admin.token.is_none());
+    let short = err(&format!("{PROVIDER}{API}[admin]\ntoken = \"short\"\n"));
+    assert_eq!(short.path, "admin.token");
+    assert!(short.reason.contains("at least 32"), "{}", short.reason);
+    let spaced = err(&format!(
+        "{PROVIDER}{API}[admin]\ntoken = \"{} {}\"\n",
+        "a".repeat(20),
+        "b".repeat(20)
+    ));
+    assert_eq!(spaced.path, "admin.token");
+    let long = "t".repeat(40);
+    let s = parse(
+        &format!("{PROVIDER}{API}[admin]\ntoken = \"{long}\"\n"),
+        &env(),
+    )
+    .unwrap();
+    let token = s.admin.token.unwrap();
+    assert_eq!(token.expose(), long);
+    assert_eq!(format!("{token:?}"), "<redacted>");
+    let unknown = err(&format!("{PROVIDER}{API}[admin]\ntokn = \"{long}\"\n"));
+    assert!(unknown.path.starts_with("admin"), "{}", unknown.path);
+}

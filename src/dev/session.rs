@@ -83,7 +83,7 @@ pub async fn run(
     );
     tokio::spawn(resolving.resolve_with_retry());
     if let (Some(config), Some(index)) = (&settings.registry, runtime.registry.clone()) {
-        tokio::spawn(crate::registry::keep_current(config.clone(), index));
+        tokio::spawn(crate::registry::keep_current(config.clone(), index, |_| ()));
     }
     server::serve(RuntimeHandle::new(runtime), listeners, shutdown).await;
     drop((provider, echo, sandbox));

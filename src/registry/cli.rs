@@ -5,7 +5,6 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Subcommand;
 use serde::Serialize;
@@ -185,16 +184,6 @@ pub enum IdpCommand {
     },
 }
 
-/// One provider operation as the store recorded it.
-#[derive(Debug, Serialize)]
-struct Operation {
-    id: String,
-    kind: String,
-    app: String,
-    state: String,
-    detail: String,
-}
-
 pub async fn idp(
     r: &Registry,
     settings: &Settings,
@@ -208,7 +197,7 @@ pub async fn idp(
             Ok(render(json, &found, || reconciliation(&found)))
         }
         IdpCommand::Ops { json } => {
-            let ops = operations(r).await?;
+            let ops = r.operations().await?;
             Ok(render(json, &ops, || {
                 let mut out = String::new();
                 for o in &ops {
@@ -221,27 +210,12 @@ pub async fn idp(
                 out
             }))
         }
-        IdpCommand::Status { json } => Ok(idp_status(&operations(r).await?, json)),
+        IdpCommand::Status { json } => Ok(idp_status(&r.operations().await?, json)),
     }
 }
 
-async fn operations(r: &Registry) -> Result<Vec<Operation>, RegistryError> {
-    Ok(r.store()
-        .operations()
-        .await?
-        .into_iter()
-        .map(|(id, kind, app, state, detail)| Operation {
-            id,
-            kind,
-            app,
-            state,
-            detail,
-        })
-        .collect())
-}
-
-fn idp_status(ops: &[Operation], json: bool) -> Printed {
-    let open: Vec<&Operation> = ops.iter().filter(|o| o.state != "done").collect();
+fn idp_status(ops: &[super::Operation], json: bool) -> Printed {
+    let open: Vec<&super::Operation> = ops.iter().filter(|o| o.state != "done").collect();
     // The newest outcome decides: a broken credential stays broken until a call succeeds.
     let blocked = ops
         .iter()
@@ -334,16 +308,14 @@ async fn provider(
     settings: &Settings,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<Provider>, RegistryError> {
-    let fail = |e: &dyn std::fmt::Display| RegistryError::Provider(format!("the provider: {e}"));
+    let fail = |e: &dyn std::fmt::Display| RegistryError::provider(format!("the provider: {e}"));
     let provider = Provider::new(settings.provider.clone(), false, clock).map_err(|e| fail(&e))?;
     provider.resolve().await.map_err(|e| fail(&e))?;
     Ok(provider)
 }
 
 fn registration(provider: &Provider) -> Result<&Registration, RegistryError> {
-    provider
-        .registration()
-        .map_err(|e| RegistryError::Provider(e.to_string()))
+    provider.registration().map_err(RegistryError::from)
 }
 
 /// Redirect URIs as RFC 6749 §3.1.2 has them: absolute, no fragment; needed by the
@@ -384,7 +356,6 @@ pub async fn app(
             description,
             json,
         } => {
-            check_redirects(&grant, &redirect_uris)?;
             let provider = provider(settings, clock).await?;
             let new = NewApp {
                 name,
@@ -617,16 +588,7 @@ pub async fn tier(r: &Registry, command: TierCommand) -> Result<Printed, Registr
 }
 
 pub async fn audit(r: &Registry, args: AuditArgs, now: i64) -> Result<Printed, RegistryError> {
-    let back = humantime::parse_duration(&args.since)
-        .ok()
-        .filter(|d| *d <= Duration::from_secs(100 * 365 * 86_400))
-        .ok_or_else(|| {
-            RegistryError::Invalid(format!(
-                "--since {:?}: write a duration, e.g. 24h or 7d",
-                args.since
-            ))
-        })?;
-    let since = now.saturating_sub(i64::try_from(back.as_secs()).unwrap_or(i64::MAX));
+    let since = super::since(&args.since, now)?;
     let entries = r.audit(since, args.app.as_deref()).await?;
     Ok(render(args.json, &entries, || {
         let mut out = String::new();

@@ -765,9 +765,8 @@ impl Step {
 }
 
 fn needed(registration: Option<&Registration>) -> Result<&Registration, RegistryError> {
-    registration.ok_or_else(|| {
-        RegistryError::Provider("the provider's registration is not available".to_owned())
-    })
+    registration
+        .ok_or_else(|| RegistryError::provider("the provider's registration is not available"))
 }
 
 impl std::fmt::Display for Step {

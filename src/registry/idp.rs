@@ -32,6 +32,16 @@ pub struct Credentials {
     pub warnings: Vec<String>,
 }
 
+/// One provider operation as the store recorded it.
+#[derive(Debug, Serialize)]
+pub struct Operation {
+    pub id: String,
+    pub kind: String,
+    pub app: String,
+    pub state: String,
+    pub detail: String,
+}
+
 /// How a provider operation ended.
 #[derive(Debug)]
 pub enum Outcome<T> {
@@ -53,6 +63,7 @@ impl Registry {
         new: NewApp,
     ) -> Result<Outcome<Credentials>, RegistryError> {
         check_name("application", &new.name)?;
+        check_redirects(&new.grant, &new.redirect_uris)?;
         if self.store.app(&new.name).await?.is_some() {
             return Err(super::duplicate("application", &new.name, ""));
         }
@@ -191,9 +202,13 @@ impl Registry {
             }
             Err(e) => {
                 self.finish(&op, "failed", &e.to_string()).await?;
-                Err(RegistryError::Provider(format!(
-                    "{e}; the application is disabled and kept: retry, or delete it with --keep-idp-client"
-                )))
+                let problem = e.problem().cloned().map(Box::new);
+                Err(RegistryError::Provider {
+                    message: format!(
+                        "{e}; the application is disabled and kept: retry, or delete it with --keep-idp-client"
+                    ),
+                    problem,
+                })
             }
         }
     }
@@ -308,6 +323,21 @@ impl Registry {
         Ok(())
     }
 
+    /// Every provider operation, newest first.
+    pub async fn operations(&self) -> Result<Vec<Operation>, RegistryError> {
+        let rows = self.store.operations().await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, kind, app, state, detail)| Operation {
+                id,
+                kind,
+                app,
+                state,
+                detail,
+            })
+            .collect())
+    }
+
     async fn created_app(&self, name: &str) -> Result<App, RegistryError> {
         let app = self
             .store
@@ -375,6 +405,40 @@ async fn keep_registration(
     Ok(None)
 }
 
+/// Redirect URIs as RFC 6749 §3.1.2 has them: absolute, no fragment; needed by the
+/// authorization code grant and meaningless to client credentials.
+pub(super) fn check_redirects(grant: &str, uris: &[String]) -> Result<(), RegistryError> {
+    for uri in uris {
+        let parsed = url::Url::parse(uri).map_err(|_| {
+            RegistryError::Invalid(format!("--redirect-uri {uri:?}: not an absolute URI"))
+        })?;
+        if parsed.fragment().is_some() {
+            return Err(RegistryError::Invalid(format!(
+                "--redirect-uri {uri:?}: a redirect URI has no fragment (RFC 6749 §3.1.2)"
+            )));
+        }
+    }
+    match (grant, uris.is_empty()) {
+        ("authorization_code", true) => Err(RegistryError::Invalid(
+            "--grant authorization_code needs at least one --redirect-uri".to_owned(),
+        )),
+        ("client_credentials", false) => Err(RegistryError::Invalid(
+            "--grant client_credentials takes no --redirect-uri".to_owned(),
+        )),
+        _ => check_grant(grant),
+    }
+}
+
+/// The grants tollgate registers clients for.
+pub(super) fn check_grant(grant: &str) -> Result<(), RegistryError> {
+    match grant {
+        "authorization_code" | "client_credentials" => Ok(()),
+        other => Err(RegistryError::Invalid(format!(
+            "grant {other:?}: client_credentials or authorization_code"
+        ))),
+    }
+}
+
 /// Waits out a 429 whose reset is near, once; a later one fails with the time to retry.
 async fn with_reset_wait<T, F, Fut>(call: F) -> Result<T, RegistrationError>
 where
@@ -433,7 +497,7 @@ fn credentials(app: &App, client: &RegisteredClient, registration: &Registration
 }
 
 fn provider(e: RegistrationError) -> RegistryError {
-    RegistryError::Provider(e.to_string())
+    RegistryError::from(e)
 }
 
 /// What `tollgate idp reconcile` found at the provider, and did about it.

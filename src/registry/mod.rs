@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-pub use idp::{Credentials, Drift, Missing, Orphan, Outcome, Reconciliation};
+pub use idp::{Credentials, Drift, Missing, Operation, Orphan, Outcome, Reconciliation};
 pub use index::{ApprovedContract, ContractIndex, Grant, IndexHandle};
 pub use limit::{Exceeded, Limiter};
 pub use model::{
@@ -26,10 +26,11 @@ pub use model::{
     check_name,
 };
 pub use refresh::{keep_current, load_index, refresh};
-pub use store::Store;
+pub use store::{Claim, Store};
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::provider::{ProviderProblem, RegistrationError};
 
 /// Why a registry operation was refused or failed. Nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,9 +63,13 @@ pub enum RegistryError {
     Store { store: String, reason: String },
     #[error("the registry store failed: {0}")]
     Query(String),
-    /// The provider refused or failed a registration call; what it said, and what to do.
-    #[error("{0}")]
-    Provider(String),
+    /// The provider refused or failed a registration call; what to do, and what the provider
+    /// itself said when it answered (for the admin API to pass through).
+    #[error("{message}")]
+    Provider {
+        message: String,
+        problem: Option<Box<ProviderProblem>>,
+    },
     /// The configuration has no `[registry]`.
     #[error(
         "no [registry] is configured: add one with a store, e.g. store = \"sqlite:///var/lib/tollgate/registry.db\""
@@ -115,19 +120,32 @@ impl Registry {
             .as_ref()
             .ok_or(RegistryError::NotConfigured)?;
         let store = Store::open(&config.store).await?;
+        Ok(Registry::new(store, settings, clock, actor))
+    }
+
+    /// The operations on a store opened already (a gateway's, shared with its index refresh).
+    pub fn new(
+        store: Store,
+        settings: &Settings,
+        clock: Arc<dyn Clock>,
+        actor: impl Into<String>,
+    ) -> Registry {
         let apis = settings
             .apis
             .iter()
             .map(|a| (a.name.clone(), a.auto_approve))
             .collect();
-        Ok(Registry {
+        Registry {
             store,
             apis,
             clock,
             actor: actor.into(),
-            encryption_key: config.encryption_key.clone(),
+            encryption_key: settings
+                .registry
+                .as_ref()
+                .and_then(|r| r.encryption_key.clone()),
             sealer: tokio::sync::OnceCell::new(),
-        })
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -181,6 +199,7 @@ impl Registry {
     /// Adopts a client that exists at the provider already: no provider call.
     pub async fn import_app(&self, new: NewApp) -> Result<App, RegistryError> {
         check_name("application", &new.name)?;
+        idp::check_grant(&new.grant)?;
         if new.client_id.trim().is_empty() || new.client_id.chars().any(char::is_control) {
             return Err(RegistryError::Invalid(
                 "--client-id: the provider's client id, as its tokens carry it".to_owned(),
@@ -521,6 +540,36 @@ impl Registry {
             })
             .collect())
     }
+}
+
+impl RegistryError {
+    /// A provider failure that carries no answer of the provider's.
+    pub fn provider(message: impl Into<String>) -> Self {
+        RegistryError::Provider {
+            message: message.into(),
+            problem: None,
+        }
+    }
+}
+
+impl From<RegistrationError> for RegistryError {
+    fn from(e: RegistrationError) -> Self {
+        RegistryError::Provider {
+            message: e.to_string(),
+            problem: e.problem().cloned().map(Box::new),
+        }
+    }
+}
+
+/// The Unix time `text` (a duration back from `now`, e.g. `24h`, `7d`) names.
+pub fn since(text: &str, now: i64) -> Result<i64, RegistryError> {
+    let back = humantime::parse_duration(text)
+        .ok()
+        .filter(|d| *d <= std::time::Duration::from_secs(100 * 365 * 86_400))
+        .ok_or_else(|| {
+            RegistryError::Invalid(format!("since {text:?}: write a duration, e.g. 24h or 7d"))
+        })?;
+    Ok(now.saturating_sub(i64::try_from(back.as_secs()).unwrap_or(i64::MAX)))
 }
 
 fn not_found(what: &'static str, name: &str) -> RegistryError {

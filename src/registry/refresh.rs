@@ -64,9 +64,13 @@ fn read_snapshot(path: &Path) -> Option<(ContractIndex, Duration)> {
     }
 }
 
-/// Opens the store (retrying with backoff while it cannot be reached), then keeps `handle`
-/// current from it, until the task is dropped.
-pub async fn keep_current(settings: RegistrySettings, handle: Arc<IndexHandle>) {
+/// Opens the store (retrying with backoff while it cannot be reached), hands it to `opened` (the
+/// admin API shares it), then keeps `handle` current from it, until the task is dropped.
+pub async fn keep_current(
+    settings: RegistrySettings,
+    handle: Arc<IndexHandle>,
+    opened: impl FnOnce(&Store),
+) {
     let mut delay = Duration::from_millis(250);
     let mut from_snapshot = false;
     let store = loop {
@@ -91,6 +95,7 @@ pub async fn keep_current(settings: RegistrySettings, handle: Arc<IndexHandle>) 
             }
         }
     };
+    opened(&store);
     refresh(store, handle, &settings).await;
 }
 

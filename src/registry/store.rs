@@ -78,7 +78,30 @@ const MIGRATIONS: &[&[&str]] = &[
         client_uri TEXT NOT NULL,
         sealed_token TEXT NOT NULL)",
     ],
+    &[
+        // The admin API's Idempotency-Key answers: claimed (status 0) before the operation runs,
+        // so a repeat never runs it twice, on this gateway or another sharing the store.
+        "CREATE TABLE IF NOT EXISTS idempotency (
+        key TEXT PRIMARY KEY,
+        request_digest TEXT NOT NULL,
+        status BIGINT NOT NULL,
+        body TEXT NOT NULL,
+        created_at BIGINT NOT NULL)",
+    ],
 ];
+
+/// What an Idempotency-Key already holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key was free and is now this request's: run the operation, then `finish_idempotent`.
+    Claimed,
+    /// The same request finished before: its answer.
+    Replay { status: u16, body: String },
+    /// The same request is still running (or its gateway stopped mid-way).
+    InProgress,
+    /// The key was used for a different request.
+    Mismatch,
+}
 
 /// An open store.
 #[derive(Clone)]
@@ -339,6 +362,74 @@ impl Store {
         .await
         .map_err(query)?;
         rows.iter().map(audit_entry).collect()
+    }
+
+    /// Claims `key` for a request (`digest`), unless it holds an answer younger than `ttl_secs`;
+    /// older keys are forgotten first.
+    pub async fn claim_idempotent(
+        &self,
+        key: &str,
+        digest: &str,
+        now: i64,
+        ttl_secs: i64,
+    ) -> Result<Claim, RegistryError> {
+        sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
+            .bind(now.saturating_sub(ttl_secs))
+            .execute(&self.pool)
+            .await
+            .map_err(query)?;
+        // One statement decides who owns the key, so two gateways racing cannot both run it.
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency (key, request_digest, status, body, created_at) \
+             VALUES ($1, $2, 0, '', $3) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(digest)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(query)?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(Claim::Claimed);
+        }
+        let row =
+            sqlx::query("SELECT request_digest, status, body FROM idempotency WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(query)?;
+        let Some(row) = row else {
+            // Expired between the two statements: the caller may simply try again.
+            return Ok(Claim::InProgress);
+        };
+        let stored: String = row.try_get("request_digest").map_err(query)?;
+        let status: i64 = row.try_get("status").map_err(query)?;
+        Ok(match (stored == digest, u16::try_from(status)) {
+            (false, _) => Claim::Mismatch,
+            (true, Ok(0) | Err(_)) => Claim::InProgress,
+            (true, Ok(status)) => Claim::Replay {
+                status,
+                body: row.try_get("body").map_err(query)?,
+            },
+        })
+    }
+
+    /// Records the answer of the request that claimed `key`.
+    pub async fn finish_idempotent(
+        &self,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<(), RegistryError> {
+        sqlx::query("UPDATE idempotency SET status = $1, body = $2 WHERE key = $3")
+            .bind(i64::from(status))
+            .bind(body)
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(query)?;
+        Ok(())
     }
 
     /// What the contract index is built from: approved contracts of active applications, as

@@ -13,6 +13,7 @@ mod harness;
 mod postgres_harness;
 
 // Capability modules.
+mod admin_api;
 mod budget;
 mod cli;
 mod connections;

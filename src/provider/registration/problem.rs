@@ -99,6 +99,24 @@ pub(super) enum Credential {
     Client,
 }
 
+// === impl RegistrationError ===
+
+impl RegistrationError {
+    /// What the provider itself said, when it answered at all.
+    pub fn problem(&self) -> Option<&ProviderProblem> {
+        match self {
+            RegistrationError::Gone(p) | RegistrationError::CredentialBroken(p) => Some(p),
+            RegistrationError::RateLimited { problem, .. }
+            | RegistrationError::Rejected { problem, .. } => Some(problem),
+            RegistrationError::NotConfigured(_)
+            | RegistrationError::Unsupported(_)
+            | RegistrationError::Disabled(_)
+            | RegistrationError::Ambiguous(_)
+            | RegistrationError::Unavailable(_) => None,
+        }
+    }
+}
+
 // === impl ProviderProblem ===
 
 impl ProviderProblem {

@@ -103,10 +103,20 @@ impl FakeOkta {
         format!("{}/oauth2/default", self.shared.base)
     }
 
-    /// A configuration with a `[provider]` whose endpoints are all configured (nothing is
-    /// discovered) and whose registration comes here with the API token the fake accepts
-    /// (`provider_lines` add to it), a `[registry]` on `store`, and one API, `orders`.
+    /// A configuration with this fake as the provider (`api_token` its SSWS token), `provider_lines`
+    /// inside `[provider]`, a `[registry]` on `store`, `extra` tables and one API, `orders`.
+    /// [`FakeOkta::config`] with the API token the fake accepts and nothing extra.
     pub fn registry_config(&self, provider_lines: &str, store: &str) -> String {
+        self.config(&self.shared.token, provider_lines, store, "")
+    }
+
+    pub fn config(
+        &self,
+        api_token: &str,
+        provider_lines: &str,
+        store: &str,
+        extra: &str,
+    ) -> String {
         let issuer = self.issuer();
         format!(
             r#"[provider]
@@ -116,21 +126,21 @@ token_url = "{issuer}/v1/token"
 introspection_url = "{issuer}/v1/introspect"
 jwks_url = "{issuer}/v1/keys"
 registration_url = "{}"
-registration_authorization = "SSWS {}"
+registration_authorization = "SSWS {api_token}"
 introspection_client_id = "gw"
 introspection_client_secret = "s"
 {provider_lines}
 
 [registry]
 store = "{store}"
+{extra}
 
 [[api]]
 name = "orders"
 path_prefix = "/orders"
 upstream = "http://127.0.0.1:9"
 "#,
-            self.registration_url(),
-            self.shared.token
+            self.registration_url()
         )
     }
 

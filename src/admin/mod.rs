@@ -1,6 +1,11 @@
 //! The admin listener: `/metrics` (Prometheus text format), `/healthz` (liveness: the process
 //! serves) and `/readyz` (readiness: the provider's endpoints are resolved, so tokens can be
-//! validated; 503 again from the start of a shutdown, so load balancers drain first).
+//! validated; 503 again from the start of a shutdown, so load balancers drain first), and the
+//! registry's admin API under `/v1/` ([`api`]: behind `[admin] token`).
+
+mod api;
+mod problem;
+mod routes;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::body::{ProxyBody, full};
 use crate::measure;
-use crate::runtime::RuntimeHandle;
+use crate::runtime::{Runtime, RuntimeHandle};
 
 /// Serves until aborted (which closes its connections too); `draining` is set when shutdown
 /// begins. The connections have the gateway's limits and deadlines, and a small cap of their own:
@@ -20,8 +25,15 @@ use crate::runtime::RuntimeHandle;
 pub async fn serve(listener: TcpListener, runtime: RuntimeHandle, draining: Arc<AtomicBool>) {
     let settings = runtime.current().listen.clone();
     let handle = move |req: Request<Incoming>| {
-        let response = answer(&req, &runtime, draining.load(Ordering::SeqCst));
-        async move { response }
+        let current = runtime.current();
+        let draining = draining.load(Ordering::SeqCst);
+        async move {
+            if req.uri().path().starts_with("/v1/") {
+                api::answer(req, &current).await
+            } else {
+                answer(&req, &current, draining)
+            }
+        }
     };
     crate::server::serve_plain(
         &listener,
@@ -32,7 +44,7 @@ pub async fn serve(listener: TcpListener, runtime: RuntimeHandle, draining: Arc<
     .await;
 }
 
-fn answer(req: &Request<Incoming>, runtime: &RuntimeHandle, draining: bool) -> Response<ProxyBody> {
+fn answer(req: &Request<Incoming>, current: &Runtime, draining: bool) -> Response<ProxyBody> {
     let (status, body) = match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "ok\n"),
         (&Method::GET | &Method::HEAD, "/readyz") => {
@@ -42,7 +54,6 @@ fn answer(req: &Request<Incoming>, runtime: &RuntimeHandle, draining: bool) -> R
                     "not ready: shutting down\n",
                 )
             } else {
-                let current = runtime.current();
                 let registry = current.registry.as_ref().and_then(|r| r.unready());
                 match (current.provider.is_ready(), registry) {
                     (true, None) => (StatusCode::OK, "ready\n"),
