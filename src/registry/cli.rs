@@ -175,6 +175,12 @@ pub enum IdpCommand {
     },
     /// Compare the provider's clients that carry tollgate's name prefix with the applications:
     /// orphans (deleted, with provider.delete_in_idp), missing clients, drifted metadata.
+    /// Run a pending or failed provider operation again (see `idp ops` for its id).
+    Retry {
+        operation: String,
+        #[arg(long)]
+        json: bool,
+    },
     Reconcile {
         /// Report only; change nothing.
         #[arg(long)]
@@ -191,6 +197,17 @@ pub async fn idp(
     command: IdpCommand,
 ) -> Result<Printed, RegistryError> {
     match command {
+        IdpCommand::Retry { operation, json } => {
+            let provider = provider(settings, clock).await?;
+            match r.retry(registration(&provider)?, &operation).await? {
+                Outcome::Done(Some(c)) => Ok(render(json, &c, || shown_once(&c, "made"))),
+                Outcome::Done(None) => Ok(line(format!("operation {operation} retried: done"))),
+                Outcome::Pending(why) => Ok(Printed {
+                    stdout: format!("pending at the provider: {why}\n"),
+                    status: EXIT_PENDING,
+                }),
+            }
+        }
         IdpCommand::Reconcile { dry_run, json } => {
             let provider = provider(settings, clock).await?;
             let found = r.reconcile(registration(&provider)?, dry_run).await?;

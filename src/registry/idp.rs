@@ -75,8 +75,10 @@ impl Registry {
             ));
         }
         let request = client_request(&new, registration.is_okta());
+        // The request goes into the intent's audit entry, so `idp retry` can make it again.
+        let asked = json!({"grant": new.grant, "redirect_uris": new.redirect_uris, "description": new.description});
         let op = self
-            .record_intent("create_client", &new.name, &request.name)
+            .record_intent_with("create_client", &new.name, &request.name, asked)
             .await?;
         let answer = with_reset_wait(|| registration.create(&request)).await;
         let client = match answer {
@@ -359,6 +361,17 @@ impl Registry {
         app: &str,
         target: &str,
     ) -> Result<String, RegistryError> {
+        self.record_intent_with(kind, app, target, serde_json::Value::Null)
+            .await
+    }
+
+    async fn record_intent_with(
+        &self,
+        kind: &str,
+        app: &str,
+        target: &str,
+        request: serde_json::Value,
+    ) -> Result<String, RegistryError> {
         let mut change = self.store.begin().await?;
         let id = format!("op-{}", change.revision);
         let now = self.now();
@@ -366,9 +379,101 @@ impl Registry {
             .put_operation(&id, kind, app, "pending", target, now)
             .await?;
         let mut entry = self.entry(&format!("op.{kind}"), format!("app/{app}"));
-        entry.after = Some(json!({"operation": id, "state": "pending", "target": target}));
+        entry.after = Some(
+            json!({"operation": id, "state": "pending", "target": target, "request": request}),
+        );
         change.commit(&entry).await?;
         Ok(id)
+    }
+
+    /// Runs a pending or failed provider operation again, as a person decided to (`tollgate idp
+    /// retry`): a create first looks for the client by name where the provider can be searched,
+    /// and is made again only where it was not found or cannot be looked for. The old operation is
+    /// marked `retried`; the new call is an operation of its own.
+    pub async fn retry(
+        &self,
+        registration: &Registration,
+        id: &str,
+    ) -> Result<Outcome<Option<Credentials>>, RegistryError> {
+        let ops = self.operations().await?;
+        let op = ops
+            .iter()
+            .find(|o| o.id == id)
+            .ok_or_else(|| super::not_found("operation", id))?;
+        if op.state == "done" || op.state == "retried" {
+            return Err(RegistryError::Invalid(format!(
+                "operation {id} is {}: nothing to retry",
+                op.state
+            )));
+        }
+        let app = op.app.clone();
+        let outcome = match op.kind.as_str() {
+            "create_client" => {
+                if self.store.app(&app).await?.is_some() {
+                    Outcome::Done(None)
+                } else {
+                    let new = self.asked(id, &app).await?;
+                    match self.create_app(registration, new).await? {
+                        Outcome::Done(c) => Outcome::Done(Some(c)),
+                        Outcome::Pending(why) => Outcome::Pending(why),
+                    }
+                }
+            }
+            "rotate_secret" => Outcome::Done(Some(self.rotate_secret(registration, &app).await?)),
+            "delete_client" => {
+                self.delete_app_and_client(Some(registration), &app, false)
+                    .await?;
+                Outcome::Done(None)
+            }
+            other => {
+                return Err(RegistryError::Invalid(format!(
+                    "operation {id} ({other}) is retried by running its command again \
+                     (`tollgate app update`, `tollgate idp reconcile`)"
+                )));
+            }
+        };
+        self.finish(id, "retried", "see the newer operations")
+            .await?;
+        Ok(outcome)
+    }
+
+    /// What a create operation asked for, from its intent's audit entry.
+    async fn asked(&self, id: &str, app: &str) -> Result<NewApp, RegistryError> {
+        let entries = self.store.audit(0).await?;
+        let request = entries
+            .iter()
+            .filter_map(|e| e.after.as_ref())
+            .find(|after| after["operation"] == id)
+            .map(|after| after["request"].clone())
+            .filter(|r| r.is_object())
+            .ok_or_else(|| {
+                RegistryError::Invalid(format!(
+                    "operation {id} kept no request: create the application again with `tollgate app create`"
+                ))
+            })?;
+        let strings = |key: &str| -> Vec<String> {
+            request[key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Ok(NewApp {
+            name: app.to_owned(),
+            client_id: String::new(),
+            grant: request["grant"]
+                .as_str()
+                .unwrap_or("client_credentials")
+                .to_owned(),
+            redirect_uris: strings("redirect_uris"),
+            description: request["description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        })
     }
 
     async fn finish(&self, op: &str, state: &str, detail: &str) -> Result<(), RegistryError> {

@@ -493,3 +493,47 @@ async fn reconcile_finds_orphans_missing_clients_and_drift_and_deletes_orphans_w
         "not ours: left alone"
     );
 }
+
+#[tokio::test]
+async fn retry_runs_a_failed_create_again_as_it_was_asked_and_leaves_one_client() {
+    let s = Setup::start("").await;
+    s.okta.fail_next(Fault::InvalidToken);
+    let args = [
+        "app",
+        "create",
+        "web",
+        "--grant",
+        "authorization_code",
+        "--redirect-uri",
+        "https://a.test/cb",
+    ];
+    let out = s.tollgate(&args).await;
+    assert_eq!(out.status, 1, "{out:?}");
+    let ops = s.json(&["idp", "ops", "--json"]).await;
+    let failed = ops[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(ops[0]["state"], "failed");
+    let made = s.json(&["idp", "retry", &failed, "--json"]).await;
+    assert!(made["client_secret"].as_str().is_some(), "{made}");
+    assert_eq!(
+        made["redirect_uris"],
+        serde_json::json!(["https://a.test/cb"]),
+        "as it was asked"
+    );
+    assert_eq!(s.okta.client_names(), ["tollgate-web"]);
+    let ops = s.json(&["idp", "ops", "--json"]).await;
+    let state = |id: &str| {
+        ops.as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["id"] == id)
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(state(&failed), "retried");
+    let again = s.tollgate(&["idp", "retry", &failed]).await;
+    assert_eq!(
+        again.status, 1,
+        "a retried operation is not run twice: {again:?}"
+    );
+    assert_eq!(s.okta.client_names().len(), 1);
+}
