@@ -56,14 +56,28 @@ status = "pending"
 struct Setup {
     okta: FakeOkta,
     config: String,
-    _store: TempSqlite,
+    _store: Option<TempSqlite>,
 }
 
 impl Setup {
     async fn start() -> Setup {
-        let okta = FakeOkta::start(API_TOKEN).await;
         let store = sqlite_url();
-        let config = okta.registry_config("", &store.url)
+        let url = store.url.clone();
+        Self::start_on(url, Some(store)).await
+    }
+
+    /// The same on a fresh database of the tests' PostgreSQL server.
+    async fn start_on_postgres() -> Setup {
+        let url = crate::common::postgres::PgServer::shared()
+            .await
+            .fresh_database()
+            .await;
+        Self::start_on(url, None).await
+    }
+
+    async fn start_on(store_url: String, store: Option<TempSqlite>) -> Setup {
+        let okta = FakeOkta::start(API_TOKEN).await;
+        let config = okta.registry_config("", &store_url)
             + r#"
 [[api]]
 name = "stock"
@@ -168,7 +182,18 @@ async fn a_dry_run_prints_the_plan_with_its_provider_calls_and_changes_nothing()
 
 #[tokio::test]
 async fn apply_creates_imports_and_approves_and_a_second_apply_is_a_no_op() {
-    let s = Setup::start().await;
+    apply_creates_imports_and_approves_and_a_second_apply_is_a_no_op_on(Setup::start().await).await;
+}
+
+#[tokio::test]
+async fn apply_creates_imports_and_approves_and_a_second_apply_is_a_no_op_on_postgresql() {
+    apply_creates_imports_and_approves_and_a_second_apply_is_a_no_op_on(
+        Setup::start_on_postgres().await,
+    )
+    .await;
+}
+
+async fn apply_creates_imports_and_approves_and_a_second_apply_is_a_no_op_on(s: Setup) {
     let out = s.apply(REGISTRY, &[]).await;
     assert_eq!(out.status, 0, "{out:?}");
     assert!(out.stdout.contains("client secret "), "shown once: {out:?}");
@@ -238,7 +263,16 @@ async fn an_export_applies_as_a_no_op_and_its_json_is_the_same_declaration() {
 
 #[tokio::test]
 async fn prune_revokes_and_deletes_what_the_file_no_longer_names() {
-    let s = Setup::start().await;
+    prune_revokes_and_deletes_what_the_file_no_longer_names_on(Setup::start().await).await;
+}
+
+#[tokio::test]
+async fn prune_revokes_and_deletes_what_the_file_no_longer_names_on_postgresql() {
+    prune_revokes_and_deletes_what_the_file_no_longer_names_on(Setup::start_on_postgres().await)
+        .await;
+}
+
+async fn prune_revokes_and_deletes_what_the_file_no_longer_names_on(s: Setup) {
     assert_eq!(s.apply(REGISTRY, &[]).await.status, 0);
     // The file keeps shop and its gold contract, but no longer names partner or either tier.
     let smaller = r#"

@@ -33,6 +33,17 @@ impl Setup {
         }
     }
 
+    /// The same, the registry on a fresh database of the tests' PostgreSQL server.
+    async fn start_on_postgres(provider_lines: &str) -> Setup {
+        let mut s = Setup::start(provider_lines).await;
+        let url = crate::common::postgres::PgServer::shared()
+            .await
+            .fresh_database()
+            .await;
+        s.config = s.okta.registry_config(provider_lines, &url);
+        s
+    }
+
     async fn tollgate(&self, args: &[&str]) -> CliOutput {
         cli(args, Some(&self.config), &[]).await
     }
@@ -121,7 +132,15 @@ async fn create_registers_one_client_and_shows_its_secret_once_without_storing_i
 
 #[tokio::test]
 async fn a_lost_answer_is_resolved_by_adopting_the_client_by_its_exact_name() {
-    let s = Setup::start("").await;
+    lost_answer(Setup::start("").await).await;
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_resolved_the_same_on_postgresql() {
+    lost_answer(Setup::start_on_postgres("").await).await;
+}
+
+async fn lost_answer(s: Setup) {
     // Okta's search is by prefix: a client whose name merely starts the same is not ours.
     s.okta.add_client("tollgate-shop-old");
     s.okta.fail_next(Fault::LoseAnswer);

@@ -139,18 +139,32 @@ struct OktaSetup {
     okta: FakeOkta,
     gw: Gateway,
     config: String,
-    _store: TempSqlite,
+    _store: Option<TempSqlite>,
 }
 
 impl OktaSetup {
     async fn start() -> OktaSetup {
-        let okta = FakeOkta::start(API_TOKEN).await;
         let store = sqlite_url();
+        let url = store.url.clone();
+        Self::start_on(url, Some(store)).await
+    }
+
+    /// The same on a fresh database of the tests' PostgreSQL server.
+    async fn start_on_postgres() -> OktaSetup {
+        let url = crate::common::postgres::PgServer::shared()
+            .await
+            .fresh_database()
+            .await;
+        Self::start_on(url, None).await
+    }
+
+    async fn start_on(store_url: String, store: Option<TempSqlite>) -> OktaSetup {
+        let okta = FakeOkta::start(API_TOKEN).await;
         // Ephemeral ports: two of these gateways may run at once.
         let admin = format!(
             "\n[admin]\ntoken = \"{TOKEN}\"\n\n[listen]\naddress = \"127.0.0.1:0\"\nadmin_address = \"127.0.0.1:0\""
         );
-        let config = okta.config(API_TOKEN, "", &store.url, &admin);
+        let config = okta.config(API_TOKEN, "", &store_url, &admin);
         let gw = Gateway::start(&config).await;
         gw.wait_ready().await;
         OktaSetup {
@@ -243,7 +257,15 @@ async fn a_provider_refusal_is_a_502_carrying_the_providers_own_words() {
 
 #[tokio::test]
 async fn one_key_runs_once_across_concurrent_requests_and_gateways() {
-    let s = OktaSetup::start().await;
+    one_key_runs_once(OktaSetup::start().await).await;
+}
+
+#[tokio::test]
+async fn one_key_runs_once_across_gateways_sharing_postgresql() {
+    one_key_runs_once(OktaSetup::start_on_postgres().await).await;
+}
+
+async fn one_key_runs_once(s: OktaSetup) {
     // The first create is slow at the provider, so the second arrives while it runs.
     s.okta.fail_next(Fault::Slow(Duration::from_millis(800)));
     let shop = json!({"name": "shop", "grant": "client_credentials"});
