@@ -235,28 +235,23 @@ async fn sqlite_and_postgres_answer_the_same_sql_through_any() {
     );
 }
 
-/// Run only as the child of the next test (`--ignored`, with `TOLLGATE_PG_EXIT_CHILD` set): starts
-/// the shared server, prints where it is, and returns, so the test binary exits with the server in
-/// a `static` that is never dropped.
-#[tokio::test]
-#[ignore = "the child process of the_shared_server_stops_when_the_test_binary_exits"]
-async fn shared_server_in_an_exiting_binary() {
-    if std::env::var_os("TOLLGATE_PG_EXIT_CHILD").is_none() {
-        return;
-    }
-    let server = PgServer::shared().await;
-    println!(
-        "server {} {}",
-        server.url("postgres"),
-        server.dir().display()
-    );
-}
-
+/// Runs twice: as the test, which runs this test binary again with `TOLLGATE_PG_EXIT_CHILD` set;
+/// and as that child, which starts the shared server, prints where it is and returns, so its
+/// binary exits with the server in a `static` that is never dropped.
 #[tokio::test]
 async fn the_shared_server_stops_when_the_test_binary_exits() {
+    if std::env::var_os("TOLLGATE_PG_EXIT_CHILD").is_some() {
+        let server = PgServer::shared().await;
+        println!(
+            "server {} {}",
+            server.url("postgres"),
+            server.dir().display()
+        );
+        return;
+    }
     let output = tokio::process::Command::new(std::env::current_exe().expect("current_exe"))
-        .args(["--ignored", "--exact", "--nocapture"])
-        .arg("postgres_harness::shared_server_in_an_exiting_binary")
+        .args(["--exact", "--nocapture"])
+        .arg("postgres_harness::the_shared_server_stops_when_the_test_binary_exits")
         .env("TOLLGATE_PG_EXIT_CHILD", "1")
         .kill_on_drop(true)
         .output();
