@@ -335,30 +335,6 @@ fn registration(provider: &Provider) -> Result<&Registration, RegistryError> {
     provider.registration().map_err(RegistryError::from)
 }
 
-/// Redirect URIs as RFC 6749 §3.1.2 has them: absolute, no fragment; needed by the
-/// authorization code grant and meaningless to client credentials.
-pub(super) fn check_redirects(grant: &str, uris: &[String]) -> Result<(), RegistryError> {
-    for uri in uris {
-        let parsed = url::Url::parse(uri).map_err(|_| {
-            RegistryError::Invalid(format!("--redirect-uri {uri:?}: not an absolute URI"))
-        })?;
-        if parsed.fragment().is_some() {
-            return Err(RegistryError::Invalid(format!(
-                "--redirect-uri {uri:?}: a redirect URI has no fragment (RFC 6749 §3.1.2)"
-            )));
-        }
-    }
-    match (grant, uris.is_empty()) {
-        ("authorization_code", true) => Err(RegistryError::Invalid(
-            "--grant authorization_code needs at least one --redirect-uri".to_owned(),
-        )),
-        ("client_credentials", false) => Err(RegistryError::Invalid(
-            "--grant client_credentials takes no --redirect-uri".to_owned(),
-        )),
-        _ => Ok(()),
-    }
-}
-
 pub async fn app(
     r: &Registry,
     settings: &Settings,
@@ -397,8 +373,9 @@ pub async fn app(
         } => {
             let (before, _) = r.app(&app).await?;
             let uris = (!redirect_uris.is_empty()).then_some(redirect_uris);
+            // Before the provider is looked up: bad input costs no call.
             if let Some(uris) = &uris {
-                check_redirects(&before.grant, uris)?;
+                super::idp::check_redirects(&before.grant, uris)?;
             }
             let provider = match (&uris, before.origin.as_str()) {
                 (Some(_), "created") => Some(provider(settings, clock).await?),

@@ -230,6 +230,9 @@ impl Registry {
             .app(name)
             .await?
             .ok_or_else(|| super::not_found("application", name))?;
+        if let Some(uris) = &redirect_uris {
+            check_redirects(&before.grant, uris)?;
+        }
         if let Some(uris) = &redirect_uris
             && *uris != before.redirect_uris
         {

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{AppEntry, Current, Declaration};
-use crate::registry::cli::check_redirects;
+use crate::registry::idp::check_redirects;
 use crate::registry::model::TierStatus;
 use crate::registry::{ContractStatus, Limit, Registry, check_name};
 
