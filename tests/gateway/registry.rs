@@ -126,11 +126,22 @@ async fn status(gw: &Gateway, token: &str) -> u16 {
     get(gw, token).await.status().as_u16()
 }
 
-async fn within_bound(gw: &Gateway, token: &str, expected: u16, what: &str) {
+/// Waits (within [`BOUND`]) until `gw` answers `expected`; a refusal is then checked once more
+/// to reach no upstream at all.
+async fn within_bound(gw: &Gateway, upstream: &Upstream, token: &str, expected: u16, what: &str) {
     eventually(BOUND, what, || async {
         status(gw, token).await == expected
     })
     .await;
+    if expected >= 400 {
+        let seen = upstream.count();
+        assert_eq!(status(gw, token).await, expected, "{what}");
+        assert_eq!(
+            upstream.count(),
+            seen,
+            "{what}: a refused request reached the upstream"
+        );
+    }
 }
 
 async fn approve_admits_and_revoke_stops_a_cached_token_within_the_refresh_interval(
@@ -164,25 +175,54 @@ async fn approve_admits_and_revoke_stops_a_cached_token_within_the_refresh_inter
     assert_rejected(resp, 403, Some("access_denied"), &s.upstream).await;
 
     s.ok(&["contract", "approve", "shop", "orders"]).await;
-    within_bound(&gw, &token, 200, "the approval reaches the gateway").await;
+    within_bound(
+        &gw,
+        &s.upstream,
+        &token,
+        200,
+        "the approval reaches the gateway",
+    )
+    .await;
     let introspections = s.idp.stats().await.introspection;
 
     s.ok(&["contract", "revoke", "shop", "orders"]).await;
-    within_bound(&gw, &token, 403, "the revoke reaches the gateway").await;
+    within_bound(
+        &gw,
+        &s.upstream,
+        &token,
+        403,
+        "the revoke reaches the gateway",
+    )
+    .await;
     assert_eq!(
         s.idp.stats().await.introspection,
         introspections,
         "the token stayed cached: the contract check is not"
     );
     s.ok(&["contract", "restore", "shop", "orders"]).await;
-    within_bound(&gw, &token, 200, "the restore reaches the gateway").await;
+    within_bound(
+        &gw,
+        &s.upstream,
+        &token,
+        200,
+        "the restore reaches the gateway",
+    )
+    .await;
     s.ok(&["app", "disable", "shop"]).await;
-    within_bound(&gw, &token, 403, "a disabled application admits nothing").await;
+    within_bound(
+        &gw,
+        &s.upstream,
+        &token,
+        403,
+        "a disabled application admits nothing",
+    )
+    .await;
     s.ok(&["app", "enable", "shop"]).await;
-    within_bound(&gw, &token, 200, "enabled again").await;
+    within_bound(&gw, &s.upstream, &token, 200, "enabled again").await;
     s.ok(&["app", "delete", "shop"]).await;
     within_bound(
         &gw,
+        &s.upstream,
         &token,
         403,
         "a deleted application's contracts go with it",
@@ -429,8 +469,22 @@ async fn two_gateways_sharing_a_store_both_see_a_revoke_within_the_bound(backend
     );
     let revoked = std::time::Instant::now();
     s.ok(&["contract", "revoke", "shop", "orders"]).await;
-    within_bound(&a, &token, 403, "the first gateway sees the revoke").await;
-    within_bound(&b, &token, 403, "the second gateway sees the revoke").await;
+    within_bound(
+        &a,
+        &s.upstream,
+        &token,
+        403,
+        "the first gateway sees the revoke",
+    )
+    .await;
+    within_bound(
+        &b,
+        &s.upstream,
+        &token,
+        403,
+        "the second gateway sees the revoke",
+    )
+    .await;
     assert!(
         revoked.elapsed() < BOUND,
         "both within {BOUND:?}: {:?}",
@@ -526,9 +580,9 @@ async fn on_postgresql_a_change_is_announced_and_seen_long_before_the_next_poll(
     // Ready means the first index is loaded, which happens after the listener is up.
     let sent = std::time::Instant::now();
     ok(&["contract", "approve", "shop", "orders"]).await;
-    within_bound(&gw, &token, 200, "the approval, announced").await;
+    within_bound(&gw, &upstream, &token, 200, "the approval, announced").await;
     ok(&["contract", "revoke", "shop", "orders"]).await;
-    within_bound(&gw, &token, 403, "the revoke, announced").await;
+    within_bound(&gw, &upstream, &token, 403, "the revoke, announced").await;
     assert!(
         sent.elapsed() < Duration::from_secs(10),
         "well within the 30 s poll: {:?}",
