@@ -3,6 +3,7 @@
 //! PostgreSQL server (and temp SQLite files) for the registry's stores, and the assertions and config
 //! every capability test repeats (RFC 6750 §3 refusals, a base config).
 
+pub mod certs;
 pub mod fake_idp;
 pub mod fake_okta;
 pub mod gateway;
@@ -13,6 +14,9 @@ pub mod provider;
 pub mod upstream;
 
 use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -393,4 +397,19 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// A new directory under the temp directory, mode 0700, named `prefix-PID-N`.
+pub fn private_dir(prefix: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return dir,
+            // Left by an earlier process with our pid: take the next name.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => panic!("creating {}: {e}", dir.display()),
+        }
+    }
 }

@@ -23,7 +23,7 @@
 
 use std::io::Read;
 use std::net::{Ipv4Addr, TcpListener};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -175,7 +175,7 @@ impl PgServer {
 
     /// A fresh base directory, `initdb` in it, and the wrapper started on a probed free port.
     async fn spawn(bin: &Path) -> PgServer {
-        let base = private_dir("tollgate-pg");
+        let base = super::private_dir("tollgate-pg");
         // A directory we create is ours: owned by root means we run as root.
         let as_system_user = std::fs::metadata(&base).is_ok_and(|m| m.uid() == 0);
         let password = random_password();
@@ -320,7 +320,7 @@ impl Drop for TempSqlite {
 
 /// A SQLite database file in a new private temp directory (created on first connect).
 pub fn sqlite_url() -> TempSqlite {
-    let dir = private_dir("tollgate-sqlite");
+    let dir = super::private_dir("tollgate-sqlite");
     let url = format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
     TempSqlite { url, dir }
 }
@@ -422,21 +422,6 @@ fn give_to_system_user(paths: &[&Path]) {
          package creates it), but chown to it failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-/// A new directory under the temp directory, mode 0700, named `prefix-PID-N`.
-fn private_dir(prefix: &str) -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return dir,
-            // Left by an earlier process with our pid: take the next name.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => panic!("creating {}: {e}", dir.display()),
-        }
-    }
 }
 
 /// 128 random bits in hex (URL-safe), from the kernel.
