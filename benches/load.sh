@@ -14,17 +14,24 @@
 #   - the RSS 100 000 distinct cached tokens add, the introspection calls a stampede of 200 concurrent
 #     requests with one new token makes (introspection slowed to 100 ms), the JWKS fetches of a cold
 #     start under 200 concurrent JWT requests, and the connections opened to the provider.
+#   - TLS (cases t and u, in the same rounds): (t) nginx terminating TLS as a bare proxy (`ssl` on
+#     its listener, keep-alive) and (u) tollgate terminating TLS with a cached introspected token,
+#     the same certificate; then new TLS connections per second (full handshakes, and resumed ones
+#     with tickets) against both, with the server's CPU per connection (benches/handshakes.rs: each
+#     connection is a handshake and one request), and the ratios u/t.
 #
 # Environment (defaults in brackets):
 #   ROUNDS [3]  DURATION [10] seconds per case per round  WARMUP [2] seconds per case, once
 #   THREADS [2] CONNECTIONS [64]: wrk -t/-c (CONNECTIONS is also the concurrency of the distinct-token
 #   client)  TOKENS [100000]: distinct tokens for the memory figure
 #   STAMPEDE [200] concurrent requests of the stampede and the cold start
-#   CASES ["a b c d e f"]  PROFILE [0]: 1 adds a perf profile of tollgate in (d) and (e), after the rounds
+#   CASES ["a b c d e f t u"]  PROFILE [0]: 1 adds a perf profile of tollgate in (d) and (e), after the rounds
 #   TOLLGATE_BIN: a tollgate binary to use instead of `cargo build --release`
 #   BASELINE_BIN: a second tollgate binary (e.g. an older commit's); adds case (d0) = (d) served by
 #   it, interleaved in the same rounds, and the ratios d/d0
 #   KEEP [0]: 1 keeps the work directory (configs, logs, raw wrk outputs)
+#   KEY_TYPE [rsa]: the TLS key, rsa (2048 bits: cert-manager's default) or ec (P-256)
+#   HS_SECONDS [5] HS_CONCURRENCY [32]: each handshake run, per round (only with t or u in CASES)
 #
 # Needs wrk and nginx (installed with apt-get when missing and running as root), Node.js 20 with
 # tests/idp installed (`npm ci --prefix tests/idp`, done here when missing), Python 3 and curl. Every
@@ -40,7 +47,10 @@ THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 TOKENS=${TOKENS:-100000}
 STAMPEDE=${STAMPEDE:-200}
-CASES=${CASES:-a b c d e f}
+CASES=${CASES:-a b c d e f t u}
+KEY_TYPE=${KEY_TYPE:-rsa}
+HS_SECONDS=${HS_SECONDS:-5}
+HS_CONCURRENCY=${HS_CONCURRENCY:-32}
 PROFILE=${PROFILE:-0}
 KEEP=${KEEP:-0}
 BASELINE_BIN=${BASELINE_BIN:-}
@@ -54,8 +64,12 @@ work=$(mktemp -d /tmp/tollgate-load.XXXXXX)
 source "$here/common.sh"
 
 # --- upstream and nginx ---------------------------------------------------------------------------
-read -r P_UP P_NGX P_A P_A_ADM P_B P_B_ADM P_F P_F_ADM P_M P_M_ADM P_C P_C_ADM P_A0 P_A0_ADM < <(free_ports 14)
-[[ -n ${P_A0_ADM:-} ]] || die "not enough free loopback ports"
+read -r P_UP P_NGX P_A P_A_ADM P_B P_B_ADM P_F P_F_ADM P_M P_M_ADM P_C P_C_ADM P_A0 P_A0_ADM P_NGX_TLS P_S P_S_ADM < <(free_ports 17)
+[[ -n ${P_S_ADM:-} ]] || die "not enough free loopback ports"
+tls_cases=0
+[[ " $CASES " == *" t "* || " $CASES " == *" u "* ]] && tls_cases=1
+# nginx's TLS server reads these files even when no TLS case runs.
+make_certificate "$work/tls" "$KEY_TYPE"
 
 {
   nginx_common upstream
@@ -69,6 +83,15 @@ read -r P_UP P_NGX P_A P_A_ADM P_B P_B_ADM P_F P_F_ADM P_M P_M_ADM P_C P_C_ADM P
 EOF
 } >"$work/upstream.conf"
 
+# The same proxying on the cleartext (b) and the TLS (t) server.
+proxy_location='        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+        }'
 {
   nginx_common nginx
   cat <<EOF
@@ -79,14 +102,16 @@ EOF
     }
     server {
         listen 127.0.0.1:$P_NGX;
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$host;
-        }
+$proxy_location
+    }
+    server {
+        listen 127.0.0.1:$P_NGX_TLS ssl;
+        ssl_certificate $work/tls/server.crt;
+        ssl_certificate_key $work/tls/server.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_tickets on;
+$proxy_location
     }
 }
 EOF
@@ -171,6 +196,11 @@ EOF
 } >"$work/tollgate-m.toml"
 { tollgate_conf "$P_C" "$P_C_ADM" "$ISS_COLD" warn 10000; api_jwt; } >"$work/tollgate-c.toml"
 { tollgate_conf "$P_A0" "$P_A0_ADM" "$ISS_OPAQUE" warn 10000; api_introspection; } >"$work/tollgate-a0.toml"
+{
+  tollgate_conf "$P_S" "$P_S_ADM" "$ISS_OPAQUE" warn 10000
+  printf '\n[listen.tls]\ncert = "%s"\nkey = "%s"\n' "$work/tls/server.crt" "$work/tls/server.key"
+  api_introspection
+} >"$work/tollgate-s.toml"
 
 start_tollgate() {
   local name=$1 bin=${2:-$tollgate}
@@ -180,10 +210,12 @@ start_tollgate() {
 }
 say "starting tollgate ($tollgate)"
 for name in a b f m; do start_tollgate "$name"; done
+((tls_cases)) && start_tollgate s
 wait_ready "http://127.0.0.1:$P_A_ADM/readyz" "$PID_TOLLGATE_A" tollgate-a
 wait_ready "http://127.0.0.1:$P_B_ADM/readyz" "$PID_TOLLGATE_B" tollgate-b
 wait_ready "http://127.0.0.1:$P_F_ADM/readyz" "$PID_TOLLGATE_F" tollgate-f
 wait_ready "http://127.0.0.1:$P_M_ADM/readyz" "$PID_TOLLGATE_M" tollgate-m
+((tls_cases)) && wait_ready "http://127.0.0.1:$P_S_ADM/readyz" "$PID_TOLLGATE_S" tollgate-s
 if [[ -n $BASELINE_BIN ]]; then
   say "starting the baseline tollgate ($BASELINE_BIN)"
   start_tollgate a0 "$BASELINE_BIN"
@@ -199,10 +231,13 @@ URL[d]=http://127.0.0.1:$P_A/intro/orders/1
 URL[e]=http://127.0.0.1:$P_B/jwt/orders/1
 URL[f]=http://127.0.0.1:$P_F/intro/orders/1
 URL[d0]=http://127.0.0.1:$P_A0/intro/orders/1
+URL[t]=https://localhost:$P_NGX_TLS/orders/1
+URL[u]=https://localhost:$P_S/intro/orders/1
 HDR[d]="Authorization: Bearer $OPAQUE"
 HDR[e]="Authorization: Bearer $JWT"
 HDR[f]="Authorization: Bearer $OPAQUE"
 HDR[d0]="Authorization: Bearer $OPAQUE"
+HDR[u]="Authorization: Bearer $OPAQUE"
 PROCS[a]=upstream
 PROCS[b]=nginx
 PROCS[c]=$PID_TOLLGATE_A
@@ -210,6 +245,8 @@ PROCS[d]=$PID_TOLLGATE_A
 PROCS[e]=$PID_TOLLGATE_B
 PROCS[f]=$PID_TOLLGATE_F
 PROCS[d0]=${PID_TOLLGATE_A0:-}
+PROCS[t]=nginx
+PROCS[u]=${PID_TOLLGATE_S:-}
 
 # The processes whose CPU a case charges: nginx's master and its workers, or tollgate's one process.
 case_pids() {
@@ -223,14 +260,14 @@ case_pids() {
 curl_case() {
   local c=$1
   if [[ -n ${HDR[$c]:-} ]]; then
-    curl -s -o "$work/probe.body" -w '%{http_code}' -H "${HDR[$c]}" "${URL[$c]}"
+    curl -s --cacert "$work/tls/ca.crt" -o "$work/probe.body" -w '%{http_code}' -H "${HDR[$c]}" "${URL[$c]}"
   else
-    curl -s -o "$work/probe.body" -w '%{http_code}' "${URL[$c]}"
+    curl -s --cacert "$work/tls/ca.crt" -o "$work/probe.body" -w '%{http_code}' "${URL[$c]}"
   fi
 }
 
 for c in $CASES; do
-  [[ -n ${URL[$c]:-} ]] || die "unknown case $c (CASES may list a b c d e f, and d0)"
+  [[ -n ${URL[$c]:-} ]] || die "unknown case $c (CASES may list a b c d e f t u, and d0)"
   [[ $c != d0 || -n $BASELINE_BIN ]] || die "case d0 needs BASELINE_BIN"
   status=$(curl_case "$c" || true)
   [[ $status == 200 ]] || die "case $c: ${URL[$c]} answered $status: $(head -c 300 "$work/probe.body")"
@@ -270,6 +307,40 @@ RSS_A=$(rss_kib "$PID_TOLLGATE_A")
 RSS_B=$(rss_kib "$PID_TOLLGATE_B")
 RSS_NGINX=0
 for p in $(case_pids b); do RSS_NGINX=$((RSS_NGINX + $(rss_kib "$p"))); done
+
+# --- TLS: new connections per second --------------------------------------------------------------
+# run_handshakes SERVER MODE: "connections seconds resumed failures non2xx cpu_us" for one run.
+run_handshakes() {
+  local server=$1 mode=$2 procs before after out addr path header=
+  if [[ $server == t ]]; then
+    addr=127.0.0.1:$P_NGX_TLS path=/orders/1
+  else
+    addr=127.0.0.1:$P_S path=/intro/orders/1 header="Authorization: Bearer $OPAQUE"
+  fi
+  procs=$(case_pids "$server")
+  # shellcheck disable=SC2086
+  before=$(cpu_ticks $procs)
+  out=$(HANDSHAKES="$addr localhost $work/tls/ca.crt $mode $HS_CONCURRENCY $HS_SECONDS $path $header" \
+    timeout $((HS_SECONDS + 30)) "$handshakes") || die "the handshake client failed against $server ($mode)"
+  # shellcheck disable=SC2086
+  after=$(cpu_ticks $procs)
+  echo "$out $(((after - before) * 1000000 / clk_tck))"
+}
+hs_results=$work/handshakes.tsv
+if ((tls_cases)); then
+  say "building the handshake client (cargo build --release --bench handshakes)"
+  handshakes=$(cd "$root" && cargo build --release --bench handshakes --message-format=json 2>"$work/hs-build.log" |
+    python3 "$here/report.py" executable handshakes) || die "building the handshake client failed: see $work/hs-build.log"
+  [[ -x $handshakes ]] || die "no handshake client built: see $work/hs-build.log"
+  echo "server mode round connections seconds resumed failures non2xx cpu_us" >"$hs_results"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for run in "t full" "u full" "t resumed" "u resumed"; do
+      read -r server mode <<<"$run"
+      say "round $r/$ROUNDS handshakes: $server $mode (${HS_SECONDS}s)"
+      echo "$server $mode $r $(run_handshakes "$server" "$mode")" >>"$hs_results"
+    done
+  done
+fi
 
 # --- provider traffic: keep-alive, memory, stampede -----------------------------------------------
 fake() { curl -sS -f ${2:+-X POST} "http://127.0.0.1:$PORT_FAKE/$1"; }
@@ -373,6 +444,12 @@ mem_delta_kib=$((RSS_AFTER - RSS_BEFORE))
   echo "| cold start: $STAMPEDE concurrent JWT requests as soon as the port accepts | $COLD_JWKS JWKS fetch(es); discovery: $COLD_DISC_OAUTH oauth-authorization-server (the test provider answers 404) then $COLD_DISC_OPENID openid-configuration; burst at start: $COLD_BURST; ready after ${COLD_READY_MS} ms; the same burst once ready: $COLD_BURST2 | exactly 1 JWKS fetch |"
   echo "| keep-alive: 1000 distinct tokens over $CONNECTIONS client connections | $KA_CALLS introspections over $KA_CONNS new TCP connections | connections reused |"
   echo "| keep-alive: 1000 distinct tokens over 1 client connection | $KA1_CALLS introspections over $KA1_CONNS new TCP connection(s) | connections reused |"
+  if ((tls_cases)); then
+    echo
+    echo "New TLS connections ($KEY_TYPE key; each a handshake, one request and close; $HS_CONCURRENCY concurrent, ${HS_SECONDS}s per run, $ROUNDS rounds):"
+    echo
+    python3 "$here/report.py" handshakes "$hs_results"
+  fi
   if [[ $PROFILE == 1 ]] && command -v perf >/dev/null; then
     profile_case d "$PID_TOLLGATE_A"
     profile_case e "$PID_TOLLGATE_B"

@@ -183,3 +183,24 @@ scopes = ["mulescope"]
 clients = ["orders-app"]
 EOF
 }
+
+# make_certificate DIR rsa|ec: a CA and a server certificate for localhost and 127.0.0.1 signed by
+# it (DIR/ca.crt, DIR/server.crt as leaf + CA, DIR/server.key in PKCS#8), with openssl.
+make_certificate() {
+  local dir=$1 type=$2 keyopt
+  mkdir -p "$dir"
+  case $type in
+    rsa) keyopt=(-newkey rsa:2048) ;;
+    ec) keyopt=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) ;;
+    *) die "KEY_TYPE must be rsa or ec, not $type" ;;
+  esac
+  {
+    openssl req -x509 "${keyopt[@]}" -nodes -days 2 -subj "/CN=tollgate bench CA" \
+      -keyout "$dir/ca.key" -out "$dir/ca.crt" &&
+      openssl req "${keyopt[@]}" -nodes -subj "/CN=localhost" -keyout "$dir/server.key" -out "$dir/server.csr" &&
+      printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$dir/ext.cnf" &&
+      openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+        -days 2 -extfile "$dir/ext.cnf" -out "$dir/leaf.crt" &&
+      cat "$dir/leaf.crt" "$dir/ca.crt" >"$dir/server.crt"
+  } >"$dir/openssl.log" 2>&1 || die "openssl could not make the test certificate: see $dir/openssl.log"
+}

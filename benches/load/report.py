@@ -2,6 +2,8 @@
 
     python3 report.py wrk FILE          one wrk --latency output -> "requests rps p50_us p99_us non2xx errors"
     python3 report.py table RESULTS     the per-round TSV -> Markdown: medians per case, then ratios
+    python3 report.py handshakes FILE   the handshake runs' TSV -> Markdown: connections/s, CPU, ratios
+    python3 report.py executable NAME   cargo's JSON messages on stdin -> the path of target NAME's binary
 """
 
 import re
@@ -17,6 +19,8 @@ LABELS = {
     "e": "(e) tollgate, cached JWT",
     "f": "(f) = (d) with the access log on (level info, the default)",
     "d0": "(d0) = (d) served by BASELINE_BIN",
+    "t": "(t) nginx terminating TLS, reverse proxy, no auth",
+    "u": "(u) tollgate terminating TLS, cached introspected token",
 }
 
 
@@ -76,6 +80,8 @@ def table(path):
     print("wrk completed in the round. (a)'s column would be the upstream's own CPU, so it is left out.")
     if "d0" in med:
         baseline_table(rows, med)
+    if "t" in med and "u" in med:
+        vs_table(rows, med, "u", "t", "vs nginx TLS (t)")
     if "b" not in med:
         return
     print()
@@ -83,7 +89,7 @@ def table(path):
     print("|---|---:|---:|---:|---|")
     b_by_round = {r["round"]: r for r in rows["b"]}
     for case in sorted(rows):
-        if case in ("a", "b"):
+        if case in ("a", "b", "t", "u"):
             continue
         m, b = med[case], med["b"]
         paired = ", ".join(
@@ -94,6 +100,70 @@ def table(path):
         print(
             f"| {case}/b | {m['rps'] / b['rps']:.2f} | {m['cpu'] / b['cpu']:.2f} | {m['p99'] / b['p99']:.2f} | {paired} |"
         )
+
+
+def vs_table(rows, med, case, base, title):
+    """One case against another measured in the same rounds."""
+    by_round = {r["round"]: r for r in rows[base]}
+    paired = ", ".join(
+        f"{r['rps'] / by_round[r['round']]['rps']:.2f}"
+        for r in sorted(rows[case], key=lambda r: r["round"])
+        if r["round"] in by_round
+    )
+    m, b = med[case], med[base]
+    print()
+    print(f"| {title} | req/s ratio (target ≥ 1.0) | CPU/request ratio | p99 ratio | per-round req/s ratios |")
+    print("|---|---:|---:|---:|---|")
+    print(f"| {case}/{base} | {m['rps'] / b['rps']:.2f} | {m['cpu'] / b['cpu']:.2f} | {m['p99'] / b['p99']:.2f} | {paired} |")
+
+
+def handshakes(path):
+    """New TLS connections per second and the server's CPU per connection, per server and mode."""
+    runs = {}
+    for line in open(path, encoding="utf-8"):
+        if not line.strip() or line.startswith("server"):
+            continue
+        server, mode, rnd, conns, secs, resumed, failures, non2xx, cpu_us = line.split()
+        conns = int(conns)
+        runs.setdefault((server, mode), []).append(
+            {
+                "round": int(rnd),
+                "rate": conns / float(secs),
+                "cpu": float(cpu_us) / max(conns, 1),
+                "resumed": int(resumed) / max(conns, 1),
+                "bad": int(failures) + int(non2xx),
+            }
+        )
+    med = {k: {f: statistics.median(r[f] for r in rs) for f in ("rate", "cpu", "resumed")} for k, rs in runs.items()}
+    names = {"t": "nginx (t)", "u": "tollgate (u)"}
+    print("| server | handshakes | connections/s | server CPU per connection | resumed | failures + non-2xx |")
+    print("|---|---|---:|---:|---:|---:|")
+    for (server, mode), m in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        mm = med[(server, mode)]
+        rates = ", ".join(f"{r['rate']:.0f}" for r in sorted(m, key=lambda r: r["round"]))
+        bad = sum(r["bad"] for r in m)
+        print(
+            f"| {names.get(server, server)} | {mode} | {mm['rate']:.0f} ({rates}) | {mm['cpu']:.0f} µs "
+            f"| {mm['resumed'] * 100:.0f}% | {bad} |"
+        )
+    print()
+    print("| tollgate / nginx | connections/s ratio (target ≥ 1.0) | CPU per connection ratio |")
+    print("|---|---:|---:|")
+    for mode in ("full", "resumed"):
+        if ("u", mode) in med and ("t", mode) in med:
+            u, t = med[("u", mode)], med[("t", mode)]
+            print(f"| {mode} | {u['rate'] / t['rate']:.2f} | {u['cpu'] / t['cpu']:.2f} |")
+
+
+def executable(name):
+    import json
+
+    for line in sys.stdin:
+        m = json.loads(line)
+        if m.get("reason") == "compiler-artifact" and m["target"]["name"] == name and m.get("executable"):
+            print(m["executable"])
+            return
+    sys.exit(f"cargo built no executable named {name}")
 
 
 def baseline_table(rows, med):
@@ -112,4 +182,4 @@ def baseline_table(rows, med):
 
 
 if __name__ == "__main__":
-    {"wrk": parse_wrk, "table": table}[sys.argv[1]](sys.argv[2])
+    {"wrk": parse_wrk, "table": table, "handshakes": handshakes, "executable": executable}[sys.argv[1]](sys.argv[2])
