@@ -73,7 +73,8 @@ pub async fn run(
     let _log = crate::telemetry::init(&settings.log, crate::telemetry::Output::Direct);
     let runtime = Runtime::build(&settings, Arc::new(SystemClock))
         .map_err(|e| DevError::Other(e.to_string()))?;
-    let resolving = runtime.provider.clone();
+    // The sandbox provider is the single `default` one.
+    let resolving = runtime.providers.clone();
     let listeners = Listeners::bind(&settings.listen).await?;
     let gateway = listeners.proxy.local_addr()?;
     print!(
@@ -81,7 +82,9 @@ pub async fn run(
         banner(&dev, &provider, gateway, &settings, echo.is_some()),
         registry_banner(&settings, &cli_config)
     );
-    tokio::spawn(resolving.resolve_with_retry());
+    for provider in resolving {
+        tokio::spawn(provider.resolve_with_retry());
+    }
     if let (Some(config), Some(index)) = (&settings.registry, runtime.registry.clone()) {
         tokio::spawn(crate::registry::keep_current(config.clone(), index, |_| ()));
     }
