@@ -27,27 +27,17 @@ fn runtime(settings: &Settings) -> Result<Runtime, String> {
 
 /// The provider `--provider` names; without it, the only one configured.
 pub fn pick_provider(runtime: &Runtime, name: Option<&str>) -> Result<Arc<Provider>, String> {
-    let names = || {
-        let names: Vec<&str> = runtime
-            .providers
-            .iter()
-            .map(|p| p.settings.name.as_str())
-            .collect();
-        names.join(", ")
-    };
-    match (name, runtime.providers.as_slice()) {
-        (None, [only]) => Ok(only.clone()),
-        (None, _) => Err(format!(
-            "--provider: several providers are configured, name one of: {}",
-            names()
-        )),
-        (Some(name), _) => runtime.provider(name).cloned().ok_or_else(|| {
-            format!(
-                "--provider: no provider is named {name:?} (configured: {})",
-                names()
-            )
-        }),
-    }
+    let names: Vec<&str> = runtime
+        .providers
+        .iter()
+        .map(|p| p.settings.name.as_str())
+        .collect();
+    let chosen = crate::config::choose_provider(&names, name, "--provider", "the one to ask")
+        .map_err(|e| e.to_string())?;
+    runtime
+        .provider(&chosen)
+        .cloned()
+        .ok_or_else(|| format!("--provider: no provider is named {chosen:?}"))
 }
 
 /// `tollgate token`: a client-credentials token (or the whole response with `json`).

@@ -29,6 +29,7 @@ pub use interpolate::{Env, ProcessEnv};
 pub use listen::{ConnectionLimits, ListenSettings};
 pub use provider::{
     BudgetSettings, DEFAULT_PROVIDER, JwtSettings, ProviderSettings, RegistrationSettings,
+    choose_provider,
 };
 pub use rate::Rate;
 pub use raw::{ClientAuth, LogFormat, ScopeMatch, TokenSource, ValidationMode};

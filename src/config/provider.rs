@@ -157,24 +157,35 @@ pub(super) fn api_provider(
     providers: &[ProviderSettings],
     path: &str,
 ) -> Result<String, ConfigError> {
-    let names = || {
-        let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
-        names.join(", ")
-    };
-    let key = format!("{path}.provider");
-    match (named, providers) {
-        (None, [only]) => Ok(only.name.clone()),
+    let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+    choose_provider(
+        &names,
+        named,
+        &format!("{path}.provider"),
+        "the one whose tokens this API accepts",
+    )
+}
+
+/// The provider `named` picks among `names` (the configured ones): that one if configured, else,
+/// when none is named, the only one. The error names `key` (`api[0].provider`, `--provider`) and
+/// says what the name is for (`which`).
+pub fn choose_provider(
+    names: &[&str],
+    named: Option<&str>,
+    key: &str,
+    which: &str,
+) -> Result<String, ConfigError> {
+    let listed = names.join(", ");
+    match (named, names) {
+        (None, [only]) => Ok((*only).to_owned()),
         (None, _) => Err(ConfigError::at(
             key,
-            format!(
-                "several providers are configured: name the one whose tokens this API accepts (one of: {})",
-                names()
-            ),
+            format!("several providers are configured: name {which} (one of: {listed})"),
         )),
-        (Some(name), _) if providers.iter().any(|p| p.name == name) => Ok(name.to_owned()),
+        (Some(name), _) if names.contains(&name) => Ok(name.to_owned()),
         (Some(name), _) => Err(ConfigError::at(
             key,
-            format!("no provider is named {name:?} (configured: {})", names()),
+            format!("no provider is named {name:?} (configured: {listed})"),
         )),
     }
 }

@@ -191,17 +191,9 @@ impl Registry {
     /// The provider an application is to belong to: the one named (`--provider`, the admin
     /// API's `provider`), or the only one configured. `key` is what to name in the message.
     pub fn provider_for(&self, named: Option<&str>, key: &str) -> Result<String, RegistryError> {
-        let names = self.providers.join(", ");
-        match (named, self.providers.as_slice()) {
-            (None, [only]) => Ok(only.clone()),
-            (None, _) => Err(RegistryError::Invalid(format!(
-                "{key}: several providers are configured, name the one the application's client is at (one of: {names})"
-            ))),
-            (Some(name), _) if self.providers.iter().any(|p| p == name) => Ok(name.to_owned()),
-            (Some(name), _) => Err(RegistryError::Invalid(format!(
-                "{key}: no provider is named {name:?} (configured: {names})"
-            ))),
-        }
+        let names: Vec<&str> = self.providers.iter().map(String::as_str).collect();
+        crate::config::choose_provider(&names, named, key, "the one the application's client is at")
+            .map_err(|e| RegistryError::Invalid(e.to_string()))
     }
 
     /// The provider whose tokens an API accepts, if the configuration has the API.

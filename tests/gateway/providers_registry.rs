@@ -176,3 +176,45 @@ async fn the_same_client_id_at_two_providers_does_not_share_a_contract() {
     .await;
     assert_eq!(s.up_a.count(), 1, "only A's client reached A's API");
 }
+
+#[tokio::test]
+async fn applications_of_a_version_4_store_belong_to_the_default_provider() {
+    let idp = TestIdp::start().await;
+    let store = sqlite_url();
+    let config = crate::common::base_config(
+        &idp.issuer,
+        &format!(
+            "[registry]\nstore = \"{}\"\n\n[[api]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = \"http://127.0.0.1:9\"\n",
+            store.url
+        ),
+    );
+    let run = |args: &'static [&'static str]| {
+        let config = config.clone();
+        async move {
+            let out = cli(args, Some(&config), &[]).await;
+            assert_eq!(out.status, 0, "{args:?}: {out:?}");
+            out.stdout
+        }
+    };
+    run(&["app", "import", "shop", "--client-id", "orders-app"]).await;
+    // Back to what a version 4 store holds: applications without a provider.
+    let pool = sqlx::SqlitePool::connect(&store.url).await.unwrap();
+    for statement in [
+        "DROP TABLE app_providers",
+        "UPDATE tollgate_schema SET version = 4",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let shown: Value =
+        serde_json::from_str(&run(&["app", "show", "shop", "--json"]).await).unwrap();
+    assert_eq!(shown["app"]["provider"], "default");
+    let pool = sqlx::SqlitePool::connect(&store.url).await.unwrap();
+    let (provider,): (String,) =
+        sqlx::query_as("SELECT provider FROM app_providers WHERE app = 'shop'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(provider, "default", "the migration wrote it");
+    pool.close().await;
+}
