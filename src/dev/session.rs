@@ -236,7 +236,14 @@ fn rewrite(doc: &mut toml::Value, dev: &DevSettings, issuer: &str, upstream: &st
         GATEWAY_CLIENT.1.into(),
     );
     provider.insert("request_timeout".into(), "2s".into());
+    // The embedded provider is the only one, `default`: every API of the file is validated by it,
+    // whichever of the file's [[provider]] entries it named.
     table.insert("provider".into(), toml::Value::Table(provider));
+    if let Some(toml::Value::Array(apis)) = table.get_mut("api") {
+        for api in apis.iter_mut().filter_map(toml::Value::as_table_mut) {
+            api.remove("provider");
+        }
+    }
     table.entry("listen").or_insert_with(|| {
         let mut listen = toml::Table::new();
         listen.insert("address".into(), "127.0.0.1:8080".into());

@@ -301,3 +301,44 @@ async fn bad_provider_configurations_exit_2_naming_the_key() {
     }
     assert_eq!(two.a.introspection_count() + two.b.introspection_count(), 0);
 }
+
+#[tokio::test]
+async fn dev_validates_every_api_of_a_file_with_several_providers_by_its_sandbox_provider() {
+    let (okta, upstream) = (FakeIdp::start().await, Upstream::start().await);
+    let text = format!(
+        "[listen]\naddress = \"127.0.0.1:0\"\nadmin_address = \"127.0.0.1:0\"\n\n[log]\nformat = \"json\"\n\n\
+         [dev]\nprovider_address = \"127.0.0.1:0\"\n\n{}{}",
+        provider("okta", &okta.issuer(), ""),
+        api("orders", "okta", &upstream)
+            .replace("clients = [\"orders-app\"]", "clients = [\"dev-app\"]"),
+    );
+    let gw = Gateway::start_dev(&text, &[]).await;
+    gw.wait_ready().await;
+    let issuer = gw
+        .logs()
+        .iter()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("provider")
+                .map(|r| r.split_whitespace().next().unwrap_or("").to_owned())
+        })
+        .expect("the banner names the provider");
+    let token: serde_json::Value = client()
+        .post(format!("{issuer}/v1/token"))
+        .basic_auth("dev-app", Some("dev-secret"))
+        .form(&[("grant_type", "client_credentials"), ("scope", "mulescope")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().expect("a dev token");
+    assert_eq!(get(&gw, "/orders/1", token).await.status(), 200);
+    assert_eq!(upstream.count(), 1);
+    assert_eq!(
+        okta.introspection_count() + okta.discovery_count(),
+        0,
+        "the file's provider is not used"
+    );
+}

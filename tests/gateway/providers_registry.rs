@@ -12,6 +12,8 @@ use crate::common::postgres::{TempSqlite, sqlite_url};
 use crate::common::upstream::Upstream;
 use crate::common::{assert_rejected, client};
 
+const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef0123456789";
+
 struct Setup {
     a: TestIdp,
     b: TestIdp,
@@ -48,7 +50,7 @@ impl Setup {
         };
         let config = format!(
             "[listen]\naddress = \"127.0.0.1:0\"\nadmin_address = \"127.0.0.1:0\"\n\n[log]\nformat = \"json\"\n\n\
-             [registry]\nstore = \"{}\"\nrefresh_interval = \"200ms\"\n\
+             [admin]\ntoken = \"{ADMIN_TOKEN}\"\n\n[registry]\nstore = \"{}\"\nrefresh_interval = \"200ms\"\n\
              encryption_key = \"a passphrase of more than thirty-two characters\"\n\n{}\n{}\n{}\n{}",
             store.url,
             provider("a", &a),
@@ -217,4 +219,60 @@ async fn applications_of_a_version_4_store_belong_to_the_default_provider() {
             .unwrap();
     assert_eq!(provider, "default", "the migration wrote it");
     pool.close().await;
+}
+
+#[tokio::test]
+async fn the_admin_api_takes_and_shows_the_provider() {
+    let s = Setup::start().await;
+    let gw = Gateway::start(&s.config).await;
+    gw.wait_ready().await;
+    let call = |method: &'static str, path: &'static str, body: Value| {
+        let url = gw.admin_url(path);
+        async move {
+            let resp = client()
+                .request(method.parse().unwrap(), url)
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let import = serde_json::json!({"name": "shop", "client_id": "orders-app"});
+    let (status, body) = call("POST", "/v1/apps", import.clone()).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("provider"),
+        "{body}"
+    );
+    let mut at_b = import;
+    at_b["provider"] = "b".into();
+    let (status, body) = call("POST", "/v1/apps", at_b).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["provider"], "b");
+    let (status, body) = call("GET", "/v1/apps/shop", Value::Null).await;
+    assert_eq!(
+        (status, &body["app"]["provider"]),
+        (200, &Value::from("b")),
+        "{body}"
+    );
+    let (status, body) = call(
+        "POST",
+        "/v1/contracts",
+        serde_json::json!({"app": "shop", "api": "orders"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("accepts tokens of provider \"a\""),
+        "{body}"
+    );
 }
