@@ -209,6 +209,7 @@ impl Minter {
 fn load_contracts(runtime: &Runtime) {
     let contract = |api: &str, client: String, tier: bool| ApprovedContract {
         api: api.to_owned(),
+        provider: "default".to_owned(),
         app: format!("app-{client}"),
         client_id: client,
         tier: tier.then(|| "gold".to_owned()),
@@ -270,8 +271,7 @@ fn decision(c: &mut Criterion) {
     let service = rt.block_on(async {
         let base = provider_stand_in().await;
         let runtime = Runtime::build(&settings(&base), Arc::new(SystemClock)).expect("runtime");
-        runtime
-            .provider
+        runtime.providers[0]
             .resolve()
             .await
             .expect("endpoints are configured");

@@ -11,7 +11,7 @@ use http::Method;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::explain::{Decision, Question, explain};
-use crate::provider::{Refusal, TokenRequestError};
+use crate::provider::{Provider, Refusal, TokenRequestError};
 use crate::runtime::Runtime;
 use crate::validate::BearerToken;
 
@@ -25,17 +25,32 @@ fn runtime(settings: &Settings) -> Result<Runtime, String> {
     Runtime::build(settings, Arc::new(SystemClock)).map_err(|e| e.to_string())
 }
 
+/// The provider `--provider` names; without it, the only one configured.
+pub fn pick_provider(runtime: &Runtime, name: Option<&str>) -> Result<Arc<Provider>, String> {
+    let names: Vec<&str> = runtime
+        .providers
+        .iter()
+        .map(|p| p.settings.name.as_str())
+        .collect();
+    let chosen = crate::config::choose_provider(&names, name, "--provider", "the one to ask")
+        .map_err(|e| e.to_string())?;
+    runtime
+        .provider(&chosen)
+        .cloned()
+        .ok_or_else(|| format!("--provider: no provider is named {chosen:?}"))
+}
+
 /// `tollgate token`: a client-credentials token (or the whole response with `json`).
 pub async fn token(
     settings: &Settings,
+    provider: Option<&str>,
     client_id: &str,
     client_secret: &str,
     scope: Option<&str>,
     json: bool,
 ) -> Result<Outcome, String> {
     let runtime = runtime(settings)?;
-    match runtime
-        .provider
+    match pick_provider(&runtime, provider)?
         .client_credentials(client_id, client_secret, scope)
         .await
     {
@@ -79,17 +94,20 @@ fn render_refusal(what: &str, r: &Refusal) -> String {
 }
 
 /// `tollgate introspect`: the provider's RFC 7662 answer, pretty-printed.
-pub async fn introspect(settings: &Settings, token: &str) -> Result<Outcome, String> {
+pub async fn introspect(
+    settings: &Settings,
+    provider: Option<&str>,
+    token: &str,
+) -> Result<Outcome, String> {
     let runtime = runtime(settings)?;
-    runtime
-        .provider
-        .resolve()
-        .await
-        .map_err(|e| format!("cannot resolve the provider's endpoints: {e}"))?;
-    let client = runtime
-        .provider
-        .introspection()
-        .map_err(|e| e.to_string())?;
+    let provider = pick_provider(&runtime, provider)?;
+    provider.resolve().await.map_err(|e| {
+        format!(
+            "cannot resolve the endpoints of provider {}: {e}",
+            provider.settings.name
+        )
+    })?;
+    let client = provider.introspection().map_err(|e| e.to_string())?;
     let answer = client
         .introspect(&BearerToken::new(token))
         .await
@@ -113,11 +131,15 @@ pub async fn explain_request(
     let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
         .map_err(|_| format!("{method:?} is not an HTTP method"))?;
     let runtime = runtime(settings)?;
-    runtime
-        .provider
-        .resolve()
-        .await
-        .map_err(|e| format!("cannot resolve the provider's endpoints: {e}"))?;
+    // Only the provider that would validate the request is asked.
+    if let Some(a) = runtime.router.iter().find(|a| &*a.name == api) {
+        a.provider.resolve().await.map_err(|e| {
+            format!(
+                "cannot resolve the endpoints of provider {}: {e}",
+                a.provider.settings.name
+            )
+        })?;
+    }
     // The contracts in the registry now, as a gateway would have them loaded.
     if let (Some(config), Some(handle)) = (&settings.registry, &runtime.registry) {
         let store = crate::registry::Store::open(&config.store)

@@ -106,8 +106,13 @@ async fn walk(
             Mark::Pass,
             "route",
             format!(
-                "{} {path} routes to API {:?} (path_prefix {}, validation {:?})",
-                q.method, s.name, s.path_prefix, s.validation
+                "{} {path} routes to API {:?} (path_prefix {}, validation {:?} at provider {} ({}))",
+                q.method,
+                s.name,
+                s.path_prefix,
+                s.validation,
+                s.provider,
+                api.provider.settings.issuer
             ),
         ),
         other => {
@@ -155,7 +160,7 @@ async fn walk(
     }
     step(steps, Mark::Pass, "token", describe_token(&q.token, q.now));
     if s.validation == ValidationMode::Introspection {
-        introspection_step(runtime, &q.token, q.now, steps).await;
+        introspection_step(api, &q.token, q.now, steps).await;
     }
     let principal = match api.validator.validate(&q.token, Caller::LOCAL).await {
         Ok(p) => {
@@ -199,10 +204,11 @@ async fn walk(
             return Decision::Refused(Rejection::TooManyNewTokens(wait));
         }
     };
-    authorisation_steps(&s.audience, policy, &principal, steps, runtime, &s.name);
+    authorisation_steps(&s.audience, policy, &principal, steps, runtime, s);
     let index = runtime.registry.as_ref().and_then(|h| h.current());
     let contracts = Contracts {
         api: &s.name,
+        provider: &s.provider,
         index: index.as_deref(),
     };
     match authorize(&s.audience, policy, &principal, contracts) {
@@ -215,13 +221,8 @@ async fn walk(
 }
 
 /// The provider's own answer, shown whatever it says (the verdict comes from the validator).
-async fn introspection_step(
-    runtime: &Runtime,
-    token: &BearerToken,
-    now: u64,
-    steps: &mut Vec<Step>,
-) {
-    let answer = match runtime.provider.introspection() {
+async fn introspection_step(api: &Api, token: &BearerToken, now: u64, steps: &mut Vec<Step>) {
+    let answer = match api.provider.introspection() {
         Ok(client) => client.introspect(token).await,
         Err(e) => Err(e),
     };
@@ -233,14 +234,18 @@ async fn introspection_step(
                 steps,
                 mark,
                 "introspection",
-                format!("the provider answers {}", summarise(&map, now)),
+                format!(
+                    "provider {} answers {}",
+                    api.settings.provider,
+                    summarise(&map, now)
+                ),
             );
         }
         Err(e) => step(
             steps,
             Mark::Fail,
             "introspection",
-            format!("the provider failed: {e}"),
+            format!("provider {} failed: {e}", api.settings.provider),
         ),
     }
 }
@@ -251,7 +256,7 @@ fn authorisation_steps(
     p: &Principal,
     steps: &mut Vec<Step>,
     runtime: &Runtime,
-    api: &str,
+    api: &crate::config::ApiSettings,
 ) {
     if audience.is_empty() {
         step(
@@ -317,12 +322,19 @@ fn authorisation_steps(
         ClientCheck::Contracts { listed, registry } => {
             let id = p.client_id();
             let index = runtime.registry.as_ref().and_then(|h| h.current());
-            let registered =
-                |id: &str| *registry && index.as_ref().is_some_and(|i| i.grant(api, id).is_some());
+            let registered = |id: &str| {
+                *registry
+                    && index
+                        .as_ref()
+                        .is_some_and(|i| i.grant(&api.name, &api.provider, id).is_some())
+            };
             let ok = id.is_some_and(|id| listed.contains(id) || registered(id));
             let detail = match id {
                 Some(id) if listed.contains(id) => format!("{id:?} holds a contract (listed)"),
-                Some(id) if ok => format!("{id:?} holds an approved contract in the registry"),
+                Some(id) if ok => format!(
+                    "{id:?} (a client of provider {}) holds an approved contract in the registry",
+                    api.provider
+                ),
                 Some(id) => format!(
                     "{id:?} holds no contract for this API ({} listed client(s){})",
                     listed.len(),

@@ -103,6 +103,9 @@ struct DevArgs {
 struct TokenArgs {
     #[command(flatten)]
     config: ConfigArg,
+    /// The provider to ask (its `name`; required when several are configured).
+    #[arg(long)]
+    provider: Option<String>,
     /// The client to get a token for.
     #[arg(long)]
     client_id: String,
@@ -121,6 +124,9 @@ struct TokenArgs {
 struct TokenArg {
     #[command(flatten)]
     config: ConfigArg,
+    /// The provider to ask (its `name`; required when several are configured).
+    #[arg(long)]
+    provider: Option<String>,
     /// The access token (`-` reads it from standard input). A token may begin with `-`
     /// (base64url), so it is taken as the token, not as an option.
     #[arg(allow_hyphen_values = true)]
@@ -226,6 +232,7 @@ fn main() -> ExitCode {
         Command::Token(a) => rt
             .block_on(commands::token(
                 &settings,
+                a.provider.as_deref(),
                 &a.client_id,
                 &a.client_secret,
                 a.scope.as_deref(),
@@ -233,7 +240,13 @@ fn main() -> ExitCode {
             ))
             .map(print),
         Command::Introspect(a) => read_token(&a.token)
-            .and_then(|token| rt.block_on(commands::introspect(&settings, &token)))
+            .and_then(|token| {
+                rt.block_on(commands::introspect(
+                    &settings,
+                    a.provider.as_deref(),
+                    &token,
+                ))
+            })
             .map(print),
         Command::Explain(a) => read_token(&a.token)
             .and_then(|token| {
@@ -360,7 +373,7 @@ async fn run(settings: Settings, path: PathBuf) -> Result<(), String> {
     // Held until `run` returns, so the last lines (the drain) are written out.
     let _log = tollgate::telemetry::init(&settings.log, tollgate::telemetry::Output::Background);
     let runtime = Runtime::build(&settings, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
-    let provider = runtime.provider.clone();
+    let providers = runtime.providers.clone();
     if let (Some(config), Some(index)) = (&settings.registry, runtime.registry.clone()) {
         // The admin API works on the same store as the index refresh, once it is open.
         let slot = runtime.admin_registry.clone();
@@ -391,7 +404,9 @@ async fn run(settings: Settings, path: PathBuf) -> Result<(), String> {
     let listeners = Listeners::bind(&settings.listen)
         .await
         .map_err(|e| e.to_string())?;
-    tokio::spawn(provider.resolve_with_retry());
+    for provider in providers {
+        tokio::spawn(provider.resolve_with_retry());
+    }
     server::serve(handle, listeners, server::shutdown_signal()).await;
     Ok(())
 }
@@ -403,14 +418,23 @@ async fn check(settings: Settings) -> Result<(), String> {
     for warning in tollgate::config::warnings(&settings) {
         eprintln!("warning: {warning}");
     }
-    let provider = &runtime.provider;
+    for provider in &runtime.providers {
+        check_provider(provider).await?;
+    }
+    println!("configuration OK");
+    Ok(())
+}
+
+/// One provider's endpoints (configured or discovered) and, where an API validates JWTs, its keys.
+async fn check_provider(provider: &tollgate::provider::Provider) -> Result<(), String> {
+    let name = &provider.settings.name;
     let endpoints = provider.resolve().await.map_err(|e| {
         format!(
-            "cannot resolve the provider's endpoints from {}: {e}",
-            settings.provider.issuer
+            "cannot resolve the endpoints of provider {name} from {}: {e}",
+            provider.settings.issuer
         )
     })?;
-    println!("provider endpoints (configured or discovered):");
+    println!("provider {name} endpoints (configured or discovered):");
     let show = |u: &Option<url::Url>| {
         u.as_ref()
             .map_or_else(|| "(none)".to_owned(), |u| u.to_string())
@@ -420,19 +444,18 @@ async fn check(settings: Settings) -> Result<(), String> {
     println!("  introspection_url = {}", endpoints.introspection);
     println!("  jwks_url          = {}", show(&endpoints.jwks));
     println!("  registration_url  = {}", show(&endpoints.registration));
-    if runtime.provider.needs_jwks() {
-        let jwks = runtime.provider.jwks().map_err(|e| e.to_string())?;
+    if provider.needs_jwks() {
+        let jwks = provider.jwks().map_err(|e| e.to_string())?;
         let keys = jwks
             .ensure_loaded()
             .await
-            .map_err(|e| format!("cannot load the provider's signing keys: {e}"))?;
+            .map_err(|e| format!("cannot load the signing keys of provider {name}: {e}"))?;
         let kids: Vec<&str> = keys
             .keys
             .iter()
             .map(|k| k.kid.as_deref().unwrap_or("(no kid)"))
             .collect();
-        println!("signing keys: {} ({})", kids.len(), kids.join(", "));
+        println!("  signing keys: {} ({})", kids.len(), kids.join(", "));
     }
-    println!("configuration OK");
     Ok(())
 }

@@ -2,10 +2,11 @@
 //! also sees Kubernetes' ConfigMap symlink swaps), reloads it. The new configuration is checked
 //! whole first; if it is invalid the running one stays and the error is logged and counted. If it
 //! is valid, a new runtime is swapped in at once: requests under way finish on the old one, and
-//! connections stay open. The provider (endpoints, keys, connections) survives a reload that keeps
-//! the provider settings and validation modes, and its caches one that also keeps the cache and
-//! exposed-attribute settings; a reload that changes the provider is applied only once the new
-//! provider is resolved, and the old one, once its last request is done, stops its key refresh.
+//! connections stay open. Each provider (endpoints, keys, connections) survives a reload that keeps
+//! its settings and its APIs' validation modes, and its caches one that also keeps the cache and
+//! exposed-attribute settings, whatever happens to the other providers; a reload that changes a
+//! provider is applied only once the new one is resolved, and the old one, once its last request
+//! is done, stops its key refresh.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -102,27 +103,33 @@ pub async fn reload(
         Ok(r) => r,
         Err(e) => return refuse("invalid", e.to_string()),
     };
-    if !kept.provider() {
-        // A new provider: only once it can validate, so the swap fails no request. (Saturating:
-        // the timeout is bounded when read, but a deadline must never be what panics.)
-        let provider = runtime.provider.clone();
-        let limit = settings.provider.request_timeout.saturating_mul(4);
-        if tokio::time::timeout(limit, provider.resolve_with_retry())
-            .await
-            .is_err()
-        {
-            return refuse(
-                "provider_unready",
-                format!("the new provider was not ready within {limit:?}"),
-            );
+    // New providers: only once each can validate, so the swap fails no request. Resolved
+    // together, so several new providers cost one wait, not the sum.
+    let fresh = kept.iter().filter(|(_, k)| !k.provider()).map(|(p, _)| {
+        // Saturating: the timeout is bounded when read, but a deadline must never be what panics.
+        let limit = p.settings.request_timeout.saturating_mul(4);
+        let provider = p.clone();
+        async move {
+            let ready = tokio::time::timeout(limit, provider.clone().resolve_with_retry()).await;
+            ready.err().map(|_| (provider.settings.name.clone(), limit))
         }
+    });
+    let unready = futures_util::future::join_all(fresh).await;
+    if let Some((name, limit)) = unready.into_iter().flatten().next() {
+        return refuse(
+            "provider_unready",
+            format!("the new provider {name:?} was not ready within {limit:?}"),
+        );
     }
     handle.replace(runtime);
-    tracing::info!(
-        trigger,
-        kept_caches = kept.caches(),
-        kept_provider = kept.provider(),
-        "configuration reloaded"
-    );
+    for (provider, kept) in &kept {
+        tracing::info!(
+            trigger,
+            provider = %provider.settings.name,
+            kept_caches = kept.caches(),
+            kept_provider = kept.provider(),
+            "configuration reloaded"
+        );
+    }
     metrics::counter!(measure::CONFIG_RELOADS, "outcome" => "applied").increment(1);
 }

@@ -48,7 +48,8 @@ fn settings(issuer: &str, provider_lines: &str) -> Settings {
 
 /// A provider whose endpoints are resolved (configured for the fake, discovered for the real one).
 async fn provider(settings: Settings) -> Arc<Provider> {
-    let provider = Provider::new(settings.provider, false, Arc::new(SystemClock)).unwrap();
+    let provider =
+        Provider::new(settings.providers[0].clone(), false, Arc::new(SystemClock)).unwrap();
     provider.resolve().await.unwrap();
     provider
 }
@@ -408,7 +409,7 @@ async fn registration_needs_an_endpoint_and_a_credential() {
 #[test]
 fn the_registration_keys_have_defaults_and_are_checked() {
     let s = settings("https://idp.test/oauth2/default", "");
-    let r = &s.provider.registration;
+    let r = &s.providers[0].registration;
     assert_eq!(r.timeout, Duration::from_secs(5));
     assert!(!r.update_in_idp && !r.delete_in_idp);
     assert_eq!(r.client_name_prefix, "tollgate-");

@@ -45,22 +45,23 @@ pub async fn serve(listener: TcpListener, runtime: RuntimeHandle, draining: Arc<
 }
 
 fn answer(req: &Request<Incoming>, current: &Runtime, draining: bool) -> Response<ProxyBody> {
-    let (status, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "ok\n"),
+    let (status, body): (StatusCode, String) = match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "ok\n".into()),
         (&Method::GET | &Method::HEAD, "/readyz") => {
             if draining {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "not ready: shutting down\n",
+                    "not ready: shutting down\n".into(),
                 )
             } else {
                 let registry = current.registry.as_ref().and_then(|r| r.unready());
-                match (current.provider.is_ready(), registry) {
-                    (true, None) => (StatusCode::OK, "ready\n"),
-                    (true, Some(why)) => (StatusCode::SERVICE_UNAVAILABLE, why),
-                    (false, _) => (
+                match (current.unready_provider(), registry) {
+                    (None, None) => (StatusCode::OK, "ready\n".into()),
+                    (None, Some(why)) => (StatusCode::SERVICE_UNAVAILABLE, why.into()),
+                    // Named, so an operator knows which of several providers to look at.
+                    (Some(name), _) => (
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "not ready: provider endpoints unresolved\n",
+                        format!("not ready: provider {name}: endpoints or keys unresolved\n"),
                     ),
                 }
             }
@@ -73,7 +74,7 @@ fn answer(req: &Request<Incoming>, current: &Runtime, draining: bool) -> Respons
             );
             return response;
         }
-        _ => (StatusCode::NOT_FOUND, "not found\n"),
+        _ => (StatusCode::NOT_FOUND, "not found\n".into()),
     };
     let mut response = Response::new(full(body));
     *response.status_mut() = status;

@@ -29,6 +29,8 @@ type Answer = Result<(StatusCode, Value), Problem>;
 #[serde(deny_unknown_fields)]
 struct AppBody {
     name: String,
+    /// The provider the client is (to be) at; needed only when several are configured.
+    provider: Option<String>,
     client_id: Option<String>,
     grant: Option<String>,
     #[serde(default)]
@@ -85,15 +87,15 @@ async fn apps(r: &Registry, runtime: &Runtime, call: &Call, rest: &[&str]) -> An
             Ok(ok(json!(r.set_app_status(name, AppStatus::Active).await?)))
         }
         (&Method::POST, [name, "rotate-secret"]) => {
-            let provider = runtime.provider.clone();
+            let provider = provider_of(runtime, &r.app(name).await?.0.provider)?;
             let registration = provider.registration().map_err(RegistryError::from)?;
             Ok(ok(json!(r.rotate_secret(registration, name).await?)))
         }
         (&Method::DELETE, [name]) => {
             let keep = flag(&query(call, &["keep_idp_client"])?, "keep_idp_client")?;
-            let provider = runtime.provider.clone();
+            let provider = provider_of(runtime, &r.app(name).await?.0.provider).ok();
             // Only a created application's delete needs it; the operation says so when it does.
-            let registration = provider.registration().ok();
+            let registration = provider.as_ref().and_then(|p| p.registration().ok());
             Ok(ok(json!(
                 r.delete_app_and_client(registration, name, keep).await?
             )))
@@ -107,6 +109,7 @@ async fn add_app(r: &Registry, runtime: &Runtime, body: AppBody) -> Answer {
     let grant = body.grant.clone();
     let mut new = NewApp {
         name: body.name,
+        provider: r.provider_for(body.provider.as_deref(), "provider")?,
         client_id: String::new(),
         grant: String::new(),
         redirect_uris: body.redirect_uris,
@@ -123,7 +126,7 @@ async fn add_app(r: &Registry, runtime: &Runtime, body: AppBody) -> Answer {
                 .to_owned(),
         ))
     })?;
-    let provider = runtime.provider.clone();
+    let provider = provider_of(runtime, &new.provider)?;
     let registration = provider.registration().map_err(RegistryError::from)?;
     match r.create_app(registration, new).await? {
         Outcome::Done(credentials) => Ok((StatusCode::CREATED, json!(credentials))),
@@ -132,6 +135,18 @@ async fn add_app(r: &Registry, runtime: &Runtime, body: AppBody) -> Answer {
             json!({"status": "pending", "detail": why}),
         )),
     }
+}
+
+/// The running provider an application belongs to.
+fn provider_of(
+    runtime: &Runtime,
+    name: &str,
+) -> Result<std::sync::Arc<crate::provider::Provider>, Problem> {
+    runtime.provider(name).cloned().ok_or_else(|| {
+        Problem::from(RegistryError::Invalid(format!(
+            "provider {name:?} is not configured on this gateway"
+        )))
+    })
 }
 
 async fn contracts(r: &Registry, call: &Call, rest: &[&str]) -> Answer {

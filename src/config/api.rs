@@ -44,6 +44,8 @@ pub struct UpstreamTarget {
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
     pub name: String,
+    /// The name of the provider whose tokens this API accepts (checked against `[[provider]]`).
+    pub provider: String,
     pub host: Option<String>,
     pub path_prefix: String,
     pub upstream: UpstreamTarget,
@@ -169,6 +171,8 @@ pub(super) fn api(
         return Err(ConfigError::at(key("timeout"), "must be greater than zero"));
     }
     Ok(ApiSettings {
+        // Resolved against the configured providers by the caller, which knows them.
+        provider: raw.provider.unwrap_or_default(),
         auto_approve: raw.auto_approve,
         name: raw.name,
         host,

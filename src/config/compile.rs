@@ -12,7 +12,7 @@ use super::ConfigError;
 use super::admin::{AdminSettings, admin};
 use super::api::{ApiSettings, api};
 use super::listen::{ListenSettings, listen};
-use super::provider::{ProviderSettings, provider};
+use super::provider::{ProviderSettings, api_provider, providers};
 use super::raw::{LogFormat, RawCache, RawConfig};
 use super::registry::{RegistrySettings, registry};
 
@@ -20,11 +20,34 @@ use super::registry::{RegistrySettings, registry};
 pub struct Settings {
     pub listen: ListenSettings,
     pub log: LogSettings,
-    pub provider: ProviderSettings,
+    /// Every configured provider, in file order; names are unique.
+    pub providers: Vec<ProviderSettings>,
+    /// Written as `[[provider]]` (key paths `provider[N]`) rather than one `[provider]`.
+    pub provider_list: bool,
     pub cache: CacheSettings,
     pub apis: Vec<ApiSettings>,
     pub registry: Option<RegistrySettings>,
     pub admin: AdminSettings,
+}
+
+impl Settings {
+    /// The provider named `name`.
+    pub fn provider(&self, name: &str) -> Option<&ProviderSettings> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    /// The key path of the provider named `name` (`provider` or `provider[N]`), for messages.
+    pub fn provider_key(&self, name: &str) -> String {
+        match self.providers.iter().position(|p| p.name == name) {
+            Some(i) if self.provider_list => format!("provider[{i}]"),
+            Some(_) | None => "provider".to_owned(),
+        }
+    }
+
+    /// The APIs whose tokens the provider named `name` validates.
+    pub fn apis_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a ApiSettings> + 'a {
+        self.apis.iter().filter(move |a| a.provider == name)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -75,7 +98,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Settings, ConfigError> {
         format: raw.log.format.unwrap_or_default(),
         level,
     };
-    let provider = provider(raw.provider)?;
+    let (providers, provider_list) = providers(raw.provider)?;
     let cache = cache(raw.cache)?;
     let registry = raw.registry.map(registry).transpose()?;
     let admin = admin(raw.admin)?;
@@ -86,7 +109,9 @@ pub(super) fn compile(raw: RawConfig) -> Result<Settings, ConfigError> {
     let mut seen_names = HashSet::new();
     for (i, raw_api) in raw.apis.into_iter().enumerate() {
         let path = format!("api[{i}]");
-        let api = api(raw_api, &path, listen.request_timeout, registry.is_some())?;
+        let provider = api_provider(raw_api.provider.as_deref(), &providers, &path)?;
+        let mut api = api(raw_api, &path, listen.request_timeout, registry.is_some())?;
+        api.provider = provider;
         if !seen_names.insert(api.name.clone()) {
             return Err(ConfigError::at(
                 format!("{path}.name"),
@@ -104,7 +129,8 @@ pub(super) fn compile(raw: RawConfig) -> Result<Settings, ConfigError> {
     Ok(Settings {
         listen,
         log,
-        provider,
+        providers,
+        provider_list,
         cache,
         apis,
         registry,

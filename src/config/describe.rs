@@ -4,12 +4,12 @@
 use std::fmt::Write;
 
 use super::{
-    ClientCheck, CorsList, CorsOrigins, CorsSettings, PolicySettings, Settings, ValidationMode,
+    ClientCheck, CorsList, CorsOrigins, CorsSettings, PolicySettings, ProviderSettings, Settings,
+    ValidationMode,
 };
 
 pub fn describe(s: &Settings) -> String {
     let mut out = String::new();
-    let p = &s.provider;
     let _ = writeln!(
         out,
         "listen: {} (admin {})",
@@ -31,31 +31,9 @@ pub fn describe(s: &Settings) -> String {
             "refused (no [admin] token)"
         }
     );
-    let _ = writeln!(out, "provider: issuer {}", p.issuer);
-    let _ = writeln!(
-        out,
-        "  introspection client {} ({:?}), secret <set>, registration_authorization {}",
-        p.introspection_client_id,
-        p.introspection_auth,
-        if p.registration_authorization.is_some() {
-            "<set>"
-        } else {
-            "<unset>"
-        }
-    );
-    let b = &p.budget;
-    let _ = writeln!(
-        out,
-        "  budget: max_inflight {}, introspection_rate {}, misses_per_client {}, budget_wait {:?}, rate_limit_low_water {}",
-        b.max_inflight,
-        b.rate.map_or("unlimited".to_owned(), |(r, burst)| format!(
-            "{r} (burst {burst})"
-        )),
-        b.misses_per_client
-            .map_or("unlimited".to_owned(), |r| r.to_string()),
-        b.wait,
-        b.low_water,
-    );
+    for p in &s.providers {
+        provider(&mut out, s, p);
+    }
     let _ = writeln!(
         out,
         "cache: max_entries {}, max_ttl {:?}, negative_ttl {:?}, stale_if_error {:?}",
@@ -64,7 +42,7 @@ pub fn describe(s: &Settings) -> String {
     for api in &s.apis {
         let _ = writeln!(
             out,
-            "api {}: host {} path_prefix {} -> {}{} ({:?}, sources {:?})",
+            "api {}: host {} path_prefix {} -> {}{} ({:?} at provider {}, sources {:?})",
             api.name,
             api.host.as_deref().unwrap_or("*"),
             api.path_prefix,
@@ -75,6 +53,7 @@ pub fn describe(s: &Settings) -> String {
                 ""
             },
             api.validation,
+            api.provider,
             api.token_sources,
         );
         if !api.audience.is_empty() {
@@ -129,15 +108,65 @@ pub fn warnings(s: &Settings) -> Vec<String> {
             )
         })
         .collect();
-    if let Some(auth) = &s.provider.registration_authorization {
-        let scheme = auth.expose().split(' ').next().unwrap_or_default();
-        if !scheme.eq_ignore_ascii_case("SSWS") && !scheme.eq_ignore_ascii_case("Bearer") {
-            out.push(
-                "provider.registration_authorization: starts with neither `SSWS ` (an Okta API token) nor `Bearer `".to_owned(),
-            );
+    for p in &s.providers {
+        let key = s.provider_key(&p.name);
+        if let Some(auth) = &p.registration_authorization {
+            let scheme = auth.expose().split(' ').next().unwrap_or_default();
+            if !scheme.eq_ignore_ascii_case("SSWS") && !scheme.eq_ignore_ascii_case("Bearer") {
+                out.push(format!(
+                    "{key}.registration_authorization: starts with neither `SSWS ` (an Okta API token) nor `Bearer `"
+                ));
+            }
+        }
+        // Not an error: the registry may register applications there.
+        if s.apis_of(&p.name).next().is_none() {
+            out.push(format!(
+                "{key}: provider {:?} validates no API's tokens (no [[api]] has provider = {:?})",
+                p.name, p.name
+            ));
         }
     }
     out
+}
+
+/// One provider: its name, issuer, introspection client, budget, and the APIs it validates for.
+fn provider(out: &mut String, s: &Settings, p: &ProviderSettings) {
+    let apis: Vec<&str> = s.apis_of(&p.name).map(|a| a.name.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "provider {}: issuer {}, validates for APIs: {}",
+        p.name,
+        p.issuer,
+        if apis.is_empty() {
+            "(none)".to_owned()
+        } else {
+            apis.join(", ")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  introspection client {} ({:?}), secret <set>, registration_authorization {}",
+        p.introspection_client_id,
+        p.introspection_auth,
+        if p.registration_authorization.is_some() {
+            "<set>"
+        } else {
+            "<unset>"
+        }
+    );
+    let b = &p.budget;
+    let _ = writeln!(
+        out,
+        "  budget: max_inflight {}, introspection_rate {}, misses_per_client {}, budget_wait {:?}, rate_limit_low_water {}",
+        b.max_inflight,
+        b.rate.map_or("unlimited".to_owned(), |(r, burst)| format!(
+            "{r} (burst {burst})"
+        )),
+        b.misses_per_client
+            .map_or("unlimited".to_owned(), |r| r.to_string()),
+        b.wait,
+        b.low_water,
+    );
 }
 
 fn cors(c: &CorsSettings) -> String {

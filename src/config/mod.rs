@@ -27,7 +27,10 @@ pub use describe::{describe, warnings};
 pub use dev::{DevClientSettings, DevSettings, RESERVED_CLIENT, dev_settings};
 pub use interpolate::{Env, ProcessEnv};
 pub use listen::{ConnectionLimits, ListenSettings};
-pub use provider::{BudgetSettings, JwtSettings, ProviderSettings, RegistrationSettings};
+pub use provider::{
+    BudgetSettings, DEFAULT_PROVIDER, JwtSettings, ProviderSettings, RegistrationSettings,
+    choose_provider,
+};
 pub use rate::Rate;
 pub use raw::{ClientAuth, LogFormat, ScopeMatch, TokenSource, ValidationMode};
 pub use registry::{RegistrySettings, StoreUrl};
@@ -84,9 +87,23 @@ pub fn from_document(doc: toml::Value) -> Result<Settings, ConfigError> {
 
 /// Deserialises with the key path of any error.
 fn deserialize<T: serde::de::DeserializeOwned>(doc: toml::Value) -> Result<T, ConfigError> {
+    deserialize_at(doc, "")
+}
+
+/// Deserialises a part of the document found at `prefix`, naming the whole key path in errors.
+fn deserialize_at<T: serde::de::DeserializeOwned>(
+    doc: toml::Value,
+    prefix: &str,
+) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(doc).map_err(|e| {
         let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
+        let path = match (path.as_str(), prefix) {
+            (".", _) => prefix.to_owned(),
+            (_, "") => path,
+            // An index segment joins without a dot: `provider[1]` + `[0]`.
+            (p, _) if p.starts_with('[') => format!("{prefix}{p}"),
+            (p, _) => format!("{prefix}.{p}"),
+        };
         ConfigError::at(path, e.into_inner().message().to_owned())
     })
 }

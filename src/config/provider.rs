@@ -1,5 +1,6 @@
-//! `[provider]`: the identity provider's endpoints, the introspection client, and how JWTs are
-//! checked locally.
+//! `[provider]` (one, named `default`) or `[[provider]]` (several, each with a `name`): each
+//! identity provider's endpoints, introspection client, budget, and how JWTs are checked locally.
+//! Each `[[api]]` names the provider whose tokens it accepts (`api.provider`).
 
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ const MAX_JWKS_MIN_REFRESH: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderSettings {
+    /// Lowercase letters, digits and `-`; unique. A single `[provider]` is `default`.
+    pub name: String,
     /// Kept as written: the metadata's `issuer` and tokens' `iss` must equal it byte for byte.
     pub issuer: String,
     pub authorize_url: Option<Url>,
@@ -86,41 +89,148 @@ pub struct JwtSettings {
     pub jwks_refresh_max: Duration,
 }
 
-pub(super) fn provider(raw: RawProvider) -> Result<ProviderSettings, ConfigError> {
-    let issuer_url = http_url(&raw.issuer, "provider.issuer")?;
+/// The name of a single `[provider]` table: what APIs and registry rows mean without a name.
+pub const DEFAULT_PROVIDER: &str = "default";
+
+/// The longest provider name: it is a metric label, a store column and part of log lines.
+const MAX_NAME: usize = 63;
+
+/// The configured providers, in file order, and whether they were written as `[[provider]]`.
+pub(super) fn providers(value: toml::Value) -> Result<(Vec<ProviderSettings>, bool), ConfigError> {
+    match value {
+        toml::Value::Table(_) => {
+            let raw: RawProvider = super::deserialize_at(value, "provider")?;
+            let name = match &raw.name {
+                Some(name) => checked_name(name, "provider.name")?,
+                None => DEFAULT_PROVIDER.to_owned(),
+            };
+            Ok((vec![provider(raw, name, "provider")?], false))
+        }
+        toml::Value::Array(entries) => {
+            if entries.is_empty() {
+                return Err(ConfigError::at(
+                    "provider",
+                    "at least one [[provider]] is required",
+                ));
+            }
+            let mut out: Vec<ProviderSettings> = Vec::with_capacity(entries.len());
+            for (i, entry) in entries.into_iter().enumerate() {
+                let path = format!("provider[{i}]");
+                let raw: RawProvider = super::deserialize_at(entry, &path)?;
+                let key = format!("{path}.name");
+                let name = raw.name.as_deref().ok_or_else(|| {
+                    ConfigError::at(&key, "each [[provider]] needs a name (APIs refer to it)")
+                })?;
+                let name = checked_name(name, &key)?;
+                if out.iter().any(|p| p.name == name) {
+                    return Err(ConfigError::at(
+                        key,
+                        format!("duplicate provider name {name:?}"),
+                    ));
+                }
+                out.push(provider(raw, name, &path)?);
+            }
+            Ok((out, true))
+        }
+        _ => Err(ConfigError::at(
+            "provider",
+            "must be a [provider] table or [[provider]] entries",
+        )),
+    }
+}
+
+fn checked_name(name: &str, key: &str) -> Result<String, ConfigError> {
+    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+    if name.is_empty() || name.len() > MAX_NAME || !name.bytes().all(allowed) {
+        return Err(ConfigError::at(
+            key,
+            format!("{name:?}: a provider name is 1 to {MAX_NAME} of a-z, 0-9 and '-'"),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// The provider an API at `path` names (`api[N].provider`): optional with one provider, required
+/// with several, and always one of the configured names.
+pub(super) fn api_provider(
+    named: Option<&str>,
+    providers: &[ProviderSettings],
+    path: &str,
+) -> Result<String, ConfigError> {
+    let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+    choose_provider(
+        &names,
+        named,
+        &format!("{path}.provider"),
+        "the one whose tokens this API accepts",
+    )
+}
+
+/// The provider `named` picks among `names` (the configured ones): that one if configured, else,
+/// when none is named, the only one. The error names `key` (`api[0].provider`, `--provider`) and
+/// says what the name is for (`which`).
+pub fn choose_provider(
+    names: &[&str],
+    named: Option<&str>,
+    key: &str,
+    which: &str,
+) -> Result<String, ConfigError> {
+    let listed = names.join(", ");
+    match (named, names) {
+        (None, [only]) => Ok((*only).to_owned()),
+        (None, _) => Err(ConfigError::at(
+            key,
+            format!("several providers are configured: name {which} (one of: {listed})"),
+        )),
+        (Some(name), _) if names.contains(&name) => Ok(name.to_owned()),
+        (Some(name), _) => Err(ConfigError::at(
+            key,
+            format!("no provider is named {name:?} (configured: {listed})"),
+        )),
+    }
+}
+
+pub(super) fn provider(
+    raw: RawProvider,
+    name: String,
+    path: &str,
+) -> Result<ProviderSettings, ConfigError> {
+    let key = |k: &str| format!("{path}.{k}");
+    let issuer_url = http_url(&raw.issuer, &key("issuer"))?;
     if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
         return Err(ConfigError::at(
-            "provider.issuer",
+            key("issuer"),
             "an issuer has no query or fragment (RFC 8414 §2)",
         ));
     }
     let endpoint = |value: &Option<String>, key: &str| {
         value
             .as_deref()
-            .map(|v| http_url(v, &format!("provider.{key}")))
+            .map(|v| http_url(v, &format!("{path}.{key}")))
             .transpose()
     };
     non_empty(
         &raw.introspection_client_id,
-        "provider.introspection_client_id",
+        &key("introspection_client_id"),
     )?;
     non_empty(
         &raw.introspection_client_secret,
-        "provider.introspection_client_secret",
+        &key("introspection_client_secret"),
     )?;
     if let Some(auth) = &raw.registration_authorization {
-        non_empty(auth, "provider.registration_authorization")?;
+        non_empty(auth, &key("registration_authorization"))?;
         if http::HeaderValue::from_str(auth).is_err() {
             return Err(ConfigError::at(
-                "provider.registration_authorization",
+                key("registration_authorization"),
                 "not a valid header value",
             ));
         }
     }
-    let jwt = jwt_settings(&raw)?;
-    let budget = budget_settings(&raw)?;
-    let registration = registration_settings(&raw)?;
+    let jwt = jwt_settings(&raw, &key)?;
+    let budget = budget_settings(&raw, &key)?;
+    let registration = registration_settings(&raw, &key)?;
     Ok(ProviderSettings {
+        name,
         authorize_url: endpoint(&raw.authorize_url, "authorize_url")?,
         token_url: endpoint(&raw.token_url, "token_url")?,
         introspection_url: endpoint(&raw.introspection_url, "introspection_url")?,
@@ -131,7 +241,7 @@ pub(super) fn provider(raw: RawProvider) -> Result<ProviderSettings, ConfigError
         introspection_client_secret: Secret(raw.introspection_client_secret),
         introspection_auth: raw.introspection_auth.unwrap_or_default(),
         registration_authorization: raw.registration_authorization.map(Secret),
-        request_timeout: positive(raw.request_timeout, "provider.request_timeout", 5)?,
+        request_timeout: positive(raw.request_timeout, &key("request_timeout"), 5)?,
         jwt,
         budget,
         registration,
@@ -142,7 +252,10 @@ pub(super) fn provider(raw: RawProvider) -> Result<ProviderSettings, ConfigError
 /// needs the room.
 const MAX_CLIENT_NAME_PREFIX: usize = 32;
 
-fn registration_settings(raw: &RawProvider) -> Result<RegistrationSettings, ConfigError> {
+fn registration_settings(
+    raw: &RawProvider,
+    key: &dyn Fn(&str) -> String,
+) -> Result<RegistrationSettings, ConfigError> {
     let prefix = raw
         .client_name_prefix
         .clone()
@@ -152,25 +265,28 @@ fn registration_settings(raw: &RawProvider) -> Result<RegistrationSettings, Conf
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
     if prefix.is_empty() || prefix.len() > MAX_CLIENT_NAME_PREFIX || !prefix.chars().all(allowed) {
         return Err(ConfigError::at(
-            "provider.client_name_prefix",
+            key("client_name_prefix"),
             format!(
                 "must be 1 to {MAX_CLIENT_NAME_PREFIX} characters of A-Z, a-z, 0-9, '.', '_', '-'"
             ),
         ));
     }
     Ok(RegistrationSettings {
-        timeout: positive(raw.registration_timeout, "provider.registration_timeout", 5)?,
+        timeout: positive(raw.registration_timeout, &key("registration_timeout"), 5)?,
         update_in_idp: raw.update_in_idp.unwrap_or(false),
         delete_in_idp: raw.delete_in_idp.unwrap_or(false),
         client_name_prefix: prefix,
     })
 }
 
-fn budget_settings(raw: &RawProvider) -> Result<BudgetSettings, ConfigError> {
+fn budget_settings(
+    raw: &RawProvider,
+    key: &dyn Fn(&str) -> String,
+) -> Result<BudgetSettings, ConfigError> {
     let max_inflight = raw.max_inflight.unwrap_or(32);
     if !(1..=10_000).contains(&max_inflight) {
         return Err(ConfigError::at(
-            "provider.max_inflight",
+            key("max_inflight"),
             "must be between 1 and 10000",
         ));
     }
@@ -178,8 +294,8 @@ fn budget_settings(raw: &RawProvider) -> Result<BudgetSettings, ConfigError> {
         (None, None) => None,
         (None, Some(_)) => {
             return Err(ConfigError::at(
-                "provider.introspection_burst",
-                "needs provider.introspection_rate",
+                key("introspection_burst"),
+                format!("needs {}", key("introspection_rate")),
             ));
         }
         // The default burst is one period's worth, as most rate limiters have it.
@@ -187,7 +303,7 @@ fn budget_settings(raw: &RawProvider) -> Result<BudgetSettings, ConfigError> {
             Some(burst) => Some((rate, burst)),
             None => {
                 return Err(ConfigError::at(
-                    "provider.introspection_burst",
+                    key("introspection_burst"),
                     "must be at least 1",
                 ));
             }
@@ -196,7 +312,7 @@ fn budget_settings(raw: &RawProvider) -> Result<BudgetSettings, ConfigError> {
     let wait = raw.budget_wait.map_or(Duration::from_secs(1), |d| d.0);
     if wait > Duration::from_secs(60) {
         return Err(ConfigError::at(
-            "provider.budget_wait",
+            key("budget_wait"),
             "must be at most 60s: a miss that waits longer only holds a connection",
         ));
     }
@@ -209,7 +325,10 @@ fn budget_settings(raw: &RawProvider) -> Result<BudgetSettings, ConfigError> {
     })
 }
 
-fn jwt_settings(raw: &RawProvider) -> Result<JwtSettings, ConfigError> {
+fn jwt_settings(
+    raw: &RawProvider,
+    key: &dyn Fn(&str) -> String,
+) -> Result<JwtSettings, ConfigError> {
     use jsonwebtoken::Algorithm;
     let names = raw
         .jwt_algorithms
@@ -217,13 +336,13 @@ fn jwt_settings(raw: &RawProvider) -> Result<JwtSettings, ConfigError> {
         .unwrap_or_else(|| vec!["RS256".to_owned()]);
     if names.is_empty() {
         return Err(ConfigError::at(
-            "provider.jwt_algorithms",
+            key("jwt_algorithms"),
             "list at least one algorithm",
         ));
     }
     let mut algorithms = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
-        let key = format!("provider.jwt_algorithms[{i}]");
+        let key = format!("{}[{i}]", key("jwt_algorithms"));
         let alg: Algorithm = name
             .parse()
             .map_err(|_| ConfigError::at(&key, format!("{name:?} is not a JWS algorithm")))?;
@@ -257,13 +376,13 @@ fn jwt_settings(raw: &RawProvider) -> Result<JwtSettings, ConfigError> {
         typ: raw.jwt_typ.clone(),
         max_token_bytes: raw.max_token_bytes.unwrap_or(8192),
         jwks_min_refresh: d(raw.jwks_min_refresh, 5),
-        jwks_refresh: positive(raw.jwks_refresh, "provider.jwks_refresh", 300)?,
-        jwks_refresh_min: positive(raw.jwks_refresh_min, "provider.jwks_refresh_min", 60)?,
-        jwks_refresh_max: positive(raw.jwks_refresh_max, "provider.jwks_refresh_max", 3600)?,
+        jwks_refresh: positive(raw.jwks_refresh, &key("jwks_refresh"), 300)?,
+        jwks_refresh_min: positive(raw.jwks_refresh_min, &key("jwks_refresh_min"), 60)?,
+        jwks_refresh_max: positive(raw.jwks_refresh_max, &key("jwks_refresh_max"), 3600)?,
     };
     if settings.jwks_refresh_min > settings.jwks_refresh_max {
         return Err(ConfigError::at(
-            "provider.jwks_refresh_min",
+            key("jwks_refresh_min"),
             "must not exceed jwks_refresh_max",
         ));
     }
@@ -271,15 +390,18 @@ fn jwt_settings(raw: &RawProvider) -> Result<JwtSettings, ConfigError> {
     // client sits out, not one it abandons.
     if settings.jwks_min_refresh > MAX_JWKS_MIN_REFRESH {
         return Err(ConfigError::at(
-            "provider.jwks_min_refresh",
+            key("jwks_min_refresh"),
             "must not exceed 60s: a request with an unknown kid waits up to this long",
         ));
     }
     if settings.max_token_bytes < 256 {
         return Err(ConfigError::at(
-            "provider.max_token_bytes",
+            key("max_token_bytes"),
             "must be at least 256",
         ));
     }
     Ok(settings)
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,7 +14,9 @@ pub struct RawConfig {
     pub listen: RawListen,
     #[serde(default)]
     pub log: RawLog,
-    pub provider: RawProvider,
+    /// One `[provider]` table, or `[[provider]]` entries: read as a value first and dispatched
+    /// in `config::provider`, so an error inside either form keeps its key path.
+    pub provider: toml::Value,
     #[serde(default)]
     pub cache: RawCache,
     #[serde(default, rename = "api")]
@@ -75,6 +77,8 @@ pub enum LogFormat {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
+    /// Required in `[[provider]]`; a single `[provider]` is named `default` unless it says.
+    pub name: Option<String>,
     pub issuer: String,
     pub authorize_url: Option<String>,
     pub token_url: Option<String>,
@@ -168,6 +172,8 @@ pub struct RawApi {
     #[serde(default, rename = "rule")]
     pub rules: Vec<RawRule>,
     pub cors: Option<RawCors>,
+    /// The `[[provider]]` whose tokens this API accepts (optional with a single provider).
+    pub provider: Option<String>,
 }
 
 /// `[api.cors]`: the browser origins allowed to call the API (checked in `config::cors`).

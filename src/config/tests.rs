@@ -35,14 +35,20 @@ fn err(text: &str) -> ConfigError {
 #[test]
 fn a_minimal_config_gets_its_defaults() {
     let s = parse(&format!("{PROVIDER}{API}"), &env()).unwrap();
-    assert_eq!(s.provider.introspection_client_secret.expose(), "s3cret");
     assert_eq!(
-        format!("{:?}", s.provider.introspection_client_secret),
+        s.providers[0].introspection_client_secret.expose(),
+        "s3cret"
+    );
+    assert_eq!(
+        format!("{:?}", s.providers[0].introspection_client_secret),
         "<redacted>"
     );
-    assert_eq!(s.provider.request_timeout, Duration::from_secs(5));
-    assert_eq!(s.provider.introspection_auth, ClientAuth::ClientSecretBasic);
-    assert_eq!(s.provider.jwt.jwks_min_refresh, Duration::from_secs(5));
+    assert_eq!(s.providers[0].request_timeout, Duration::from_secs(5));
+    assert_eq!(
+        s.providers[0].introspection_auth,
+        ClientAuth::ClientSecretBasic
+    );
+    assert_eq!(s.providers[0].jwt.jwks_min_refresh, Duration::from_secs(5));
     assert_eq!(s.cache.max_entries, 10_000);
     assert_eq!(s.cache.stale_if_error, Duration::ZERO);
     let api = &s.apis[0];
@@ -374,7 +380,7 @@ fn a_fully_qualified_host_is_the_same_host() {
 #[test]
 fn the_provider_budget_is_checked_and_defaulted() {
     let s = parse(&format!("{PROVIDER}{API}"), &env()).unwrap();
-    let b = &s.provider.budget;
+    let b = &s.providers[0].budget;
     assert_eq!(b.max_inflight, 32);
     assert_eq!((b.rate, b.misses_per_client), (None, None));
     assert_eq!(b.wait, Duration::from_secs(1));
@@ -384,7 +390,7 @@ fn the_provider_budget_is_checked_and_defaulted() {
         &env(),
     )
     .unwrap();
-    let (rate, burst) = s.provider.budget.rate.unwrap();
+    let (rate, burst) = s.providers[0].budget.rate.unwrap();
     assert_eq!((rate.to_string(), burst.get()), ("50/s".to_owned(), 50));
     for (lines, path, why) in [
         (

@@ -73,7 +73,8 @@ pub async fn run(
     let _log = crate::telemetry::init(&settings.log, crate::telemetry::Output::Direct);
     let runtime = Runtime::build(&settings, Arc::new(SystemClock))
         .map_err(|e| DevError::Other(e.to_string()))?;
-    let resolving = runtime.provider.clone();
+    // The sandbox provider is the single `default` one.
+    let resolving = runtime.providers.clone();
     let listeners = Listeners::bind(&settings.listen).await?;
     let gateway = listeners.proxy.local_addr()?;
     print!(
@@ -81,7 +82,9 @@ pub async fn run(
         banner(&dev, &provider, gateway, &settings, echo.is_some()),
         registry_banner(&settings, &cli_config)
     );
-    tokio::spawn(resolving.resolve_with_retry());
+    for provider in resolving {
+        tokio::spawn(provider.resolve_with_retry());
+    }
     if let (Some(config), Some(index)) = (&settings.registry, runtime.registry.clone()) {
         tokio::spawn(crate::registry::keep_current(config.clone(), index, |_| ()));
     }
@@ -233,7 +236,14 @@ fn rewrite(doc: &mut toml::Value, dev: &DevSettings, issuer: &str, upstream: &st
         GATEWAY_CLIENT.1.into(),
     );
     provider.insert("request_timeout".into(), "2s".into());
+    // The embedded provider is the only one, `default`: every API of the file is validated by it,
+    // whichever of the file's [[provider]] entries it named.
     table.insert("provider".into(), toml::Value::Table(provider));
+    if let Some(toml::Value::Array(apis)) = table.get_mut("api") {
+        for api in apis.iter_mut().filter_map(toml::Value::as_table_mut) {
+            api.remove("provider");
+        }
+    }
     table.entry("listen").or_insert_with(|| {
         let mut listen = toml::Table::new();
         listen.insert("address".into(), "127.0.0.1:8080".into());

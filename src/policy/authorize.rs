@@ -13,6 +13,8 @@ use crate::validate::{InvalidReason, Principal};
 #[derive(Clone, Copy)]
 pub struct Contracts<'a> {
     pub api: &'a str,
+    /// The API's provider: the one that validated the token, so the one its client id is of.
+    pub provider: &'a str,
     /// The index in force; `None` while a configured registry has not loaded one yet.
     pub index: Option<&'a ContractIndex>,
 }
@@ -54,7 +56,9 @@ pub fn authorize(
                 return Err(Rejection::NoContract);
             }
             match contracts.index {
-                Some(index) if index.grant(contracts.api, id).is_some() => Ok(()),
+                Some(index) if index.grant(contracts.api, contracts.provider, id).is_some() => {
+                    Ok(())
+                }
                 Some(_) => Err(Rejection::NoContract),
                 // No index yet: tollgate cannot know whether the client holds a contract.
                 None => Err(Rejection::RegistryUnavailable),
@@ -75,6 +79,7 @@ mod tests {
     ) -> Result<(), Rejection> {
         let none = Contracts {
             api: "orders",
+            provider: "default",
             index: None,
         };
         super::authorize(audience, policy, principal, none)
@@ -89,13 +94,18 @@ mod tests {
         };
         let row = crate::registry::ApprovedContract {
             api: "orders".into(),
+            provider: "default".into(),
             client_id: "registered".into(),
             app: "shop".into(),
             tier: None,
             limits: Vec::new(),
         };
         let index = ContractIndex::new(1, [row], None);
-        let on = |api, index| Contracts { api, index };
+        let on = |api, index| Contracts {
+            api,
+            provider: "default",
+            index,
+        };
         let who = |c| principal(&[], Some(c));
         let check = |c, contracts| super::authorize(&[], &p, &who(c), contracts);
         assert_eq!(
@@ -104,6 +114,15 @@ mod tests {
             "the static list needs no index"
         );
         assert_eq!(check("registered", on("orders", Some(&index))), Ok(()));
+        let elsewhere = Contracts {
+            provider: "other",
+            ..on("orders", Some(&index))
+        };
+        assert_eq!(
+            check("registered", elsewhere),
+            Err(Rejection::NoContract),
+            "the same client id at another provider holds no contract"
+        );
         assert_eq!(
             check("registered", on("payments", Some(&index))),
             Err(Rejection::NoContract)

@@ -424,6 +424,7 @@ async fn validate_and_authorize(
     let index = registry.and_then(IndexHandle::current);
     let contracts = Contracts {
         api: &api.name,
+        provider: &api.settings.provider,
         index: index.as_deref(),
     };
     authorize(&api.settings.audience, policy, &principal, contracts)?;
@@ -431,7 +432,7 @@ async fn validate_and_authorize(
     if let Some(limiter) = index
         .as_deref()
         .zip(principal.client_id())
-        .and_then(|(index, client)| index.grant(&api.name, client))
+        .and_then(|(index, client)| index.grant(&api.name, &api.settings.provider, client))
         .and_then(|grant| grant.limiter.as_ref())
     {
         limiter.check().map_err(Rejection::RateLimited)?;

@@ -34,6 +34,8 @@ pub struct Budget {
     /// Set while the provider has asked us to stop (a 429, or too little left in its window).
     closed_until: Mutex<Option<Instant>>,
     clock: Arc<dyn Clock>,
+    /// The provider's name: its metrics' `provider` label.
+    provider: String,
 }
 
 /// Longest pause the provider's headers can impose: a wrong `X-Rate-Limit-Reset` (a clock far
@@ -54,13 +56,22 @@ impl Budget {
             low_water: settings.low_water,
             closed_until: Mutex::new(None),
             clock,
+            provider: String::new(),
+        }
+    }
+
+    /// The same budget, its metrics labelled with the provider's name.
+    pub fn of_provider(self, name: &str) -> Self {
+        Budget {
+            provider: name.to_owned(),
+            ..self
         }
     }
 
     /// Waits (at most `budget_wait`) for room for one call; the permit is the call's slot.
     pub async fn admit(&self) -> Result<SemaphorePermit<'_>, ProviderError> {
         if let Some(left) = self.paused_for() {
-            return Err(refused(
+            return Err(self.refused(
                 "provider_limit",
                 ProviderError::RateLimited {
                     retry_after: Some(left),
@@ -73,7 +84,7 @@ impl Budget {
             while let Err(not_until) = rate.check() {
                 let turn = Instant::now() + not_until.wait_time_from(DefaultClock::default().now());
                 if turn > deadline {
-                    return Err(refused("rate", ProviderError::Exhausted));
+                    return Err(self.refused("rate", ProviderError::Exhausted));
                 }
                 tokio::time::sleep_until(turn).await;
             }
@@ -81,7 +92,7 @@ impl Budget {
         match tokio::time::timeout_at(deadline, self.inflight.acquire()).await {
             Ok(Ok(permit)) => Ok(permit),
             // Err(_) from `acquire` only if the semaphore were closed; it never is.
-            Ok(Err(_)) | Err(_) => Err(refused("inflight", ProviderError::Exhausted)),
+            Ok(Err(_)) | Err(_) => Err(self.refused("inflight", ProviderError::Exhausted)),
         }
     }
 
@@ -98,10 +109,12 @@ impl Budget {
         let limit = number("x-rate-limit-limit");
         let remaining = number("x-rate-limit-remaining");
         if let Some(limit) = limit {
-            metrics::gauge!(measure::PROVIDER_RATE_LIMIT).set(limit as f64);
+            metrics::gauge!(measure::PROVIDER_RATE_LIMIT, "provider" => self.provider.clone())
+                .set(limit as f64);
         }
         if let Some(remaining) = remaining {
-            metrics::gauge!(measure::PROVIDER_RATE_REMAINING).set(remaining as f64);
+            metrics::gauge!(measure::PROVIDER_RATE_REMAINING, "provider" => self.provider.clone())
+                .set(remaining as f64);
         }
         let until_reset = number("x-rate-limit-reset")
             .map(|reset| Duration::from_secs(reset.saturating_sub(self.clock.now_unix())));
@@ -126,11 +139,18 @@ impl Budget {
         let mut closed = lock(&self.closed_until);
         if closed.is_none_or(|c| c < until) {
             tracing::warn!(
+                provider = %self.provider,
                 pause_secs = pause.as_secs(),
                 "the provider's rate limit is (nearly) spent: no introspection calls until its window resets"
             );
             *closed = Some(until);
         }
+    }
+
+    fn refused(&self, reason: &'static str, error: ProviderError) -> ProviderError {
+        metrics::counter!(measure::PROVIDER_BUDGET_REFUSALS, "provider" => self.provider.clone(), "reason" => reason)
+            .increment(1);
+        error
     }
 
     /// How long calls are still paused for, if they are.
@@ -142,11 +162,6 @@ impl Budget {
         }
         left
     }
-}
-
-fn refused(reason: &'static str, error: ProviderError) -> ProviderError {
-    metrics::counter!(measure::PROVIDER_BUDGET_REFUSALS, "reason" => reason).increment(1);
-    error
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -24,6 +24,8 @@ pub struct Introspection {
     client_secret: Secret,
     auth: ClientAuth,
     budget: Arc<Budget>,
+    /// The provider's name: the metrics' `provider` label.
+    provider: String,
 }
 
 impl Introspection {
@@ -40,6 +42,7 @@ impl Introspection {
             client_secret: settings.introspection_client_secret.clone(),
             auth: settings.introspection_auth,
             budget,
+            provider: settings.name.clone(),
         }
     }
 
@@ -53,14 +56,15 @@ impl Introspection {
         let _slot = self.budget.admit().await?;
         let started = std::time::Instant::now();
         let answer = self.ask(token).await;
-        metrics::histogram!(measure::INTROSPECTION_DURATION)
+        metrics::histogram!(measure::INTROSPECTION_DURATION, "provider" => self.provider.clone())
             .record(started.elapsed().as_secs_f64());
         let outcome = match &answer {
             Ok(map) if map.get("active") == Some(&Value::Bool(true)) => "active",
             Ok(_) => "inactive",
             Err(e) => e.kind(),
         };
-        metrics::counter!(measure::INTROSPECTIONS, "outcome" => outcome).increment(1);
+        metrics::counter!(measure::INTROSPECTIONS, "provider" => self.provider.clone(), "outcome" => outcome)
+            .increment(1);
         answer
     }
 

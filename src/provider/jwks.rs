@@ -77,6 +77,8 @@ impl KeySet {
 pub struct JwksCache {
     http: ProviderHttp,
     url: Url,
+    /// The provider's name: the metrics' `provider` label.
+    provider: String,
     settings: JwtSettings,
     /// The provider call's own bound; with `jwks_min_refresh` it bounds a wait for a refetch.
     request_timeout: Duration,
@@ -132,12 +134,14 @@ impl JwksCache {
     pub fn new(
         http: ProviderHttp,
         url: Url,
+        provider: &str,
         settings: JwtSettings,
         request_timeout: Duration,
     ) -> Self {
         JwksCache {
             http,
             url,
+            provider: provider.to_owned(),
             settings,
             request_timeout,
             keys: RwLock::new(Arc::new(KeySet::default())),
@@ -310,7 +314,8 @@ impl JwksCache {
             Ok(_) => "ok",
             Err(e) => e.kind(),
         };
-        metrics::counter!(crate::measure::JWKS_FETCHES, "outcome" => outcome).increment(1);
+        metrics::counter!(crate::measure::JWKS_FETCHES, "provider" => self.provider.clone(), "outcome" => outcome)
+            .increment(1);
         let (keys, max_age) = fetched?;
         let new = Arc::new(KeySet { keys, max_age });
         match self.keys.write() {

@@ -161,7 +161,8 @@ impl Provider {
             .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ProviderError::Unreachable(error_chain(&e)))?;
-        let budget = Arc::new(Budget::new(&settings.budget, clock.clone()));
+        let budget =
+            Arc::new(Budget::new(&settings.budget, clock.clone()).of_provider(&settings.name));
         let share = settings
             .budget
             .misses_per_client
@@ -226,7 +227,7 @@ impl Provider {
             match this.make_ready().await {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(issuer = %this.settings.issuer, error = %e, retry_in_ms = delay.as_millis() as u64, "provider not ready");
+                    tracing::warn!(provider = %this.settings.name, issuer = %this.settings.issuer, error = %e, retry_in_ms = delay.as_millis() as u64, "provider not ready");
                 }
             }
             drop(this);
@@ -242,6 +243,7 @@ impl Provider {
         let endpoints = self.resolve().await?;
         if first {
             tracing::info!(
+                provider = %self.settings.name,
                 issuer = %self.settings.issuer,
                 introspection = %endpoints.introspection,
                 "provider endpoints resolved"
@@ -292,6 +294,7 @@ impl Provider {
             Arc::new(JwksCache::new(
                 self.http.clone(),
                 url,
+                &self.settings.name,
                 self.settings.jwt.clone(),
                 self.settings.request_timeout,
             ))

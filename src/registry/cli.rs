@@ -24,6 +24,9 @@ pub enum AppCommand {
     /// application; its client id and secret are printed once (the secret is never stored).
     Create {
         name: String,
+        /// The provider to register the client at (required when several are configured).
+        #[arg(long)]
+        provider: Option<String>,
         #[arg(long, value_parser = ["client_credentials", "authorization_code"])]
         grant: String,
         #[arg(long = "redirect-uri")]
@@ -54,6 +57,9 @@ pub enum AppCommand {
     /// Adopt a client that exists at the provider already (no provider call).
     Import {
         name: String,
+        /// The provider the client is at (required when several are configured).
+        #[arg(long)]
+        provider: Option<String>,
         /// The provider's client id, as its tokens carry it.
         #[arg(long)]
         client_id: String,
@@ -182,6 +188,9 @@ pub enum IdpCommand {
         json: bool,
     },
     Reconcile {
+        /// The provider whose clients to compare (required when several are configured).
+        #[arg(long)]
+        provider: Option<String>,
         /// Report only; change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -198,7 +207,8 @@ pub async fn idp(
 ) -> Result<Printed, RegistryError> {
     match command {
         IdpCommand::Retry { operation, json } => {
-            let provider = provider(settings, clock).await?;
+            let at = r.operation_provider(&operation).await?;
+            let provider = provider(settings, &at, clock).await?;
             match r.retry(registration(&provider)?, &operation).await? {
                 Outcome::Done(Some(c)) => Ok(render(json, &c, || shown_once(&c, "made"))),
                 Outcome::Done(None) => Ok(line(format!("operation {operation} retried: done"))),
@@ -208,9 +218,14 @@ pub async fn idp(
                 }),
             }
         }
-        IdpCommand::Reconcile { dry_run, json } => {
-            let provider = provider(settings, clock).await?;
-            let found = r.reconcile(registration(&provider)?, dry_run).await?;
+        IdpCommand::Reconcile {
+            provider: named,
+            dry_run,
+            json,
+        } => {
+            let at = r.provider_for(named.as_deref(), "--provider")?;
+            let provider = provider(settings, &at, clock).await?;
+            let found = r.reconcile(registration(&provider)?, &at, dry_run).await?;
             Ok(render(json, &found, || reconciliation(&found)))
         }
         IdpCommand::Ops { json } => {
@@ -320,13 +335,20 @@ pub async fn open(
     Registry::open(settings, clock, format!("cli:{actor}")).await
 }
 
-/// The configured provider, resolved, for the commands that call its registration API.
+/// The provider named `name`, resolved, for the commands that call its registration API.
 async fn provider(
     settings: &Settings,
+    name: &str,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<Provider>, RegistryError> {
-    let fail = |e: &dyn std::fmt::Display| RegistryError::provider(format!("the provider: {e}"));
-    let provider = Provider::new(settings.provider.clone(), false, clock).map_err(|e| fail(&e))?;
+    let fail =
+        |e: &dyn std::fmt::Display| RegistryError::provider(format!("the provider {name}: {e}"));
+    let configured = settings.provider(name).ok_or_else(|| {
+        RegistryError::Invalid(format!(
+            "the application's provider {name:?} is not configured: add a [[provider]] named {name:?}"
+        ))
+    })?;
+    let provider = Provider::new(configured.clone(), false, clock).map_err(|e| fail(&e))?;
     provider.resolve().await.map_err(|e| fail(&e))?;
     Ok(provider)
 }
@@ -344,14 +366,17 @@ pub async fn app(
     match command {
         AppCommand::Create {
             name,
+            provider: named,
             grant,
             redirect_uris,
             description,
             json,
         } => {
-            let provider = provider(settings, clock).await?;
+            let at = r.provider_for(named.as_deref(), "--provider")?;
+            let provider = provider(settings, &at, clock).await?;
             let new = NewApp {
                 name,
+                provider: at,
                 client_id: String::new(),
                 grant,
                 redirect_uris,
@@ -378,7 +403,7 @@ pub async fn app(
                 super::idp::check_redirects(&before.grant, uris)?;
             }
             let provider = match (&uris, before.origin.as_str()) {
-                (Some(_), "created") => Some(provider(settings, clock).await?),
+                (Some(_), "created") => Some(provider(settings, &before.provider, clock).await?),
                 _ => None,
             };
             let registration = provider.as_deref().map(registration).transpose()?;
@@ -388,12 +413,14 @@ pub async fn app(
             }))
         }
         AppCommand::RotateSecret { app, json } => {
-            let provider = provider(settings, clock).await?;
+            let at = r.app(&app).await?.0.provider;
+            let provider = provider(settings, &at, clock).await?;
             let c = r.rotate_secret(registration(&provider)?, &app).await?;
             Ok(render(json, &c, || shown_once(&c, "rotated")))
         }
         AppCommand::Import {
             name,
+            provider: named,
             client_id,
             grant,
             redirect_uris,
@@ -402,6 +429,7 @@ pub async fn app(
         } => {
             let new = NewApp {
                 name,
+                provider: r.provider_for(named.as_deref(), "--provider")?,
                 client_id,
                 grant,
                 redirect_uris,
@@ -422,8 +450,8 @@ pub async fn app(
                 for a in &apps {
                     let _ = writeln!(
                         out,
-                        "{}\t{}\t{}\t{:?}",
-                        a.name, a.client_id, a.grant, a.status
+                        "{}\t{}\t{}\t{}\t{:?}",
+                        a.name, a.provider, a.client_id, a.grant, a.status
                     );
                 }
                 out
@@ -434,8 +462,8 @@ pub async fn app(
             let both = serde_json::json!({"app": a, "contracts": contracts});
             Ok(render(json, &both, || {
                 let mut out = format!(
-                    "application {}\n  client id {}\n  grant {}\n  status {:?}\n  origin {}\n",
-                    a.name, a.client_id, a.grant, a.status, a.origin
+                    "application {}\n  provider {}\n  client id {}\n  grant {}\n  status {:?}\n  origin {}\n",
+                    a.name, a.provider, a.client_id, a.grant, a.status, a.origin
                 );
                 for c in &contracts {
                     let tier = c.tier.as_deref().unwrap_or("-");
@@ -464,9 +492,10 @@ pub async fn app(
             app,
             keep_idp_client,
         } => {
-            let created = r.app(&app).await?.0.origin == "created";
+            let held = r.app(&app).await?.0;
+            let created = held.origin == "created";
             let provider = if created && !keep_idp_client {
-                Some(provider(settings, clock).await?)
+                Some(provider(settings, &held.provider, clock).await?)
             } else {
                 None
             };
@@ -691,20 +720,20 @@ pub async fn apply(
             status: u8::from(refused && !args.dry_run),
         });
     }
-    let provider = match plan.needs_provider() {
-        true => Some(provider(settings, clock).await),
-        false => None,
-    };
-    let registration = provider
-        .as_ref()
+    let mut providers = Vec::new();
+    for name in plan.providers_needed() {
+        providers.push(provider(settings, name, clock.clone()).await);
+    }
+    let registration = providers
+        .iter()
         .map(|p| {
             p.as_ref()
                 .map_err(Clone::clone)
-                .and_then(|p| registration(p))
+                .and_then(|p| Ok((p.settings.name.clone(), registration(p)?)))
         })
-        .transpose();
+        .collect::<Result<declare::Registrations<'_>, _>>();
     match registration {
-        Ok(registration) => Ok(applied(out, &plan.apply(r, registration).await)),
+        Ok(registrations) => Ok(applied(out, &plan.apply(r, &registrations).await)),
         Err(e) => {
             // The plan is still shown: what would have been done, and why nothing was.
             let _ = writeln!(out, "nothing was changed: {e}");

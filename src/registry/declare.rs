@@ -48,6 +48,9 @@ pub struct TierEntry {
 #[serde(deny_unknown_fields)]
 pub struct AppEntry {
     pub name: String,
+    /// The provider its client is at; needed only when several are configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     #[serde(default = "client_credentials")]
@@ -113,9 +116,10 @@ pub enum Step {
         api: String,
         revoke_first: bool,
     },
-    /// Prune: `client_name` is the client deleted with it at the provider, if any.
+    /// Prune: `client_name` is the client deleted with it at its provider, if any.
     DeleteApp {
         app: String,
+        provider: String,
         client_name: Option<String>,
     },
     /// A difference not applied, and why.
@@ -129,6 +133,9 @@ pub enum Step {
         why: String,
     },
 }
+
+/// Each provider's registration API, by provider name, for the steps that call one.
+pub type Registrations<'a> = HashMap<String, &'a Registration>;
 
 /// The changes `apply` makes, in the order it makes them.
 #[derive(Debug, Clone, Default)]
@@ -193,6 +200,7 @@ pub async fn export(r: &Registry) -> Result<Declaration, RegistryError> {
     });
     let apps = r.store.apps().await?.into_iter().map(|a| AppEntry {
         disabled: a.status == AppStatus::Disabled,
+        provider: Some(a.provider),
         name: a.name,
         client_id: Some(a.client_id),
         grant: a.grant,
@@ -234,16 +242,15 @@ pub async fn plan(
             problems.join("\n  ")
         )));
     }
-    let registration = &settings.provider.registration;
     let mut steps = Vec::new();
     plan_tiers(&current, file, &mut steps);
-    let enables = plan_apps(&current, file, &registration.client_name_prefix, &mut steps);
+    let enables = plan_apps(r, settings, &current, file, &mut steps);
     plan_contracts(r, &current, file, &mut steps);
     // After the contracts: an application enabled before its contract is revoked would admit
     // requests in between.
     steps.extend(enables);
     if prune {
-        plan_removals(&current, file, registration, &mut steps);
+        plan_removals(settings, &current, file, &mut steps);
     }
     Ok(Plan { steps })
 }
@@ -339,9 +346,10 @@ fn plan_tiers(current: &Current, file: &Declaration, steps: &mut Vec<Step>) {
 
 /// Plans the applications; returns the enabling of existing ones, which go after the contracts.
 fn plan_apps(
+    r: &Registry,
+    settings: &Settings,
     current: &Current,
     file: &Declaration,
-    prefix: &str,
     steps: &mut Vec<Step>,
 ) -> Vec<Step> {
     let mut enables = Vec::new();
@@ -351,8 +359,18 @@ fn plan_apps(
         } else {
             AppStatus::Active
         };
+        // Checked already (`check`): a named provider is configured, none is named only when
+        // there is one.
+        let provider = r
+            .provider_for(a.provider.as_deref(), "provider")
+            .unwrap_or_default();
+        let prefix = settings
+            .provider(&provider)
+            .map(|p| p.registration.client_name_prefix.clone())
+            .unwrap_or_default();
         let new = NewApp {
             name: a.name.clone(),
+            provider,
             client_id: a.client_id.clone().unwrap_or_default(),
             grant: a.grant.clone(),
             redirect_uris: a.redirect_uris.clone(),
@@ -388,6 +406,15 @@ fn differences(
     enables: &mut Vec<Step>,
 ) {
     let subject = format!("application {}", a.name);
+    if a.provider.as_ref().is_some_and(|p| *p != held.provider) {
+        steps.push(Step::Refused {
+            subject: subject.clone(),
+            why: format!(
+                "its client is at provider {:?}: an application cannot move to another provider (delete it and create it there)",
+                held.provider
+            ),
+        });
+    }
     if held.grant != a.grant || held.redirect_uris != a.redirect_uris {
         steps.push(not_applied(
             &subject,
@@ -509,7 +536,7 @@ fn auto_approves(
     tier: Option<&str>,
 ) -> bool {
     match tier {
-        None => r.apis.get(api).copied().unwrap_or(false),
+        None => r.apis.get(api).is_some_and(|(auto, _)| *auto),
         Some(name) => file
             .tiers
             .iter()
@@ -521,9 +548,9 @@ fn auto_approves(
 }
 
 fn plan_removals(
+    settings: &Settings,
     current: &Current,
     file: &Declaration,
-    registration: &crate::config::RegistrationSettings,
     steps: &mut Vec<Step>,
 ) {
     let kept: HashSet<(&str, &str)> = file
@@ -551,11 +578,16 @@ fn plan_removals(
         .collect();
     apps.sort_by(|a, b| a.name.cmp(&b.name));
     for a in apps {
-        let deletes_client = registration.delete_in_idp && a.origin == "created";
+        // An application whose provider is no longer configured keeps its client: nothing can
+        // reach that provider.
+        let registration = settings.provider(&a.provider).map(|p| &p.registration);
+        let client_name = registration
+            .filter(|reg| reg.delete_in_idp && a.origin == "created")
+            .map(|reg| format!("{}{}", reg.client_name_prefix, a.name));
         steps.push(Step::DeleteApp {
             app: a.name.clone(),
-            client_name: deletes_client
-                .then(|| format!("{}{}", registration.client_name_prefix, a.name)),
+            provider: a.provider.clone(),
+            client_name,
         });
     }
     plan_tier_removals(current, file, steps);
@@ -620,13 +652,20 @@ impl Plan {
             .all(|s| matches!(s, Step::NotApplied { .. } | Step::Refused { .. }))
     }
 
-    /// Whether a step calls the provider's registration API.
-    pub fn needs_provider(&self) -> bool {
-        self.steps.iter().any(|s| match s {
-            Step::CreateApp { .. } => true,
-            Step::DeleteApp { client_name, .. } => client_name.is_some(),
-            _ => false,
-        })
+    /// The providers whose registration API some step calls.
+    pub fn providers_needed(&self) -> std::collections::BTreeSet<&str> {
+        self.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::CreateApp { app, .. } => Some(app.provider.as_str()),
+                Step::DeleteApp {
+                    provider,
+                    client_name: Some(_),
+                    ..
+                } => Some(provider.as_str()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Works the plan in order. It stops at the first failure (what is left is `NotDone`); a
@@ -634,7 +673,7 @@ impl Plan {
     pub async fn apply(
         &self,
         r: &Registry,
-        registration: Option<&Registration>,
+        registrations: &Registrations<'_>,
     ) -> Vec<(Step, StepResult)> {
         let mut results = Vec::with_capacity(self.steps.len());
         let mut failed = false;
@@ -645,7 +684,7 @@ impl Plan {
             } else if step.app().is_some_and(|a| pending.contains(a)) {
                 StepResult::NotDone("its application is pending at the provider".to_owned())
             } else {
-                step.perform(r, registration).await
+                step.perform(r, registrations).await
             };
             match &result {
                 StepResult::Failed(_) => failed = true,
@@ -683,8 +722,8 @@ impl Step {
         }
     }
 
-    async fn perform(&self, r: &Registry, registration: Option<&Registration>) -> StepResult {
-        match self.run(r, registration).await {
+    async fn perform(&self, r: &Registry, registrations: &Registrations<'_>) -> StepResult {
+        match self.run(r, registrations).await {
             Ok(result) => result,
             Err(e) => StepResult::Failed(e),
         }
@@ -693,7 +732,7 @@ impl Step {
     async fn run(
         &self,
         r: &Registry,
-        registration: Option<&Registration>,
+        registrations: &Registrations<'_>,
     ) -> Result<StepResult, RegistryError> {
         match self {
             Step::CreateTier(t) => {
@@ -707,7 +746,8 @@ impl Step {
                 r.delete_tier(api, name).await?;
             }
             Step::CreateApp { app, .. } => {
-                return match r.create_app(needed(registration)?, app.clone()).await? {
+                let registration = needed(registrations, &app.provider)?;
+                return match r.create_app(registration, app.clone()).await? {
                     Outcome::Done(c) => Ok(StepResult::Created(c)),
                     Outcome::Pending(why) => Ok(StepResult::Pending(why)),
                 };
@@ -731,8 +771,14 @@ impl Step {
                 }
                 r.change_contract(app, api, ContractAction::Delete).await?;
             }
-            Step::DeleteApp { app, client_name } => {
-                let registration = client_name.as_ref().map(|_| needed(registration));
+            Step::DeleteApp {
+                app,
+                provider,
+                client_name,
+            } => {
+                let registration = client_name
+                    .as_ref()
+                    .map(|_| needed(registrations, provider));
                 r.delete_app_and_client(registration.transpose()?, app, client_name.is_none())
                     .await?;
             }
@@ -764,9 +810,15 @@ impl Step {
     }
 }
 
-fn needed(registration: Option<&Registration>) -> Result<&Registration, RegistryError> {
-    registration
-        .ok_or_else(|| RegistryError::provider("the provider's registration is not available"))
+fn needed<'a>(
+    registrations: &Registrations<'a>,
+    provider: &str,
+) -> Result<&'a Registration, RegistryError> {
+    registrations.get(provider).copied().ok_or_else(|| {
+        RegistryError::provider(format!(
+            "the registration of provider {provider} is not available"
+        ))
+    })
 }
 
 impl std::fmt::Display for Step {
@@ -782,8 +834,8 @@ impl std::fmt::Display for Step {
             Step::DeleteTier { api, name } => write!(f, "delete tier {api}/{name}"),
             Step::CreateApp { app, client_name } => write!(
                 f,
-                "create application {}: create client {client_name} at the provider",
-                app.name
+                "create application {}: create client {client_name} at the provider {}",
+                app.name, app.provider
             ),
             Step::ImportApp(app) => write!(
                 f,
@@ -806,10 +858,14 @@ impl std::fmt::Display for Step {
                 let revoke = if *revoke_first { "revoke and " } else { "" };
                 write!(f, "{revoke}delete contract {app}/{api}")
             }
-            Step::DeleteApp { app, client_name } => match client_name {
+            Step::DeleteApp {
+                app,
+                provider,
+                client_name,
+            } => match client_name {
                 Some(c) => write!(
                     f,
-                    "delete application {app} and its contracts: delete client {c} at the provider"
+                    "delete application {app} and its contracts: delete client {c} at the provider {provider}"
                 ),
                 None => write!(
                     f,

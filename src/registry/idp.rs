@@ -64,6 +64,7 @@ impl Registry {
     ) -> Result<Outcome<Credentials>, RegistryError> {
         check_name("application", &new.name)?;
         check_redirects(&new.grant, &new.redirect_uris)?;
+        self.provider_for(Some(&new.provider), "provider")?;
         if self.store.app(&new.name).await?.is_some() {
             return Err(super::duplicate("application", &new.name, ""));
         }
@@ -76,7 +77,7 @@ impl Registry {
         }
         let request = client_request(&new, registration.is_okta());
         // The request goes into the intent's audit entry, so `idp retry` can make it again.
-        let asked = json!({"grant": new.grant, "redirect_uris": new.redirect_uris, "description": new.description});
+        let asked = json!({"provider": new.provider, "grant": new.grant, "redirect_uris": new.redirect_uris, "description": new.description});
         let op = self
             .record_intent_with("create_client", &new.name, &request.name, asked)
             .await?;
@@ -127,6 +128,7 @@ impl Registry {
         let now = self.now();
         let app = App {
             name: new.name.clone(),
+            provider: new.provider.clone(),
             client_id: client.client_id.clone(),
             grant: new.grant.clone(),
             redirect_uris: new.redirect_uris.clone(),
@@ -389,6 +391,20 @@ impl Registry {
         Ok(id)
     }
 
+    /// The provider an operation calls: its application's, or, for a create whose application
+    /// is not recorded yet, the one its intent asked for.
+    pub async fn operation_provider(&self, id: &str) -> Result<String, RegistryError> {
+        let ops = self.operations().await?;
+        let op = ops
+            .iter()
+            .find(|o| o.id == id)
+            .ok_or_else(|| super::not_found("operation", id))?;
+        match self.store.app(&op.app).await? {
+            Some(app) => Ok(app.provider),
+            None => Ok(self.asked(id, &op.app).await?.provider),
+        }
+    }
+
     /// Runs a pending or failed provider operation again, as a person decided to (`tollgate idp
     /// retry`): a create first looks for the client by name where the provider can be searched,
     /// and is made again only where it was not found or cannot be looked for. The old operation is
@@ -466,6 +482,11 @@ impl Registry {
         };
         Ok(NewApp {
             name: app.to_owned(),
+            // An intent recorded before there were several providers was for the one.
+            provider: request["provider"]
+                .as_str()
+                .unwrap_or(crate::config::DEFAULT_PROVIDER)
+                .to_owned(),
             client_id: String::new(),
             grant: request["grant"]
                 .as_str()
@@ -647,12 +668,15 @@ impl Registry {
     pub async fn reconcile(
         &self,
         registration: &Registration,
+        provider_name: &str,
         dry_run: bool,
     ) -> Result<Reconciliation, RegistryError> {
         let clients = registration.list_prefixed().await.map_err(provider)?;
         let apps = self.store.apps().await?;
         let mut out = Reconciliation::default();
-        for app in apps.iter().filter(|a| a.origin == "created") {
+        // Only this provider's applications: another's clients are not missing here.
+        let created = |a: &&App| a.origin == "created" && a.provider == provider_name;
+        for app in apps.iter().filter(created) {
             match clients.iter().find(|c| c.client_id == app.client_id) {
                 None => out.missing.push(Missing {
                     app: app.name.clone(),
@@ -675,7 +699,10 @@ impl Registry {
                 }
             }
         }
-        let live = |id: &str| apps.iter().any(|a| a.client_id == id);
+        let live = |id: &str| {
+            apps.iter()
+                .any(|a| a.client_id == id && a.provider == provider_name)
+        };
         for client in clients.iter().filter(|c| !live(&c.client_id)) {
             let name = client.client_name.clone().unwrap_or_default();
             let action = if dry_run {

@@ -1,7 +1,8 @@
 //! The contract index: which client ids hold an approved contract for which API, compiled from the
 //! registry and read on every request by `policy::authorize`. It is never cached with a token's
 //! verdict, so a revoke stops tokens already in the verdict cache. One index is in force at a
-//! time; a refresh swaps in a whole new one.
+//! time; a refresh swaps in a whole new one. A grant is keyed by the application's provider and
+//! its client id: the same client id at two providers names two different clients.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -31,18 +32,28 @@ impl PartialEq for Grant {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ApprovedContract {
     pub api: String,
+    /// The application's provider; snapshots written before there were several say nothing.
+    #[serde(default = "default_provider")]
+    pub provider: String,
     pub client_id: String,
     pub app: String,
     pub tier: Option<String>,
     pub limits: Vec<Limit>,
 }
 
-/// Approved contracts of active applications, by API name, then client id.
+fn default_provider() -> String {
+    crate::config::DEFAULT_PROVIDER.to_owned()
+}
+
+/// Grants by provider name, then client id there.
+type ByClient = HashMap<Box<str>, HashMap<Box<str>, Grant>>;
+
+/// Approved contracts of active applications, by API name, then provider, then client id.
 #[derive(Debug, Default)]
 pub struct ContractIndex {
     /// The store's revision this index was built from.
     pub revision: i64,
-    by_api: HashMap<Box<str>, HashMap<Box<str>, Grant>>,
+    by_api: HashMap<Box<str>, ByClient>,
 }
 
 impl ContractIndex {
@@ -53,12 +64,12 @@ impl ContractIndex {
         rows: impl IntoIterator<Item = ApprovedContract>,
         previous: Option<&ContractIndex>,
     ) -> Self {
-        let mut by_api: HashMap<Box<str>, HashMap<Box<str>, Grant>> = HashMap::new();
+        let mut by_api: HashMap<Box<str>, ByClient> = HashMap::new();
         for row in rows {
             let limiter = match (&row.tier, row.limits.is_empty()) {
                 (Some(tier), false) => Some(
                     previous
-                        .and_then(|p| p.grant(&row.api, &row.client_id))
+                        .and_then(|p| p.grant(&row.api, &row.provider, &row.client_id))
                         .and_then(|g| g.limiter.clone())
                         .filter(|l| l.same(tier, &row.limits))
                         .unwrap_or_else(|| Arc::new(Limiter::new(tier, &row.limits))),
@@ -73,19 +84,27 @@ impl ContractIndex {
             by_api
                 .entry(row.api.into_boxed_str())
                 .or_default()
+                .entry(row.provider.into_boxed_str())
+                .or_default()
                 .insert(row.client_id.into_boxed_str(), grant);
         }
         ContractIndex { revision, by_api }
     }
 
-    /// The grant `client_id` holds on `api`, if it holds an approved contract there.
-    pub fn grant(&self, api: &str, client_id: &str) -> Option<&Grant> {
-        self.by_api.get(api)?.get(client_id)
+    /// The grant the client `client_id` of `provider` holds on `api`, if it holds an approved
+    /// contract there. `provider` is the one that validated the token: a client of another
+    /// provider with the same id holds nothing here.
+    pub fn grant(&self, api: &str, provider: &str, client_id: &str) -> Option<&Grant> {
+        self.by_api.get(api)?.get(provider)?.get(client_id)
     }
 
     /// Approved contracts in the index.
     pub fn len(&self) -> usize {
-        self.by_api.values().map(HashMap::len).sum()
+        self.by_api
+            .values()
+            .flat_map(HashMap::values)
+            .map(HashMap::len)
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -182,6 +201,7 @@ mod tests {
     ) -> ApprovedContract {
         ApprovedContract {
             api: api.to_owned(),
+            provider: "default".to_owned(),
             client_id: client.to_owned(),
             app: app.to_owned(),
             tier: tier.map(str::to_owned),
@@ -204,9 +224,14 @@ mod tests {
             ],
             None,
         );
-        assert_eq!(index.grant("orders", "c1"), Some(&grant("shop")));
-        assert_eq!(index.grant("orders", "c2"), None);
-        assert_eq!(index.grant("payments", "c1"), None);
+        assert_eq!(index.grant("orders", "default", "c1"), Some(&grant("shop")));
+        assert_eq!(index.grant("orders", "default", "c2"), None);
+        assert_eq!(index.grant("payments", "default", "c1"), None);
+        assert_eq!(
+            index.grant("orders", "other", "c1"),
+            None,
+            "the same client id at another provider is another client"
+        );
         assert_eq!(index.len(), 2);
         let handle = IndexHandle::new(std::time::Duration::from_secs(60));
         assert!(handle.current().is_none() && handle.unready().is_some());
@@ -222,7 +247,13 @@ mod tests {
             [row("orders", "c1", "shop", Some("gold"), &["1/1h"])],
             None,
         );
-        let limiter = |i: &ContractIndex| i.grant("orders", "c1").unwrap().limiter.clone().unwrap();
+        let limiter = |i: &ContractIndex| {
+            i.grant("orders", "default", "c1")
+                .unwrap()
+                .limiter
+                .clone()
+                .unwrap()
+        };
         assert!(limiter(&first).check().is_ok());
         let same = ContractIndex::new(
             2,

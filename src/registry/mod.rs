@@ -81,6 +81,8 @@ pub enum RegistryError {
 #[derive(Debug, Clone, Default)]
 pub struct NewApp {
     pub name: String,
+    /// The provider the client is (to be) registered at: see [`Registry::provider_for`].
+    pub provider: String,
     pub client_id: String,
     pub grant: String,
     pub redirect_uris: Vec<String>,
@@ -98,8 +100,10 @@ pub struct ContractFilter {
 /// The registry's operations, on one store, for the APIs of one configuration.
 pub struct Registry {
     store: Store,
-    /// API name → whether its contracts auto-approve when it has no tiers.
-    apis: HashMap<String, bool>,
+    /// API name → whether its contracts auto-approve when it has no tiers, and its provider.
+    apis: HashMap<String, (bool, String)>,
+    /// The configured providers' names, in file order.
+    providers: Vec<String>,
     clock: Arc<dyn Clock>,
     /// Who is making the changes (the audit's `actor`).
     actor: String,
@@ -133,11 +137,12 @@ impl Registry {
         let apis = settings
             .apis
             .iter()
-            .map(|a| (a.name.clone(), a.auto_approve))
+            .map(|a| (a.name.clone(), (a.auto_approve, a.provider.clone())))
             .collect();
         Registry {
             store,
             apis,
+            providers: settings.providers.iter().map(|p| p.name.clone()).collect(),
             clock,
             actor: actor.into(),
             encryption_key: settings
@@ -183,15 +188,36 @@ impl Registry {
         }
     }
 
+    /// The provider an application is to belong to: the one named (`--provider`, the admin
+    /// API's `provider`), or the only one configured. `key` is what to name in the message.
+    pub fn provider_for(&self, named: Option<&str>, key: &str) -> Result<String, RegistryError> {
+        let names: Vec<&str> = self.providers.iter().map(String::as_str).collect();
+        crate::config::choose_provider(&names, named, key, "the one the application's client is at")
+            .map_err(|e| RegistryError::Invalid(e.to_string()))
+    }
+
+    /// The provider whose tokens an API accepts, if the configuration has the API.
+    pub fn api_provider(&self, api: &str) -> Option<&str> {
+        self.apis.get(api).map(|(_, p)| p.as_str())
+    }
+
     fn known_api(&self, api: &str) -> Result<bool, RegistryError> {
-        self.apis.get(api).copied().ok_or_else(|| {
-            let mut names: Vec<&str> = self.apis.keys().map(String::as_str).collect();
-            names.sort_unstable();
-            RegistryError::Invalid(format!(
-                "no API is named {api:?} in the configuration (its [[api]] names: {})",
-                names.join(", ")
-            ))
-        })
+        self.api(api).map(|(auto, _)| auto)
+    }
+
+    /// Whether an API's contracts auto-approve (without tiers), and its provider.
+    fn api(&self, api: &str) -> Result<(bool, &str), RegistryError> {
+        self.apis
+            .get(api)
+            .map(|(a, p)| (*a, p.as_str()))
+            .ok_or_else(|| {
+                let mut names: Vec<&str> = self.apis.keys().map(String::as_str).collect();
+                names.sort_unstable();
+                RegistryError::Invalid(format!(
+                    "no API is named {api:?} in the configuration (its [[api]] names: {})",
+                    names.join(", ")
+                ))
+            })
     }
 
     // --- applications ---------------------------------------------------------------------------
@@ -199,6 +225,7 @@ impl Registry {
     /// Adopts a client that exists at the provider already: no provider call.
     pub async fn import_app(&self, new: NewApp) -> Result<App, RegistryError> {
         check_name("application", &new.name)?;
+        self.provider_for(Some(&new.provider), "provider")?;
         idp::check_grant(&new.grant)?;
         if new.client_id.trim().is_empty() || new.client_id.chars().any(char::is_control) {
             return Err(RegistryError::Invalid(
@@ -219,6 +246,7 @@ impl Registry {
         let now = self.now();
         let app = App {
             name: new.name,
+            provider: new.provider,
             client_id: new.client_id,
             grant: new.grant,
             redirect_uris: new.redirect_uris,
@@ -310,12 +338,19 @@ impl Registry {
         api: &str,
         tier: Option<&str>,
     ) -> Result<Contract, RegistryError> {
-        let api_auto = self.known_api(api)?;
+        let (api_auto, api_provider) = self.api(api)?;
         let mut change = self.store.begin().await?;
-        change
+        let found = change
             .app(app)
             .await?
             .ok_or_else(|| not_found("application", app))?;
+        // Its tokens come from its provider; the API accepts only its own provider's tokens.
+        if found.provider != api_provider {
+            return Err(RegistryError::Invalid(format!(
+                "application {app:?} is a client of provider {:?}, but API {api:?} accepts tokens of provider {api_provider:?}:                  a contract would admit nothing (register an application at {api_provider:?} for it)",
+                found.provider
+            )));
+        }
         if let Some(existing) = change.contract(app, api).await? {
             return Err(duplicate(
                 "contract",

@@ -12,6 +12,9 @@ use super::RegistryError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct App {
     pub name: String,
+    /// The provider the client is registered at (a `[[provider]]` name): its tokens alone can
+    /// use the application's contracts, and only with APIs of that provider.
+    pub provider: String,
     pub client_id: String,
     /// `client_credentials` or `authorization_code`.
     pub grant: String,

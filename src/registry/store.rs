@@ -88,6 +88,17 @@ const MIGRATIONS: &[&[&str]] = &[
         body TEXT NOT NULL,
         created_at BIGINT NOT NULL)",
     ],
+    &[
+        // Each application's provider (several [[provider]]s). A table of its own rather than a
+        // column: both statements are idempotent, as `ALTER TABLE ... ADD COLUMN` is not in
+        // SQLite. Applications from before were registered at the one provider, `default`.
+        "CREATE TABLE IF NOT EXISTS app_providers (
+        app TEXT PRIMARY KEY REFERENCES apps (name),
+        provider TEXT NOT NULL)",
+        // `WHERE true`: without it SQLite reads `ON CONFLICT` as part of the SELECT's join.
+        "INSERT INTO app_providers (app, provider) SELECT name, 'default' FROM apps WHERE true \
+         ON CONFLICT (app) DO NOTHING",
+    ],
 ];
 
 /// What an Idempotency-Key already holds.
@@ -442,8 +453,10 @@ impl Store {
             .and_then(|row| row.try_get("revision"))
             .map_err(query)?;
         let rows = sqlx::query(
-            "SELECT c.api, a.client_id, a.name, c.tier, t.limits FROM contracts c \
+            "SELECT c.api, a.client_id, a.name, COALESCE(p.provider, 'default') AS provider, \
+             c.tier, t.limits FROM contracts c \
              JOIN apps a ON a.name = c.app \
+             LEFT JOIN app_providers p ON p.app = a.name \
              LEFT JOIN tiers t ON t.api = c.api AND t.name = c.tier \
              WHERE c.status = 'approved' AND a.status = 'active'",
         )
@@ -456,8 +469,10 @@ impl Store {
     }
 }
 
+/// An application row has no provider only if an older tollgate wrote it: then `default`.
 const APP_COLUMNS: &str = "SELECT name, client_id, grant_type, redirect_uris, description, status, \
-                           origin, created_at, updated_at FROM apps";
+                           origin, created_at, updated_at, COALESCE(p.provider, 'default') AS provider \
+                           FROM apps LEFT JOIN app_providers p ON p.app = apps.name";
 const CONTRACT_COLUMNS: &str =
     "SELECT app, api, tier, status, created_at, updated_at FROM contracts";
 const TIER_COLUMNS: &str = "SELECT api, name, limits, auto_approve, status, created_at FROM tiers";
@@ -501,6 +516,12 @@ impl Change {
         .execute(&mut *self.tx)
         .await
         .map_err(query)?;
+        sqlx::query("INSERT INTO app_providers (app, provider) VALUES ($1, $2)")
+            .bind(&a.name)
+            .bind(&a.provider)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(query)?;
         Ok(())
     }
 
@@ -560,6 +581,7 @@ impl Change {
         for statement in [
             "DELETE FROM contracts WHERE app = $1",
             "DELETE FROM app_registrations WHERE app = $1",
+            "DELETE FROM app_providers WHERE app = $1",
             "DELETE FROM apps WHERE name = $1",
         ] {
             sqlx::query(statement)
@@ -770,6 +792,7 @@ fn app(r: &AnyRow) -> Result<App, RegistryError> {
     let uris: String = r.try_get("redirect_uris").map_err(query)?;
     Ok(App {
         name: r.try_get("name").map_err(query)?,
+        provider: r.try_get("provider").map_err(query)?,
         client_id: r.try_get("client_id").map_err(query)?,
         grant: r.try_get("grant_type").map_err(query)?,
         redirect_uris: serde_json::from_str(&uris).map_err(|_| corrupt("redirect_uris", &uris))?,
@@ -821,6 +844,7 @@ fn approved_row(r: &AnyRow) -> Result<ApprovedContract, RegistryError> {
     Ok(ApprovedContract {
         api: r.try_get("api").map_err(query)?,
         client_id: r.try_get("client_id").map_err(query)?,
+        provider: r.try_get("provider").map_err(query)?,
         app: r.try_get("name").map_err(query)?,
         tier: r.try_get("tier").map_err(query)?,
         limits: match limits {

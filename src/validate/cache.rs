@@ -84,6 +84,8 @@ impl Expiry<TokenDigest, (Stale, Duration)> for StaleExpiry {
 pub struct CachedValidator<V> {
     /// The `cache` label of its metrics.
     name: &'static str,
+    /// The `provider` label of its metrics: each provider has its own caches.
+    provider: String,
     inner: Arc<V>,
     verdicts: Cache<TokenDigest, Verdict>,
     /// The last verdict on tokens recently valid, for `stale_if_error` only.
@@ -119,6 +121,7 @@ impl<V: Validator> CachedValidator<V> {
         });
         CachedValidator {
             name,
+            provider: String::new(),
             inner: Arc::new(inner),
             verdicts,
             stale,
@@ -137,6 +140,12 @@ impl<V: Validator> CachedValidator<V> {
         self
     }
 
+    /// Labels its metrics with the name of the provider whose verdicts it holds.
+    pub fn of_provider(mut self, name: &str) -> Self {
+        self.provider = name.to_owned();
+        self
+    }
+
     /// Entries held now (approximate, as moka counts them).
     pub fn entry_count(&self) -> u64 {
         self.verdicts.entry_count()
@@ -152,7 +161,7 @@ impl<V: Validator> CachedValidator<V> {
             Some(verdict) => {
                 self.hits
                     .get_or_init(|| {
-                        metrics::counter!(measure::CACHE_LOOKUPS, "cache" => self.name, "result" => "hit")
+                        metrics::counter!(measure::CACHE_LOOKUPS, "cache" => self.name, "provider" => self.provider.clone(), "result" => "hit")
                     })
                     .increment(1);
                 Ok(verdict)
@@ -205,9 +214,9 @@ impl<V: Validator> CachedValidator<V> {
         } else {
             "coalesced"
         };
-        metrics::counter!(measure::CACHE_LOOKUPS, "cache" => self.name, "result" => result)
+        metrics::counter!(measure::CACHE_LOOKUPS, "cache" => self.name, "provider" => self.provider.clone(), "result" => result)
             .increment(1);
-        metrics::gauge!(measure::CACHE_ENTRIES, "cache" => self.name)
+        metrics::gauge!(measure::CACHE_ENTRIES, "cache" => self.name, "provider" => self.provider.clone())
             .set(self.verdicts.entry_count() as f64);
         verdict
     }

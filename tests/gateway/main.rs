@@ -28,6 +28,8 @@ mod keys;
 mod lifecycle;
 mod lifecycle_leaks;
 mod metrics;
+mod providers;
+mod providers_registry;
 mod registry;
 mod registry_apply;
 mod registry_idp;

@@ -18,7 +18,7 @@ pub(super) fn check(
 ) -> Vec<String> {
     let mut problems = Vec::new();
     tiers(r, file, &mut problems);
-    apps(current, file, &mut problems);
+    apps(r, current, file, &mut problems);
     contracts(r, current, file, prune, &mut problems);
     problems
 }
@@ -68,11 +68,17 @@ fn tiers(r: &Registry, file: &Declaration, problems: &mut Vec<String>) {
     }
 }
 
-fn apps(current: &Current, file: &Declaration, problems: &mut Vec<String>) {
+fn apps(r: &Registry, current: &Current, file: &Declaration, problems: &mut Vec<String>) {
     let mut names = HashMap::new();
     let mut client_ids = HashMap::new();
     for (i, a) in file.apps.iter().enumerate() {
         let at = format!("app[{i}]");
+        // A held application keeps its provider (`differences` refuses a move).
+        if current.app(&a.name).is_none()
+            && let Err(e) = r.provider_for(a.provider.as_deref(), &format!("{at}.provider"))
+        {
+            problems.push(e.to_string());
+        }
         if let Err(e) = check_name("application", &a.name) {
             problems.push(format!("{at}.name: {e}"));
         }
@@ -185,11 +191,37 @@ fn contracts(
         }
         if let Err(e) = r.known_api(&c.api) {
             problems.push(format!("{at}.api: {e}"));
+        } else if let Some(why) = other_provider(r, current, file, c) {
+            problems.push(format!("{at}: {why}"));
         } else {
             let new = current.contract(&c.app, &c.api).is_none();
             contract_tier(current, file, c, new, &at, problems);
         }
     }
+}
+
+/// Why a contract pairs an application and an API of different providers, if it does.
+fn other_provider(
+    r: &Registry,
+    current: &Current,
+    file: &Declaration,
+    c: &super::ContractEntry,
+) -> Option<String> {
+    let api_provider = r.api_provider(&c.api)?;
+    let app_provider = match file.apps.iter().find(|a| a.name == c.app) {
+        Some(a) => match (current.app(&a.name), &a.provider) {
+            (Some(held), _) => held.provider.clone(),
+            (None, Some(named)) => named.clone(),
+            (None, None) => r.provider_for(None, "provider").ok()?,
+        },
+        None => current.app(&c.app)?.provider.clone(),
+    };
+    (app_provider != api_provider).then(|| {
+        format!(
+            "application {:?} is a client of provider {app_provider:?}, but API {:?} accepts tokens of provider {api_provider:?}: a contract would admit nothing",
+            c.app, c.api
+        )
+    })
 }
 
 /// A contract's tier: one the file or the store has for its API; for a `new` contract, not a
