@@ -613,3 +613,33 @@ async fn bad_tls_configurations_exit_2_naming_the_key() {
     );
     assert_tls_config_error(&twice, "listen.tls.certificate[1].server_names[0]").await;
 }
+
+#[tokio::test]
+async fn check_prints_the_tls_files_names_expiry_and_client_auth() {
+    let ca = TestCa::new("check CA");
+    let default = ca.server(&["localhost"]);
+    let api = ca.server(&["api.example.test"]);
+    let idp = TestIdp::start().await;
+    let tls = format!(
+        "{}[[listen.tls.certificate]]\ncert = {}\nkey = {}\nserver_names = [\"api.example.test\"]\n",
+        mtls_table(&ca, &default, "optional"),
+        path_str(&api.cert_path),
+        path_str(&api.key_path)
+    );
+    let config = base_config(
+        &idp.issuer,
+        &format!("{}\n{tls}", orders_api(&Upstream::start().await, "")),
+    );
+    let out = cli(&["check"], Some(&config), &[]).await;
+    assert_eq!(out.status, 0, "{out:?}");
+    for needle in [
+        "tls: on 127.0.0.1:0 (no cleartext)",
+        &default.cert_path.display().to_string(),
+        "listen.tls.certificate[0]",
+        "for api.example.test; expires ",
+        "client certificates: Optional",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle}: {}", out.stdout);
+    }
+    assert!(!out.stdout.contains("PRIVATE KEY"));
+}
