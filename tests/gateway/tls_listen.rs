@@ -643,3 +643,63 @@ async fn check_prints_the_tls_files_names_expiry_and_client_auth() {
     }
     assert!(!out.stdout.contains("PRIVATE KEY"));
 }
+
+/// A client config trusting `ca` with only `version`, presenting `identity`; its session store
+/// is kept by the config, so a second connection with it can resume.
+fn client_with_version(
+    ca: &TestCa,
+    version: &'static rustls::SupportedProtocolVersion,
+    identity: &Issued,
+) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.ca_der()).unwrap();
+    let (chain, key) = identity.identity();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    std::sync::Arc::new(config)
+}
+
+#[tokio::test]
+async fn sessions_resume_on_tls_1_3_and_1_2_and_keep_their_client_certificate() {
+    let ca = TestCa::new("resumption CA");
+    let server = ca.server_rsa(&["localhost"]);
+    let alice = ca.client("alice", &["uri:spiffe://test/alice"]);
+    let s = setup(
+        "client_cert_headers = true",
+        &mtls_table(&ca, &server, "optional"),
+    )
+    .await;
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let connector = TlsConnector::from(client_with_version(&ca, version, &alice));
+        let mut kinds = Vec::new();
+        for n in 0..2 {
+            let tcp = TcpStream::connect(s.gateway.proxy).await.unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let stream = connector.connect(name, tcp).await.unwrap();
+            kinds.push(stream.get_ref().1.handshake_kind());
+            // A request, so the client reads the TLS 1.3 tickets the server sent.
+            let (status, body) = Conn::open(stream)
+                .await
+                .get(&format!("/orders/{n}"), &s.token, FORGED)
+                .await
+                .unwrap();
+            assert_eq!(status, 200, "{body}");
+            let seen = s.upstream.last();
+            assert_no_forgery(&seen);
+            assert_eq!(seen.headers_named("x-client-cert-subject"), ["CN=alice"]);
+        }
+        assert_eq!(
+            kinds,
+            [
+                Some(rustls::HandshakeKind::Full),
+                Some(rustls::HandshakeKind::Resumed)
+            ],
+            "{version:?}"
+        );
+    }
+}
