@@ -378,6 +378,54 @@ impl TlsSettings {
 mod tests {
     use super::*;
 
+    /// The error `[listen]` extras plus `tls` (tables after the API) give.
+    fn error(api_extra: &str, tls: &str) -> ConfigError {
+        let text = format!(
+            "[provider]\nissuer = \"https://idp.test\"\nintrospection_client_id = \"gw\"\nintrospection_client_secret = \"s\"\n[[api]]\nname = \"a\"\nupstream = \"http://127.0.0.1:9\"\nskip_client_id_validation = true\n{api_extra}\n{tls}"
+        );
+        match crate::config::parse(&text, &HashMap::<String, String>::new()) {
+            Ok(_) => panic!("expected an error for:\n{text}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn settings_errors_name_their_key() {
+        let cases = [
+            ("", "[listen.tls]\n", "listen.tls"),
+            ("", "[listen.tls]\ncert = \"c.pem\"\n", "listen.tls.key"),
+            ("", "[listen.tls]\nkey = \"k.pem\"\n", "listen.tls.cert"),
+            (
+                "",
+                "[listen.tls]\ncert = \"c\"\nkey = \"k\"\nclient_auth = \"required\"\n",
+                "listen.tls.client_auth",
+            ),
+            (
+                "",
+                "[listen.tls]\naddress = \"nowhere\"\ncert = \"c\"\nkey = \"k\"\n",
+                "listen.tls.address",
+            ),
+            (
+                "",
+                "[[listen.tls.certificate]]\ncert = \"c\"\nkey = \"k\"\nserver_names = []\n",
+                "listen.tls.certificate[0].server_names",
+            ),
+            (
+                "[[api.rule]]\nclient_certificate = \"required\"\n",
+                "",
+                "api[0].rule[0].client_certificate",
+            ),
+            (
+                "client_cert_headers = true\n",
+                "",
+                "api[0].client_cert_headers",
+            ),
+        ];
+        for (api, tls, key) in cases {
+            assert_eq!(error(api, tls).path, key, "{api}{tls}");
+        }
+    }
+
     #[test]
     fn server_names_are_dns_names_or_one_label_wildcards_listed_once() {
         let mut seen = HashSet::new();

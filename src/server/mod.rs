@@ -15,14 +15,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tower::{ServiceBuilder, ServiceExt};
-
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use self::accept::{Admission, Drain, accept_loop, spawn_connection};
 use self::connection::ConnectionState;
