@@ -703,3 +703,57 @@ async fn sessions_resume_on_tls_1_3_and_1_2_and_keep_their_client_certificate() 
         );
     }
 }
+
+#[tokio::test]
+async fn at_the_connection_cap_a_client_hello_sheds_a_silent_socket() {
+    let ca = TestCa::new("cap CA");
+    let server = ca.server(&["localhost"]);
+    let idp = TestIdp::start().await;
+    let upstream = Upstream::start().await;
+    let api = format!("{}\n{}", orders_api(&upstream, ""), tls_table(&server, ""));
+    // One worker, so connections are taken in the order they were made; a head timeout far
+    // longer than the test may wait.
+    let config = base_config(&idp.issuer, &api).replacen(
+        "admin_address = \"127.0.0.1:0\"\n",
+        "admin_address = \"127.0.0.1:0\"\nmax_connections = 1\nworkers = 1\nheader_read_timeout = \"30s\"\n",
+        1,
+    );
+    let gateway = Gateway::start(&config).await;
+    gateway.wait_ready().await;
+    let token = idp.token("orders-app", "orders-secret", "mulescope").await;
+
+    let mut silent = TcpStream::connect(gateway.proxy).await.unwrap();
+    let started = Instant::now();
+    let stream = connect(gateway.proxy, &ca, &[b"h2"], "localhost", None)
+        .await
+        .expect("the speaking client is served");
+    let (status, _) = Conn::open(stream)
+        .await
+        .get("/orders/1", &token, &[])
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "served long before header_read_timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        read_until_close(&mut silent, WAIT).await.is_some(),
+        "the silent socket was closed"
+    );
+    let metrics = gateway.metrics().await;
+    let shed = sample(
+        &metrics,
+        "tollgate_connections_closed_total",
+        &[("reason", "shed_at_capacity")],
+    )
+    .unwrap_or(0.0)
+        + sample(
+            &metrics,
+            "tollgate_connections_closed_total",
+            &[("reason", "silent_at_capacity")],
+        )
+        .unwrap_or(0.0);
+    assert_eq!(shed, 1.0, "{metrics}");
+}
