@@ -57,10 +57,18 @@ struct Setup {
 
 /// A provider, an upstream, the orders API (plus `api_extra`), then `tls` (tables at the end).
 async fn setup(api_extra: &str, tls: &str) -> Setup {
+    setup_listen("", api_extra, tls).await
+}
+
+/// `setup`, with `listen_extra` keys in `[listen]`.
+async fn setup_listen(listen_extra: &str, api_extra: &str, tls: &str) -> Setup {
     let idp = TestIdp::start().await;
     let upstream = Upstream::start().await;
     let api = format!("{}\n{tls}", orders_api(&upstream, api_extra));
-    let gateway = Gateway::start(&base_config(&idp.issuer, &api)).await;
+    let anchor = "admin_address = \"127.0.0.1:0\"\n";
+    let config =
+        base_config(&idp.issuer, &api).replacen(anchor, &format!("{anchor}{listen_extra}\n"), 1);
+    let gateway = Gateway::start(&config).await;
     gateway.wait_ready().await;
     let token = idp.token("orders-app", "orders-secret", "mulescope").await;
     Setup {
@@ -292,16 +300,8 @@ fn tls11_client_hello() -> Vec<u8> {
 async fn a_tls_1_1_only_client_is_refused_and_a_stalled_handshake_is_closed() {
     let ca = TestCa::new("versions CA");
     let server = ca.server(&["localhost"]);
-    let idp = TestIdp::start().await;
-    let upstream = Upstream::start().await;
-    let api = format!("{}\n{}", orders_api(&upstream, ""), tls_table(&server, ""));
-    let config = base_config(&idp.issuer, &api).replacen(
-        "admin_address = \"127.0.0.1:0\"\n",
-        "admin_address = \"127.0.0.1:0\"\nheader_read_timeout = \"1s\"\n",
-        1,
-    );
-    let gateway = Gateway::start(&config).await;
-    gateway.wait_ready().await;
+    let s = setup_listen("header_read_timeout = \"1s\"", "", &tls_table(&server, "")).await;
+    let (gateway, upstream) = (&s.gateway, &s.upstream);
 
     let mut old = TcpStream::connect(gateway.proxy).await.unwrap();
     old.write_all(&tls11_client_hello()).await.unwrap();
@@ -708,19 +708,11 @@ async fn sessions_resume_on_tls_1_3_and_1_2_and_keep_their_client_certificate() 
 async fn at_the_connection_cap_a_client_hello_sheds_a_silent_socket() {
     let ca = TestCa::new("cap CA");
     let server = ca.server(&["localhost"]);
-    let idp = TestIdp::start().await;
-    let upstream = Upstream::start().await;
-    let api = format!("{}\n{}", orders_api(&upstream, ""), tls_table(&server, ""));
     // One worker, so connections are taken in the order they were made; a head timeout far
     // longer than the test may wait.
-    let config = base_config(&idp.issuer, &api).replacen(
-        "admin_address = \"127.0.0.1:0\"\n",
-        "admin_address = \"127.0.0.1:0\"\nmax_connections = 1\nworkers = 1\nheader_read_timeout = \"30s\"\n",
-        1,
-    );
-    let gateway = Gateway::start(&config).await;
-    gateway.wait_ready().await;
-    let token = idp.token("orders-app", "orders-secret", "mulescope").await;
+    let listen = "max_connections = 1\nworkers = 1\nheader_read_timeout = \"30s\"";
+    let s = setup_listen(listen, "", &tls_table(&server, "")).await;
+    let (gateway, token) = (&s.gateway, &s.token);
 
     let mut silent = TcpStream::connect(gateway.proxy).await.unwrap();
     let started = Instant::now();
@@ -729,7 +721,7 @@ async fn at_the_connection_cap_a_client_hello_sheds_a_silent_socket() {
         .expect("the speaking client is served");
     let (status, _) = Conn::open(stream)
         .await
-        .get("/orders/1", &token, &[])
+        .get("/orders/1", token, &[])
         .await
         .unwrap();
     assert_eq!(status, 200);
