@@ -101,7 +101,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Settings, ConfigError> {
         }
         apis.push(api);
     }
-    client_certificates_possible(&listen, &apis)?;
+    client_certificate_checks(&listen, &apis)?;
     Ok(Settings {
         listen,
         log,
@@ -134,12 +134,25 @@ pub(super) fn positive(
     Ok(d)
 }
 
-/// A rule or header switch about client certificates needs a listener that asks for them: without
-/// `[listen.tls] client_ca` no request could ever carry one.
-fn client_certificates_possible(
+/// No API's exposed token attributes may pose as client-certificate headers; and a rule or header
+/// switch about client certificates needs a listener that asks for them: without `[listen.tls]
+/// client_ca` no request could ever carry one.
+fn client_certificate_checks(
     listen: &ListenSettings,
     apis: &[ApiSettings],
 ) -> Result<(), ConfigError> {
+    for (i, api) in apis.iter().enumerate() {
+        // A token's attributes must not be able to pose as the certificate's identity.
+        if api
+            .strip_headers_prefix
+            .starts_with(crate::client_cert::HEADER_PREFIX)
+        {
+            return Err(ConfigError::at(
+                format!("api[{i}].expose_headers_prefix"),
+                "X-Client-Cert- is the client certificate's: choose another prefix",
+            ));
+        }
+    }
     if listen.tls.as_ref().is_some_and(|t| t.client_ca.is_some()) {
         return Ok(());
     }
