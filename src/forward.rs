@@ -124,6 +124,9 @@ impl Forwarder {
         let mut headers = std::mem::take(&mut parts.headers);
         remove_hop_by_hop(&mut headers);
         strip_prefixed(&mut headers, &plan.strip_header_prefix);
+        // Always, whatever the API: only the listener's verified certificate may speak here (the
+        // policy adds those to `identity`).
+        strip_prefixed(&mut headers, crate::client_cert::HEADER_PREFIX);
         headers.remove(HOST);
         if !plan.forward_authorization {
             headers.remove(AUTHORIZATION);

@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod client_cert;
 pub mod clock;
 pub mod commands;
 pub mod config;

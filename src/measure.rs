@@ -21,6 +21,12 @@
 //! - `tollgate_registry_index_age_seconds`: since the registry store last confirmed the contract
 //!   index; `tollgate_registry_contracts`: approved contracts in it; `tollgate_registry_revision`:
 //!   the store revision it was built from (gateways sharing a store converge on one value)
+//! - `tollgate_tls_handshake_failures_total{reason}`: TLS handshakes on the gateway listener that
+//!   failed (`incompatible`: e.g. TLS 1.1 only; `no_client_certificate`, `bad_client_certificate`,
+//!   `unknown_server_name`, `eof`, ...); `tollgate_tls_reload_failures_total`: changed certificate,
+//!   key or CA files that were not usable (the running ones stayed);
+//!   `tollgate_tls_certificate_expiry_seconds{name}`: until each listener certificate's notAfter
+//!   (`name`: its key path, `listen.tls` or `listen.tls.certificate[i]`)
 //! - `tollgate_log_lines_dropped_total`: log lines dropped because standard output was not keeping
 //!   up (read from the log writer when `/metrics` is scraped)
 
@@ -52,6 +58,9 @@ pub const LOG_LINES_DROPPED: &str = "tollgate_log_lines_dropped_total";
 pub const REGISTRY_INDEX_AGE: &str = "tollgate_registry_index_age_seconds";
 pub const REGISTRY_CONTRACTS: &str = "tollgate_registry_contracts";
 pub const REGISTRY_REVISION: &str = "tollgate_registry_revision";
+pub const TLS_HANDSHAKE_FAILURES: &str = "tollgate_tls_handshake_failures_total";
+pub const TLS_RELOAD_FAILURES: &str = "tollgate_tls_reload_failures_total";
+pub const TLS_CERT_EXPIRY: &str = "tollgate_tls_certificate_expiry_seconds";
 
 /// Latency buckets, in seconds: from tens of microseconds (a cached decision) to seconds.
 const BUCKETS: [f64; 14] = [

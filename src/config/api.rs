@@ -75,6 +75,8 @@ pub struct ApiSettings {
     pub auto_approve: bool,
     /// `[api.cors]`; `None`: no CORS answers, and upstream answers pass as they are.
     pub cors: Option<CorsSettings>,
+    /// The verified client certificate's subject and SANs go upstream as `X-Client-Cert-*`.
+    pub client_cert_headers: bool,
 }
 
 /// 10 MiB, the request payload limit of AWS API Gateway and Apigee: bodies stream through (a
@@ -196,6 +198,7 @@ pub(super) fn api(
         case_insensitive_paths: raw.case_insensitive_paths,
         rules,
         cors,
+        client_cert_headers: raw.client_cert_headers,
     })
 }
 

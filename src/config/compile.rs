@@ -13,7 +13,7 @@ use super::admin::{AdminSettings, admin};
 use super::api::{ApiSettings, api};
 use super::listen::{ListenSettings, listen};
 use super::provider::{ProviderSettings, api_provider, providers};
-use super::raw::{LogFormat, RawCache, RawConfig};
+use super::raw::{ClientCertificateRule, LogFormat, RawCache, RawConfig};
 use super::registry::{RegistrySettings, registry};
 
 #[derive(Debug, Clone)]
@@ -126,6 +126,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Settings, ConfigError> {
         }
         apis.push(api);
     }
+    client_certificate_checks(&listen, &apis)?;
     Ok(Settings {
         listen,
         log,
@@ -157,6 +158,50 @@ pub(super) fn positive(
         return Err(ConfigError::at(path, "must be greater than zero"));
     }
     Ok(d)
+}
+
+/// No API's exposed token attributes may pose as client-certificate headers; and a rule or header
+/// switch about client certificates needs a listener that asks for them: without `[listen.tls]
+/// client_ca` no request could ever carry one.
+fn client_certificate_checks(
+    listen: &ListenSettings,
+    apis: &[ApiSettings],
+) -> Result<(), ConfigError> {
+    for (i, api) in apis.iter().enumerate() {
+        // A token's attributes must not be able to pose as the certificate's identity.
+        if api
+            .strip_headers_prefix
+            .starts_with(crate::client_cert::HEADER_PREFIX)
+        {
+            return Err(ConfigError::at(
+                format!("api[{i}].expose_headers_prefix"),
+                "X-Client-Cert- is the client certificate's: choose another prefix",
+            ));
+        }
+    }
+    if listen.tls.as_ref().is_some_and(|t| t.client_ca.is_some()) {
+        return Ok(());
+    }
+    let why = "no [listen.tls] client_ca: no request can carry a verified client certificate";
+    for (i, api) in apis.iter().enumerate() {
+        if api.client_cert_headers {
+            return Err(ConfigError::at(
+                format!("api[{i}].client_cert_headers"),
+                why,
+            ));
+        }
+        if let Some(j) = api
+            .rules
+            .iter()
+            .position(|r| r.client_certificate == ClientCertificateRule::Required)
+        {
+            return Err(ConfigError::at(
+                format!("api[{i}].rule[{j}].client_certificate"),
+                why,
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn cache(raw: RawCache) -> Result<CacheSettings, ConfigError> {

@@ -5,8 +5,46 @@ use std::fmt::Write;
 
 use super::{
     ClientCheck, CorsList, CorsOrigins, CorsSettings, PolicySettings, ProviderSettings, Settings,
-    ValidationMode,
+    TlsSettings, ValidationMode,
 };
+
+/// `[listen.tls]`: where, which files and names, each certificate's expiry, client auth.
+fn describe_tls(out: &mut String, tls: &TlsSettings, plain: std::net::SocketAddr) {
+    let _ = match tls.address {
+        Some(addr) => writeln!(out, "  tls: on {addr} (and cleartext on {plain})"),
+        None => writeln!(out, "  tls: on {plain} (no cleartext)"),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for cert in &tls.loaded.0.summary {
+        let names = if cert.server_names.is_empty() {
+            "default".to_owned()
+        } else {
+            cert.server_names.join(", ")
+        };
+        let left = (cert.not_after - now) / 86_400;
+        let expiry = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(cert.not_after.max(0) as u64),
+        );
+        let _ = writeln!(
+            out,
+            "    {}: {} ({}) for {names}; expires {expiry} ({left} days)",
+            cert.at,
+            cert.cert.display(),
+            cert.subject,
+        );
+    }
+    let _ = match &tls.client_ca {
+        Some(ca) => writeln!(
+            out,
+            "    client certificates: {:?}, CAs from {}",
+            ca.auth,
+            ca.path.display()
+        ),
+        None => writeln!(out, "    client certificates: not asked for"),
+    };
+}
 
 pub fn describe(s: &Settings) -> String {
     let mut out = String::new();
@@ -15,6 +53,9 @@ pub fn describe(s: &Settings) -> String {
         "listen: {} (admin {})",
         s.listen.address, s.listen.admin_address
     );
+    if let Some(tls) = &s.listen.tls {
+        describe_tls(&mut out, tls, s.listen.address);
+    }
     if !s.listen.trusted_proxies.is_empty() {
         let _ = writeln!(
             out,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::ConfigError;
 use super::compile::positive;
 use super::raw::RawListen;
+use super::tls::{TlsSettings, tls};
 use crate::trust::TrustedProxies;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +31,8 @@ pub struct ListenSettings {
     /// Peers whose `X-Forwarded-*` and `Forwarded` are extended rather than replaced, and whose
     /// `X-Forwarded-For` names the client. Empty (the default): nobody's.
     pub trusted_proxies: TrustedProxies,
+    /// `[listen.tls]`; `None`: cleartext only.
+    pub tls: Option<TlsSettings>,
 }
 
 /// How long a connection may stay in each of its states, and what it may carry at once. Every
@@ -102,8 +105,10 @@ pub(super) fn listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
         ));
     }
     let connection = connection_limits(&raw, max_header_bytes)?;
+    let address = addr(raw.address, "address", "127.0.0.1:8080")?;
+    let tls = raw.tls.map(|t| tls(t, address)).transpose()?;
     Ok(ListenSettings {
-        address: addr(raw.address, "address", "127.0.0.1:8080")?,
+        address,
         admin_address: addr(raw.admin_address, "admin_address", "127.0.0.1:9901")?,
         max_connections,
         max_connections_per_ip: raw.max_connections_per_ip.unwrap_or(0),
@@ -118,6 +123,7 @@ pub(super) fn listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
         shutdown_grace: raw.shutdown_grace.map_or(Duration::from_secs(25), |d| d.0),
         connection,
         trusted_proxies: trusted_proxies(&raw.trusted_proxies)?,
+        tls,
     })
 }
 

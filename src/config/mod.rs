@@ -16,6 +16,7 @@ mod rate;
 pub mod raw;
 mod registry;
 mod rules;
+mod tls;
 
 use std::path::Path;
 
@@ -32,9 +33,13 @@ pub use provider::{
     choose_provider,
 };
 pub use rate::Rate;
-pub use raw::{ClientAuth, LogFormat, ScopeMatch, TokenSource, ValidationMode};
+pub use raw::{
+    ClientAuth, ClientCertAuth, ClientCertificateRule, LogFormat, ScopeMatch, TokenSource,
+    ValidationMode,
+};
 pub use registry::{RegistrySettings, StoreUrl};
 pub use rules::RuleSettings;
+pub use tls::{CertStore, CertSummary, ClientCa, TlsMaterial, TlsSettings, load_material};
 
 /// A configuration problem, with the key path it concerns (e.g. `api[0].clients`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

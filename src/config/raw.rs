@@ -57,6 +57,47 @@ pub struct RawListen {
     pub admin_max_connections: Option<usize>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    pub tls: Option<RawTls>,
+}
+
+/// `[listen.tls]`: TLS on the gateway listener (checked in `config::tls`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub address: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    #[serde(default)]
+    pub certificate: Vec<RawSniCertificate>,
+    pub client_ca: Option<String>,
+    pub client_auth: Option<ClientCertAuth>,
+}
+
+/// `[[listen.tls.certificate]]`: a certificate for the SNI names it lists.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSniCertificate {
+    pub cert: String,
+    pub key: String,
+    pub server_names: Vec<String>,
+}
+
+/// Whether a TLS client must present a certificate signed by `client_ca`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCertAuth {
+    Optional,
+    Required,
+}
+
+/// `[[api.rule]] client_certificate`: `"required"` refuses a request that came without a
+/// verified client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCertificateRule {
+    #[default]
+    Optional,
+    Required,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,6 +215,9 @@ pub struct RawApi {
     pub cors: Option<RawCors>,
     /// The `[[provider]]` whose tokens this API accepts (optional with a single provider).
     pub provider: Option<String>,
+    /// The verified client certificate's subject and SANs go upstream (`X-Client-Cert-*`).
+    #[serde(default)]
+    pub client_cert_headers: bool,
 }
 
 /// `[api.cors]`: the browser origins allowed to call the API (checked in `config::cors`).
@@ -228,4 +272,5 @@ pub struct RawRule {
     pub scopes: Option<Vec<String>>,
     pub scope_match: Option<ScopeMatch>,
     pub clients: Option<Vec<String>>,
+    pub client_certificate: Option<ClientCertificateRule>,
 }

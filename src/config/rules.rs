@@ -5,7 +5,7 @@ use http::Method;
 
 use super::ConfigError;
 use super::api::{ClientCheck, PolicySettings, check_scopes};
-use super::raw::RawRule;
+use super::raw::{ClientCertificateRule, RawRule};
 
 #[derive(Debug, Clone)]
 pub struct RuleSettings {
@@ -14,6 +14,8 @@ pub struct RuleSettings {
     /// The patterns as written, for `check`.
     pub path_patterns: Vec<String>,
     pub public: bool,
+    /// `Required`: a request without a verified client certificate (mTLS) is refused.
+    pub client_certificate: ClientCertificateRule,
     pub policy: PolicySettings,
 }
 
@@ -64,6 +66,7 @@ pub(super) fn compile_rule(
         paths,
         path_patterns: raw.paths.unwrap_or_default(),
         public: raw.public,
+        client_certificate: raw.client_certificate.unwrap_or_default(),
         policy,
     })
 }

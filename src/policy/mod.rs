@@ -29,7 +29,8 @@ pub use matching::{check_method, matching_rule};
 pub use rejection::{AccessRecord, Rejection};
 
 use crate::body::{BoundedBody, ProxyBody, full, set_content_length};
-use crate::config::{ApiSettings, PolicySettings, TokenSource};
+use crate::client_cert::ClientCertificate;
+use crate::config::{ApiSettings, ClientCertificateRule, PolicySettings, TokenSource};
 use crate::forward::{ForwardError, ForwardPlan};
 use crate::framing::AmbiguousFraming;
 use crate::registry::IndexHandle;
@@ -213,6 +214,13 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Decision, 
     };
 
     let rule = matching_rule(settings, req.method(), &path).map(|(_, r)| r);
+    let client_cert = req.extensions().get::<Arc<ClientCertificate>>().cloned();
+    // Before the token: a request that can never pass costs no provider call.
+    if rule.is_some_and(|r| r.client_certificate == ClientCertificateRule::Required)
+        && client_cert.is_none()
+    {
+        return Err(refuse(Rejection::ClientCertificateRequired));
+    }
     let (mut req, principal) = if rule.is_some_and(|r| r.public) {
         (req, None)
     } else {
@@ -233,7 +241,7 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Decision, 
         (req, Some(principal))
     };
 
-    let plan = plan(
+    let mut plan = plan(
         settings,
         runtime.listen.connection.stream_idle_timeout,
         &path,
@@ -242,6 +250,11 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Decision, 
         host_value,
     )
     .map_err(refuse)?;
+    if settings.client_cert_headers
+        && let Some(cert) = &client_cert
+    {
+        plan.identity.extend(cert.headers());
+    }
     req.extensions_mut().insert(plan);
     Ok(Decision::Forward(Allowed {
         api,

@@ -41,6 +41,9 @@ pub enum Rejection {
         required: String,
     },
     NoContract,
+    /// The rule needs a verified client certificate (`client_certificate = "required"`) and the
+    /// connection presented none (cleartext, or mTLS with `client_auth = "optional"`).
+    ClientCertificateRequired,
     /// A CORS preflight from an origin, or for a method or header, that `[api.cors]` does not allow.
     CorsRefused(CorsRefusal),
     ProviderUnavailable(ProviderError),
@@ -81,6 +84,7 @@ impl Rejection {
             Rejection::InvalidToken(r) => r.reason(),
             Rejection::InsufficientScope { .. } => "insufficient_scope",
             Rejection::NoContract => "no_contract",
+            Rejection::ClientCertificateRequired => "client_certificate_required",
             Rejection::CorsRefused(_) => "cors_refused",
             Rejection::ProviderUnavailable(_) => "provider_unavailable",
             Rejection::RegistryUnavailable => "registry_unavailable",
@@ -104,6 +108,7 @@ impl Rejection {
             Rejection::MissingToken | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Rejection::InsufficientScope { .. }
             | Rejection::NoContract
+            | Rejection::ClientCertificateRequired
             | Rejection::CorsRefused(_) => StatusCode::FORBIDDEN,
             Rejection::ProviderUnavailable(_) | Rejection::RegistryUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -162,6 +167,10 @@ impl Rejection {
                 "access_denied",
                 "the client has no contract for this API".into(),
             ),
+            Rejection::ClientCertificateRequired => (
+                "client_certificate_required",
+                "this resource needs a client certificate over TLS (mTLS)".into(),
+            ),
             Rejection::CorsRefused(r) => ("cors_refused", r.description().into()),
             Rejection::ProviderUnavailable(_) => (
                 "temporarily_unavailable",
@@ -206,6 +215,7 @@ impl Rejection {
             | Rejection::InvalidToken(_)
             | Rejection::InsufficientScope { .. }
             | Rejection::NoContract
+            | Rejection::ClientCertificateRequired
             | Rejection::CorsRefused(_)
             | Rejection::ProviderUnavailable(_)
             | Rejection::RegistryUnavailable
@@ -244,6 +254,8 @@ impl Rejection {
             | Rejection::RequestTimeout
             | Rejection::BadBody
             // Not about a credential: a preflight carries none (RFC 6750 §3 does not apply).
+            // About the TLS connection, not the bearer credential.
+            | Rejection::ClientCertificateRequired
             | Rejection::CorsRefused(_)
             | Rejection::ProviderUnavailable(_)
             | Rejection::RegistryUnavailable
@@ -278,6 +290,7 @@ impl Rejection {
             | Rejection::InvalidToken(_)
             | Rejection::InsufficientScope { .. }
             | Rejection::NoContract
+            | Rejection::ClientCertificateRequired
             | Rejection::CorsRefused(_)
             | Rejection::UpstreamUnreachable
             | Rejection::UpstreamTimeout => None,

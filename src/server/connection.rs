@@ -523,6 +523,12 @@ impl Future for Shed<'_> {
     }
 }
 
+/// Completes once the accept loop sheds the connection: for what runs before [`serve`] (the TLS
+/// handshake).
+pub async fn until_shed(state: &ConnectionState) {
+    Shed(state).await;
+}
+
 /// Marks a response to a request begun with [`ConnectionState::begin`]: an HTTP/1 request is done
 /// once its head is out; an HTTP/2 stream stays open until its body has been sent (or dropped).
 fn finish(open: OpenRequest, http2: bool, response: Response<ProxyBody>) -> Response<ProxyBody> {

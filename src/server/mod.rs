@@ -1,10 +1,11 @@
-//! The listeners: the gateway (HTTP/1.1 and HTTP/2 cleartext on one port) and the admin endpoints,
-//! each through the one accept loop (`accept`) and the one connection driver (`connection`), so
-//! every listener has the same limits and deadlines. The request path is the tower stack access
-//! log → policy → forwarder.
+//! The listeners: the gateway (HTTP/1.1 and HTTP/2 cleartext on one port, and/or TLS: `tls`) and
+//! the admin endpoints, each through the one accept loop (`accept`) and the one connection driver
+//! (`connection`), so every listener has the same limits and deadlines. The request path is the
+//! tower stack access log → policy → forwarder.
 
 pub mod accept;
 pub mod connection;
+pub mod tls;
 
 use std::future::Future;
 use std::io;
@@ -14,28 +15,35 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tower::{ServiceBuilder, ServiceExt};
 
 use self::accept::{Admission, Drain, accept_loop, spawn_connection};
+use self::connection::ConnectionState;
 use crate::admin;
 use crate::body::{ProxyBody, from_client};
+use crate::client_cert::ClientCertificate;
 use crate::config::{ConnectionLimits, ListenSettings};
 use crate::forward::Forwarder;
 use crate::framing::{AmbiguousFraming, FramingGuard, FramingLog};
-use crate::policy::PolicyLayer;
+use crate::policy::{PolicyLayer, PolicyService};
 use crate::runtime::RuntimeHandle;
-use crate::telemetry::AccessLogLayer;
-use crate::trust::{ClientAddr, Scheme};
+use crate::telemetry::{AccessLogLayer, AccessLogService};
+use crate::trust::{ClientAddr, Scheme, TrustedProxies};
 
 /// The kernel's queue of connections not yet accepted, per listening socket.
 const BACKLOG: u32 = 1024;
 
-/// Both listeners, bound.
+/// The listeners, bound: the gateway's (TLS when `[listen.tls]` has no address of its own), a
+/// TLS one beside it when it has, and the admin's.
 pub struct Listeners {
     pub proxy: TcpListener,
+    pub tls: Option<TcpListener>,
     pub admin: TcpListener,
 }
 
@@ -45,10 +53,14 @@ impl Listeners {
             move |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
         };
         let proxy = bind_shared(settings.address).map_err(named(settings.address))?;
+        let tls = match settings.tls.as_ref().and_then(|t| t.address) {
+            Some(addr) => Some(bind_shared(addr).map_err(named(addr))?),
+            None => None,
+        };
         let admin = TcpListener::bind(settings.admin_address)
             .await
             .map_err(named(settings.admin_address))?;
-        Ok(Listeners { proxy, admin })
+        Ok(Listeners { proxy, tls, admin })
     }
 }
 
@@ -89,13 +101,27 @@ pub async fn serve(
     let proxy_addr = listeners.proxy.local_addr().ok();
     let admin_addr = listeners.admin.local_addr().ok();
     crate::measure::install();
+    let gateway = match gateway_sockets(&settings, listeners.proxy, listeners.tls) {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start TLS");
+            return;
+        }
+    };
+    let GatewaySockets {
+        sockets,
+        tls_addr,
+        watcher,
+    } = gateway;
+    // Dropped with this task: a JoinHandle does not stop its task, so abort on every way out.
+    let _watcher = watcher.map(AbortOnDrop);
     let draining = Arc::new(AtomicBool::new(false));
     let admin_task = tokio::spawn(admin::serve(
         listeners.admin,
         runtime.clone(),
         draining.clone(),
     ));
-    let workers = match Workers::start(listeners.proxy, &runtime, &settings) {
+    let workers = match Workers::start(sockets, &runtime, &settings) {
         Ok(workers) => workers,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the worker threads");
@@ -105,6 +131,7 @@ pub async fn serve(
     };
     tracing::info!(
         proxy = %display_addr(proxy_addr),
+        tls = %display_addr(tls_addr),
         admin = %display_addr(admin_addr),
         workers = workers.count(),
         "listening"
@@ -126,6 +153,59 @@ pub async fn serve(
     admin_task.abort();
 }
 
+/// One gateway socket and, for TLS, its endpoint.
+type Gateway = (TcpListener, Option<Arc<tls::TlsEndpoint>>);
+
+/// The gateway's sockets, each with its TLS endpoint (the plain one is TLS itself when
+/// `[listen.tls]` has no address), the address serving TLS, and the task that watches the TLS
+/// files.
+struct GatewaySockets {
+    sockets: Vec<Gateway>,
+    tls_addr: Option<SocketAddr>,
+    watcher: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn gateway_sockets(
+    settings: &ListenSettings,
+    proxy: TcpListener,
+    beside: Option<TcpListener>,
+) -> Result<GatewaySockets, rustls::Error> {
+    let Some(tls_settings) = &settings.tls else {
+        return Ok(GatewaySockets {
+            sockets: vec![(proxy, None)],
+            tls_addr: None,
+            watcher: None,
+        });
+    };
+    let endpoint = tls::TlsEndpoint::new(tls_settings)?;
+    tls::set_expiry(&tls_settings.loaded.0);
+    let watcher = Some(tokio::spawn(tls::watch_files(endpoint.clone())));
+    let (sockets, tls_addr) = match beside {
+        Some(beside) => {
+            let addr = beside.local_addr().ok();
+            (vec![(proxy, None), (beside, Some(endpoint))], addr)
+        }
+        None => {
+            let addr = proxy.local_addr().ok();
+            (vec![(proxy, Some(endpoint))], addr)
+        }
+    };
+    Ok(GatewaySockets {
+        sockets,
+        tls_addr,
+        watcher,
+    })
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 fn display_addr(addr: Option<SocketAddr>) -> String {
     addr.map_or_else(|| "-".to_owned(), |a| a.to_string())
 }
@@ -145,15 +225,17 @@ struct Workers {
 
 impl Workers {
     fn start(
-        listener: TcpListener,
+        gateways: Vec<Gateway>,
         runtime: &RuntimeHandle,
         settings: &ListenSettings,
     ) -> io::Result<Self> {
         let count = settings.workers.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
-        let addr = listener.local_addr()?;
-        let first = listener.into_std()?;
+        let firsts = gateways
+            .into_iter()
+            .map(|(listener, tls)| Ok((listener.local_addr()?, listener.into_std()?, tls)))
+            .collect::<io::Result<Vec<_>>>()?;
         let admission = Admission::new(
             settings.max_connections,
             settings.max_connections_per_ip,
@@ -162,17 +244,21 @@ impl Workers {
         let (stop, _) = watch::channel(false);
         let mut done = Vec::with_capacity(count);
         for index in 0..count {
-            let listener = if index == 0 {
-                first.try_clone()?
-            } else {
-                // Where the platform will not let a second socket join, the workers share one.
-                match bind_member(addr).and_then(TcpListener::into_std) {
-                    Ok(own) => own,
-                    Err(_) => first.try_clone()?,
-                }
-            };
+            let mut listeners = Vec::with_capacity(firsts.len());
+            for (addr, first, tls) in &firsts {
+                let listener = if index == 0 {
+                    first.try_clone()?
+                } else {
+                    // Where the platform will not let a second socket join, the workers share one.
+                    match bind_member(*addr).and_then(TcpListener::into_std) {
+                        Ok(own) => own,
+                        Err(_) => first.try_clone()?,
+                    }
+                };
+                listeners.push((listener, tls.clone()));
+            }
             let worker = Worker {
-                listener,
+                listeners,
                 runtime: runtime.clone(),
                 settings: settings.clone(),
                 admission: admission.clone(),
@@ -207,7 +293,7 @@ impl Workers {
 }
 
 struct Worker {
-    listener: std::net::TcpListener,
+    listeners: Vec<(std::net::TcpListener, Option<Arc<tls::TlsEndpoint>>)>,
     runtime: RuntimeHandle,
     settings: ListenSettings,
     admission: Admission,
@@ -228,45 +314,143 @@ impl Worker {
             }
         };
         event_loop.block_on(async move {
-            let listener = match TcpListener::from_std(self.listener) {
-                Ok(listener) => listener,
-                Err(e) => {
-                    tracing::error!(error = %e, "a worker cannot watch the listener");
-                    return true;
+            let mut listeners = Vec::with_capacity(self.listeners.len());
+            for (listener, tls) in self.listeners {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => listeners.push((listener, tls)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "a worker cannot watch the listener");
+                        return true;
+                    }
                 }
-            };
+            }
             let drain = Drain::default();
+            let gateway = GatewayServer::new(self.runtime, &self.settings);
+            let serving = listeners.iter().map(|(listener, tls)| {
+                gateway.serve(listener, tls.clone(), &self.admission, &drain)
+            });
             tokio::select! {
-                () = serve_proxy(&listener, self.runtime, &self.settings, &self.admission, &drain) => {}
+                _ = futures_util::future::join_all(serving) => {}
                 _ = self.stop.wait_for(|stop| *stop) => {}
             }
-            // Closing this worker's socket now turns further connections away at once.
-            drop(listener);
+            // Closing this worker's sockets now turns further connections away at once.
+            drop(listeners);
             drain.finish(self.settings.shutdown_grace).await
         })
     }
 }
 
-/// The gateway's accept loop: each connection gets the framing watcher and the client's address,
-/// and every request the tower stack.
-async fn serve_proxy(
-    listener: &TcpListener,
-    runtime: RuntimeHandle,
-    settings: &ListenSettings,
-    admission: &Admission,
-    drain: &Drain,
-) {
-    let stack = ServiceBuilder::new()
-        .layer(AccessLogLayer)
-        .layer(PolicyLayer::new(runtime))
-        .service(Forwarder::new());
-    let builder = Arc::new(connection::builder(&settings.connection));
-    let limits = settings.connection;
-    accept_loop(listener, admission, drain, |stream, remote, ticket| {
-        let stack = stack.clone();
-        let builder = builder.clone();
-        let signal = drain.signal();
-        let state = ticket.state();
+/// One worker's gateway: the tower stack every request goes through and the connection builders,
+/// shared by its listeners.
+struct GatewayServer {
+    stack: GatewayStack,
+    /// HTTP/1.1 or HTTP/2 by the first bytes (cleartext: h2c prior knowledge).
+    auto: Arc<auto::Builder<TokioExecutor>>,
+    /// Over TLS, ALPN has chosen.
+    http1: Arc<auto::Builder<TokioExecutor>>,
+    http2: Arc<auto::Builder<TokioExecutor>>,
+    limits: ConnectionLimits,
+    trusted: TrustedProxies,
+}
+
+type GatewayStack = AccessLogService<PolicyService<Forwarder>>;
+
+/// What a connection carries to each of its requests.
+struct ConnectionFacts {
+    connection: ClientAddr,
+    client_cert: Option<Arc<ClientCertificate>>,
+}
+
+impl GatewayServer {
+    fn new(runtime: RuntimeHandle, settings: &ListenSettings) -> Self {
+        let stack = ServiceBuilder::new()
+            .layer(AccessLogLayer)
+            .layer(PolicyLayer::new(runtime))
+            .service(Forwarder::new());
+        let limits = settings.connection;
+        GatewayServer {
+            stack,
+            auto: Arc::new(connection::builder(&limits)),
+            http1: Arc::new(connection::builder(&limits).http1_only()),
+            http2: Arc::new(connection::builder(&limits).http2_only()),
+            limits,
+            trusted: settings.trusted_proxies.clone(),
+        }
+    }
+
+    /// The accept loop of one gateway socket; with `tls`, each connection's handshake first.
+    async fn serve(
+        &self,
+        listener: &TcpListener,
+        tls: Option<Arc<tls::TlsEndpoint>>,
+        admission: &Admission,
+        drain: &Drain,
+    ) {
+        accept_loop(listener, admission, drain, |stream, remote, ticket| {
+            let served = Served {
+                stack: self.stack.clone(),
+                trusted: self.trusted.clone(),
+                limits: self.limits,
+                state: ticket.state(),
+                signal: drain.signal(),
+            };
+            let Some(endpoint) = &tls else {
+                // Cleartext: this listener's scheme, whatever a request claims.
+                let facts = ConnectionFacts {
+                    connection: ClientAddr::for_connection(remote, Scheme::Http, &served.trusted),
+                    client_cert: None,
+                };
+                let builder = self.auto.clone();
+                spawn_connection(ticket, served.run(stream, facts, builder));
+                return;
+            };
+            let acceptor = endpoint.acceptor();
+            let (http1, http2) = (self.http1.clone(), self.http2.clone());
+            spawn_connection(ticket, async move {
+                let timeout = served.limits.header_read_timeout;
+                let handshake = tls::handshake(acceptor, stream, &served.state, timeout);
+                let Some(done) = handshake.await else {
+                    return;
+                };
+                let facts = ConnectionFacts {
+                    connection: ClientAddr::for_connection(remote, Scheme::Https, &served.trusted),
+                    client_cert: done.client_cert,
+                };
+                let builder = if done.http2 { http2 } else { http1 };
+                served.run(done.stream, facts, builder).await;
+            });
+        })
+        .await;
+    }
+}
+
+/// One admitted connection's share of the gateway, until it ends.
+struct Served {
+    stack: GatewayStack,
+    trusted: TrustedProxies,
+    limits: ConnectionLimits,
+    state: Arc<ConnectionState>,
+    signal: watch::Receiver<bool>,
+}
+
+impl Served {
+    /// Serves the (decrypted) stream: the framing watcher on it, and on every request the
+    /// client's address and certificate, then the tower stack.
+    async fn run<IO>(
+        self,
+        stream: IO,
+        facts: ConnectionFacts,
+        builder: Arc<auto::Builder<TokioExecutor>>,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Served {
+            stack,
+            trusted,
+            limits,
+            state,
+            signal,
+        } = self;
         let framing = Arc::new(FramingLog::default());
         let io = FramingGuard::new(
             stream,
@@ -274,14 +458,13 @@ async fn serve_proxy(
             framing.clone(),
             state.clone(),
         );
-        let trusted = settings.trusted_proxies.clone();
-        // Cleartext: this listener's scheme, whatever a request claims. A TLS listener says
-        // `Https` here.
-        let connection = ClientAddr::for_connection(remote, Scheme::Http, &trusted);
         let handle = move |req: Request<Incoming>| {
             let mut req = req.map(from_client);
-            let client = connection.for_request(req.headers(), &trusted);
+            let client = facts.connection.for_request(req.headers(), &trusted);
             req.extensions_mut().insert(client);
+            if let Some(cert) = &facts.client_cert {
+                req.extensions_mut().insert(cert.clone());
+            }
             // HTTP/1 requests arrive in the order their heads were read.
             if req.version() < Version::HTTP_2
                 && let Some(reason) = framing.next_verdict()
@@ -296,11 +479,8 @@ async fn serve_proxy(
                     .unwrap_or_else(|never| match never {})
             }
         };
-        spawn_connection(ticket, async move {
-            connection::serve(io, state, &builder, &limits, handle, signal).await;
-        });
-    })
-    .await;
+        connection::serve(io, state, &builder, &limits, handle, signal).await;
+    }
 }
 
 /// Serves `handle` on a listener of its own (admin, the dev servers) through the same accept loop

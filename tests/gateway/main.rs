@@ -35,6 +35,7 @@ mod registry_apply;
 mod registry_idp;
 mod reload;
 mod spelling;
+mod tls_listen;
 mod troubleshoot;
 mod trust;
 mod verdicts;
