@@ -35,4 +35,6 @@ mod reload;
 mod spelling;
 mod troubleshoot;
 mod trust;
+mod upstream_balance;
+mod upstream_tls;
 mod verdicts;
