@@ -66,8 +66,9 @@ pub struct Sending {
 
 /// A request that failed, and whether it can still be sent elsewhere.
 enum Failure {
-    /// No connection could be made: the request never left, and is here whole (boxed: failures
-    /// are rare, and the success path should not carry its size).
+    /// No connection could be made, and the request is here whole: it never left, or it is
+    /// bodiless and idempotent, so sending it again is safe (boxed: failures are rare, and the
+    /// success path should not carry its size).
     Unsent(UpstreamError, Box<Request<ProxyBody>>),
     Sent(UpstreamError),
 }
@@ -190,12 +191,18 @@ impl UpstreamPool {
                 return Err(Failure::Unsent(e, Box::new(req)));
             }
         };
-        endpoint.connected();
         let response = match conn {
             Conn::H1(mut sender) => {
                 for_h1(&mut req, endpoint);
-                let response = sender.send_request(req).await?;
-                self.returning_h1(&endpoint.key, sender, response, how.stall)
+                // A choice of endpoints: a bodiless idempotent request may try the next one if
+                // this one hangs up unanswered.
+                let head = (upstream.endpoints.len() > 1)
+                    .then(|| Head::keep(&req))
+                    .flatten();
+                match sender.send_request(req).await {
+                    Ok(response) => self.returning_h1(&endpoint.key, sender, response, how.stall),
+                    Err(e) => return Err(fresh_failed(upstream, index, e, head)),
+                }
             }
             Conn::H2(mut sender) => {
                 let slot = self.add_h2(&endpoint.key, sender.clone());
@@ -203,6 +210,8 @@ impl UpstreamPool {
                 returning_h2(slot, sender.send_request(req).await?, how.stall)
             }
         };
+        // Only an answer proves the endpoint well: one that accepts and hangs up is not.
+        endpoint.connected();
         Ok(response)
     }
 
@@ -257,6 +266,24 @@ impl UpstreamPool {
                 }
             }
         }
+    }
+}
+
+/// A new connection that closed before any answer counts as a failure to connect (an upstream
+/// that accepts and hangs up serves nobody); the request may go on if it can be sent again.
+fn fresh_failed(
+    upstream: &Upstream,
+    index: usize,
+    error: hyper::Error,
+    head: Option<Head>,
+) -> Failure {
+    if !closed_unanswered(&error) {
+        return Failure::Sent(error.into());
+    }
+    connect_failed(&upstream.endpoints, index, &upstream.scheme);
+    match head {
+        Some(head) => Failure::Unsent(error.into(), Box::new(head.into_request())),
+        None => Failure::Sent(error.into()),
     }
 }
 

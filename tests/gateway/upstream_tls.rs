@@ -3,6 +3,8 @@
 //! against `upstream_ca`, `upstream_server_name`, mTLS, `insecure_skip_verify`, and the config
 //! errors that name their keys.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -11,7 +13,9 @@ use crate::common::certs::TestCa;
 use crate::common::gateway::{Gateway, cli};
 use crate::common::idp::TestIdp;
 use crate::common::upstream::{TlsUpstream, Upstream, UpstreamBehaviour};
-use crate::common::{base_config, client, orders_api, raw_http, raw_request, toml_string};
+use crate::common::{
+    base_config, client, orders_api, raw_http, raw_request, toml_string, with_listen,
+};
 
 struct Setup {
     _idp: TestIdp,
@@ -22,12 +26,17 @@ struct Setup {
 
 /// The orders API in front of `upstream` at `url`, with `extra` keys, and a token for it.
 async fn setup(upstream: Upstream, url: &str, extra: &str) -> Setup {
+    setup_listen(upstream, url, extra, "").await
+}
+
+/// `setup` with `listen` keys in `[listen]`.
+async fn setup_listen(upstream: Upstream, url: &str, extra: &str, listen: &str) -> Setup {
     let idp = TestIdp::start().await;
     let config = base_config(
         &idp.issuer,
         &orders_api(url, &format!("expose_headers = true\n{extra}")),
     );
-    let gateway = Gateway::start(&config).await;
+    let gateway = Gateway::start(&with_listen(&config, listen)).await;
     gateway.wait_ready().await;
     let token = idp.token("orders-app", "orders-secret", "mulescope").await;
     Setup {
@@ -93,15 +102,24 @@ async fn tls_upstream(
 // 1. HTTP/2 on cleartext (h2c) and trailers.
 
 #[tokio::test]
-async fn h2c_by_prior_knowledge_reaches_an_http2_only_upstream() {
-    let upstream = Upstream::start_h2c(UpstreamBehaviour::Echo).await;
+async fn h2c_by_prior_knowledge_reaches_an_http2_only_upstream_on_one_multiplexed_connection() {
+    // Each answer waits, so concurrent requests overlap; one worker, so one pool.
+    let upstream = Upstream::start_h2c(UpstreamBehaviour::Delay(Duration::from_millis(300))).await;
     let url = upstream.url();
-    let s = setup(upstream, &url, "upstream_protocol = \"http2\"").await;
-    for _ in 0..3 {
-        let resp = get(&s).await;
+    let s = setup_listen(
+        upstream,
+        &url,
+        "upstream_protocol = \"http2\"",
+        "workers = 1",
+    )
+    .await;
+    // The first request makes the connection; the next six share it at once.
+    assert_eq!(get(&s).await.status(), 200);
+    let together: Vec<_> = (0..6).map(|_| get(&s)).collect();
+    for resp in futures_util::future::join_all(together).await {
         assert_eq!(resp.status(), 200);
     }
-    let seen = s.upstream.wait_count(3).await;
+    let seen = s.upstream.wait_count(7).await;
     for request in &seen {
         assert_eq!(request.version, http::Version::HTTP_2, "{request:?}");
         assert!(
@@ -118,8 +136,11 @@ async fn h2c_by_prior_knowledge_reaches_an_http2_only_upstream() {
             Some("orders-app")
         );
     }
-    // Multiplexed: the three requests shared one connection.
-    assert_eq!(s.upstream.connections(), 1);
+    assert_eq!(
+        s.upstream.connections(),
+        1,
+        "HTTP/1.1 would have needed six"
+    );
 }
 
 #[tokio::test]

@@ -505,3 +505,117 @@ fn streaming_response(shared: Arc<Shared>) -> Response<UpBody> {
         .body(Either::Right(StreamBody::new(body)))
         .expect("upstream: valid response")
 }
+
+/// A raw HTTP/1.1 upstream that answers each connection's first request (200, `Content-Length`,
+/// no `Connection: close`) and then closes the connection, at once or after a short idle time
+/// (varied per connection, 0 to 3 ms, unread requests and all), as an upstream closing idle
+/// keep-alive connections does; or (`hang_up`) closes every connection as soon as it is
+/// accepted: an endpoint that is up but serves nobody. It records each request body it read and
+/// counts connections accepted.
+pub struct ClosingUpstream {
+    addr: SocketAddr,
+    bodies: Arc<Mutex<Vec<Vec<u8>>>>,
+    accepted: Arc<AtomicUsize>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ClosingUpstream {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl ClosingUpstream {
+    pub async fn start() -> ClosingUpstream {
+        Self::start_mode(false).await
+    }
+
+    pub async fn hang_up() -> ClosingUpstream {
+        Self::start_mode(true).await
+    }
+
+    async fn start_mode(hang_up: bool) -> ClosingUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("closing upstream: bind");
+        let addr = listener.local_addr().expect("closing upstream: local_addr");
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (b, a) = (bodies.clone(), accepted.clone());
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let n = a.fetch_add(1, Ordering::SeqCst);
+                if hang_up {
+                    drop(stream);
+                    continue;
+                }
+                let idle = Duration::from_micros((n as u64 % 4) * 1000);
+                tokio::spawn(answer_once_and_close(stream, b.clone(), idle));
+            }
+        });
+        ClosingUpstream {
+            addr,
+            bodies,
+            accepted,
+            server,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn bodies(&self) -> Vec<Vec<u8>> {
+        self.bodies.lock().expect("closing upstream: lock").clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+async fn answer_once_and_close(
+    mut stream: tokio::net::TcpStream,
+    bodies: Arc<Mutex<Vec<Vec<u8>>>>,
+    idle: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while got.len() < head_end + length {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    bodies
+        .lock()
+        .expect("closing upstream: lock")
+        .push(got[head_end..head_end + length].to_vec());
+    let _ = stream
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok")
+        .await;
+    // The idle time is waited out, not a synchronisation: whatever arrives meanwhile is unread.
+    if !idle.is_zero() {
+        tokio::time::sleep(idle).await;
+    }
+    // Dropped: closed without having said so.
+}
