@@ -68,7 +68,12 @@ pub fn describe(s: &Settings) -> String {
             api.name,
             api.host.as_deref().unwrap_or("*"),
             api.path_prefix,
-            api.upstream.url,
+            api.upstream
+                .urls
+                .iter()
+                .map(url::Url::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
             if api.strip_prefix {
                 " (prefix stripped)"
             } else {

@@ -224,3 +224,75 @@ fn random() -> usize {
         (x >> 11) as usize
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoints(n: usize) -> Vec<Endpoint> {
+        (0..n)
+            .map(|i| {
+                let authority: Authority = format!("10.0.0.{i}:80").parse().unwrap();
+                let host = HeaderValue::from_str(authority.as_str()).unwrap();
+                Endpoint::new("api".into(), authority, host, format!("k{i}"), None)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn round_robin_takes_turns_and_skips_a_resting_endpoint() {
+        let e = endpoints(3);
+        let picker = Picker::new(UpstreamBalance::RoundRobin);
+        let turns: Vec<usize> = (0..6).map(|_| picker.pick(&e, None)).collect();
+        assert_eq!(turns, [0, 1, 2, 0, 1, 2]);
+        connect_failed(&e, 1, &Scheme::HTTP);
+        assert!((0..6).all(|_| picker.pick(&e, None) != 1));
+        // The one avoided (it just failed this request) is not picked while another exists.
+        assert!((0..6).all(|_| picker.pick(&e, Some(0)) == 2));
+    }
+
+    #[test]
+    fn the_last_endpoint_up_is_never_rested_and_all_resting_are_all_tried() {
+        let e = endpoints(2);
+        connect_failed(&e, 0, &Scheme::HTTP);
+        connect_failed(&e, 1, &Scheme::HTTP);
+        let now = now_ms();
+        assert!(
+            e[0].resting(now) && !e[1].resting(now),
+            "the last one up keeps serving"
+        );
+        // Both resting (as after a rest the other saw begin): both are tried anyway.
+        e[1].ejected_until.store(now + 60_000, Ordering::Relaxed);
+        let picker = Picker::new(UpstreamBalance::RoundRobin);
+        let picks: Vec<usize> = (0..4).map(|_| picker.pick(&e, None)).collect();
+        assert_eq!(picks, [0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn rests_double_while_failing_up_to_a_minute_and_end_on_connecting() {
+        let e = endpoints(2);
+        let rest = |e: &Endpoint| e.ejected_until.load(Ordering::Relaxed) - now_ms();
+        connect_failed(&e, 0, &Scheme::HTTP);
+        assert!((4_900..=5_000).contains(&rest(&e[0])), "{}", rest(&e[0]));
+        connect_failed(&e, 0, &Scheme::HTTP);
+        assert!((9_900..=10_000).contains(&rest(&e[0])));
+        for _ in 0..10 {
+            connect_failed(&e, 0, &Scheme::HTTP);
+        }
+        assert!((59_900..=60_000).contains(&rest(&e[0])));
+        e[0].connected();
+        assert!(!e[0].resting(now_ms()));
+    }
+
+    #[test]
+    fn least_request_prefers_the_endpoint_with_fewer_in_flight() {
+        let e = endpoints(2);
+        let picker = Picker::new(UpstreamBalance::LeastRequest);
+        let busy: Vec<InFlight<'_>> = (0..5).map(|_| InFlight::new(&e, 0)).collect();
+        // Two random picks may both land on the busy one; never more often than one in two.
+        let to_busy = (0..1000).filter(|_| picker.pick(&e, None) == 0).count();
+        assert!(to_busy < 400, "{to_busy} of 1000 went to the busy endpoint");
+        drop(busy);
+        assert_eq!(e[0].in_flight.load(Ordering::Relaxed), 0);
+    }
+}
