@@ -80,6 +80,13 @@ struct Head {
     headers: HeaderMap,
 }
 
+/// A bodiless idempotent request on a pooled HTTP/1.1 connection idle this long is kept (its head
+/// copied) to be sent again should the upstream close the connection under it. An upstream closes
+/// idle connections after its own timeout (seconds); one closing at once after each answer has
+/// its FIN seen before the next request leaves (hyper hands such a request back unsent). Below
+/// this, on a busy worker, the copy would cost every request and buy nothing.
+const REPLAY_AFTER_IDLE: Duration = Duration::from_micros(100);
+
 const TE_TRAILERS: HeaderValue = HeaderValue::from_static("trailers");
 
 // === impl Upstream ===
@@ -224,12 +231,16 @@ impl UpstreamPool {
         how: Sending,
     ) -> Reused {
         match pooled {
-            Pooled::H1(mut sender) => {
+            Pooled::H1(mut sender, idle) => {
                 if sender.ready().await.is_err() {
                     return Reused::Unsent(req);
                 }
                 for_h1(&mut req, endpoint);
-                let head = Head::keep(&req);
+                // Only a connection that sat idle can be closing under the request; one handed
+                // straight on (the busy case) costs no copy.
+                let head = (idle >= REPLAY_AFTER_IDLE)
+                    .then(|| Head::keep(&req))
+                    .flatten();
                 match sender.try_send_request(req).await {
                     Ok(response) => Reused::Answered(Ok(self.returning_h1(
                         &endpoint.key,

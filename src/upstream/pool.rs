@@ -60,7 +60,8 @@ pub(super) struct StreamSlot(Arc<AtomicUsize>);
 
 /// A connection lent from the pool.
 pub(super) enum Pooled {
-    H1(http1::SendRequest<ProxyBody>),
+    /// With how long it sat idle.
+    H1(http1::SendRequest<ProxyBody>, Duration),
     H2(http2::SendRequest<ProxyBody>, StreamSlot),
 }
 
@@ -91,8 +92,9 @@ impl UpstreamPool {
             return Some(Pooled::H2(c.sender.clone(), StreamSlot(c.streams.clone())));
         }
         while let Some((sender, since)) = entry.h1.pop() {
-            if !sender.is_closed() && since.elapsed() < IDLE_TIMEOUT {
-                return Some(Pooled::H1(sender));
+            let idle = since.elapsed();
+            if !sender.is_closed() && idle < IDLE_TIMEOUT {
+                return Some(Pooled::H1(sender, idle));
             }
         }
         None
