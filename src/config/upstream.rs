@@ -221,3 +221,7 @@ fn refuse_tls_keys(raw: &RawApi, path: &str) -> Result<(), ConfigError> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+#[path = "upstream_tests.rs"]
+mod tests;

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -17,6 +17,11 @@ use crate::body::ProxyBody;
 
 /// How long a new connection may take to be established, TLS handshake included.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// An HTTP/2 connection carries every request of its worker to the endpoint, so one that went
+/// silent (a peer gone without a FIN) must be noticed: it is pinged while streams are open
+/// (RFC 9113 §6.7) and dropped when a ping goes unanswered.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A new connection's request handle.
 pub(super) enum Conn {
@@ -42,6 +47,9 @@ pub(super) async fn connect(
     let io = TokioIo::new(stream);
     if h2 {
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(H2_PING_INTERVAL)
+            .keep_alive_timeout(H2_PING_TIMEOUT)
             .handshake(io)
             .await?;
         tokio::spawn(async move {
