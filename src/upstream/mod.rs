@@ -174,6 +174,7 @@ impl UpstreamPool {
         how: Sending,
     ) -> Result<Response<ProxyBody>, Failure> {
         let Some(endpoint) = upstream.endpoints.get(index) else {
+            // The picker only returns indexes of endpoints; an API has at least one.
             return Err(Failure::Sent(UpstreamError::ConnectTimeout(Duration::ZERO)));
         };
         let _in_flight = InFlight::new(&upstream.endpoints, index);
@@ -189,6 +190,17 @@ impl UpstreamPool {
                 }
             }
         }
+        self.send_fresh(upstream, (index, endpoint), req, how).await
+    }
+
+    /// On a new connection to `endpoint`, the `index`th of `upstream`.
+    async fn send_fresh(
+        &self,
+        upstream: &Upstream,
+        (index, endpoint): (usize, &Endpoint),
+        mut req: Request<ProxyBody>,
+        how: Sending,
+    ) -> Result<Response<ProxyBody>, Failure> {
         // Boxed: the connecting future is large and rare; inline, every request's future would
         // carry (and move) its space.
         let conn = match Box::pin(connect(upstream, endpoint)).await {
@@ -231,38 +243,7 @@ impl UpstreamPool {
         how: Sending,
     ) -> Reused {
         match pooled {
-            Pooled::H1(mut sender, idle) => {
-                if sender.ready().await.is_err() {
-                    return Reused::Unsent(req);
-                }
-                for_h1(&mut req, endpoint);
-                // Only a connection that sat idle can be closing under the request; one handed
-                // straight on (the busy case) costs no copy.
-                let head = (idle >= REPLAY_AFTER_IDLE)
-                    .then(|| Head::keep(&req))
-                    .flatten();
-                match sender.try_send_request(req).await {
-                    Ok(response) => Reused::Answered(Ok(self.returning_h1(
-                        &endpoint.key,
-                        sender,
-                        response,
-                        how.stall,
-                    ))),
-                    Err(mut failed) => match failed.take_message() {
-                        // It never left: the connection was closing. Another may do.
-                        Some(unsent) => Reused::Unsent(unsent),
-                        None => {
-                            let error = failed.into_error();
-                            match head {
-                                Some(head) if closed_unanswered(&error) => {
-                                    Reused::Replay(head.into_request())
-                                }
-                                _ => Reused::Answered(Err(Failure::Sent(error.into()))),
-                            }
-                        }
-                    },
-                }
-            }
+            Pooled::H1(sender, idle) => self.on_pooled_h1(endpoint, sender, idle, req, how).await,
             Pooled::H2(mut sender, slot) => {
                 if sender.ready().await.is_err() {
                     return Reused::Unsent(req);
@@ -276,6 +257,46 @@ impl UpstreamPool {
                     },
                 }
             }
+        }
+    }
+
+    async fn on_pooled_h1(
+        &self,
+        endpoint: &Endpoint,
+        mut sender: hyper::client::conn::http1::SendRequest<ProxyBody>,
+        idle: Duration,
+        mut req: Request<ProxyBody>,
+        how: Sending,
+    ) -> Reused {
+        if sender.ready().await.is_err() {
+            return Reused::Unsent(req);
+        }
+        for_h1(&mut req, endpoint);
+        // Only a connection that sat idle can be closing under the request; one handed
+        // straight on (the busy case) costs no copy.
+        let head = (idle >= REPLAY_AFTER_IDLE)
+            .then(|| Head::keep(&req))
+            .flatten();
+        match sender.try_send_request(req).await {
+            Ok(response) => Reused::Answered(Ok(self.returning_h1(
+                &endpoint.key,
+                sender,
+                response,
+                how.stall,
+            ))),
+            Err(mut failed) => match failed.take_message() {
+                // It never left: the connection was closing. Another may do.
+                Some(unsent) => Reused::Unsent(unsent),
+                None => {
+                    let error = failed.into_error();
+                    match head {
+                        Some(head) if closed_unanswered(&error) => {
+                            Reused::Replay(head.into_request())
+                        }
+                        _ => Reused::Answered(Err(Failure::Sent(error.into()))),
+                    }
+                }
+            },
         }
     }
 }
