@@ -1,4 +1,4 @@
-//! Forwarding to the upstream: pooled HTTP/1.1 connections, streaming bodies both ways, hop-by-hop
+//! Forwarding to the upstream (`upstream`: pooled HTTP/1.1 and HTTP/2 connections), streaming bodies both ways, hop-by-hop
 //! hygiene (RFC 9110 §7.6.1), the forwarding headers (`forwarded`), and the identity headers, the
 //! last two added after every removal so that nothing a client sends (not even a `Connection`
 //! naming them) can remove or forge them. It never sees a token: the policy hands it a
@@ -18,14 +18,13 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version};
 use crate::body::{BodyError, ProxyBody};
 use crate::forwarded::set_forwarding_headers;
 use crate::trust::ClientAddr;
-use crate::upstream::UpstreamPool;
+use crate::upstream::{Sending, UpstreamPool};
 
 /// Where and how to forward one allowed request: set by the policy, read here.
 #[derive(Debug, Clone)]
 pub struct ForwardPlan {
-    pub authority: http::uri::Authority,
-    /// `Host` for the upstream: its authority.
-    pub host: HeaderValue,
+    /// The API's upstream: its endpoints, protocol and TLS (`Host` is the chosen endpoint's).
+    pub upstream: std::sync::Arc<crate::upstream::Upstream>,
     /// The normalised path (re-encoded) and the query without any `access_token`.
     pub path_and_query: http::uri::PathAndQuery,
     pub timeout: Duration,
@@ -122,6 +121,7 @@ impl Forwarder {
             return Err(ForwardError::Unreachable);
         };
         let mut headers = std::mem::take(&mut parts.headers);
+        let te_trailers = wants_trailers(&headers);
         remove_hop_by_hop(&mut headers);
         strip_prefixed(&mut headers, &plan.strip_header_prefix);
         // Always, whatever the API: only the listener's verified certificate may speak here (the
@@ -145,21 +145,30 @@ impl Forwarder {
         *upstream_req.uri_mut() = Uri::from(plan.path_and_query);
         *upstream_req.version_mut() = Version::HTTP_11;
         *upstream_req.headers_mut() = headers;
-        upstream_req.headers_mut().insert(HOST, plan.host.clone());
         let asked = std::time::Instant::now();
-        let sent = pool.send(&plan.authority, upstream_req, plan.stream_idle);
+        let how = Sending {
+            stall: plan.stream_idle,
+            te_trailers,
+        };
+        let sent = pool.send(&plan.upstream, upstream_req, how);
         let response = tokio::time::timeout(plan.timeout, sent)
             .await
             .map_err(|_| ForwardError::Timeout)?
             .map_err(|e| {
                 let kind = ForwardError::of(&e);
                 if kind == ForwardError::Unreachable {
-                    tracing::warn!(upstream = %plan.authority, error = %crate::provider::error_chain(&e), "upstream request failed");
+                    tracing::warn!(upstream = ?plan.upstream.endpoints().iter().map(|e| e.authority.as_str()).collect::<Vec<_>>(), error = %crate::provider::error_chain(&e), "upstream request failed");
                 }
                 kind
             })?;
         let (mut parts, body) = response.into_parts();
+        // `Trailer` announces the trailers that follow the body (RFC 9110 §6.6.2); an HTTP/1.1
+        // client gets them only when it is announced, so it stays.
+        let trailer = parts.headers.remove(TRAILER);
         remove_hop_by_hop(&mut parts.headers);
+        if let Some(trailer) = trailer {
+            parts.headers.insert(TRAILER, trailer);
+        }
         parts.extensions.insert(UpstreamTime(asked.elapsed()));
         Ok(Response::from_parts(parts, body))
     }
@@ -178,6 +187,20 @@ impl tower::Service<Request<ProxyBody>> for Forwarder {
     fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
         Box::pin(Self::forward(self.pool.clone(), req))
     }
+}
+
+/// The client accepts trailers (`TE: trailers`, RFC 9110 §10.1.4).
+fn wants_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
 }
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names. One pass over

@@ -418,6 +418,9 @@ async fn check(settings: Settings) -> Result<(), String> {
     for warning in tollgate::config::warnings(&settings) {
         eprintln!("warning: {warning}");
     }
+    for warning in tollgate::config::insecure_warnings(&settings) {
+        eprintln!("WARNING: {warning}");
+    }
     for provider in &runtime.providers {
         check_provider(provider).await?;
     }

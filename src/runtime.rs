@@ -233,6 +233,10 @@ impl Runtime {
     }
 
     fn assemble(settings: &Settings, validators: Vec<Validators>) -> Self {
+        // At every start and reload that keeps it: an unverified upstream is worth a line each time.
+        for warning in crate::config::insecure_warnings(settings) {
+            tracing::warn!("{warning}");
+        }
         let router = Router::new(settings.apis.iter().filter_map(|api| {
             // Every API names a configured provider (checked when the config was read).
             let v = validators

@@ -87,7 +87,12 @@ pub fn describe(s: &Settings) -> String {
             api.name,
             api.host.as_deref().unwrap_or("*"),
             api.path_prefix,
-            api.upstream.url,
+            api.upstream
+                .urls
+                .iter()
+                .map(url::Url::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
             if api.strip_prefix {
                 " (prefix stripped)"
             } else {
@@ -208,6 +213,22 @@ fn provider(out: &mut String, s: &Settings, p: &ProviderSettings) {
         b.wait,
         b.low_water,
     );
+}
+
+/// The APIs whose upstream certificates are not verified (`insecure_skip_verify`): anyone on the
+/// path to them can read and change their traffic, identity headers included.
+pub fn insecure_warnings(s: &Settings) -> Vec<String> {
+    s.apis
+        .iter()
+        .enumerate()
+        .filter(|(_, api)| api.upstream.insecure_skip_verify)
+        .map(|(i, api)| {
+            format!(
+                "api[{i}].insecure_skip_verify: API {:?} does not verify its upstream's certificate; anyone on the network path can impersonate the upstream and read the identity headers. Set upstream_ca instead",
+                api.name
+            )
+        })
+        .collect()
 }
 
 fn cors(c: &CorsSettings) -> String {

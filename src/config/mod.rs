@@ -17,6 +17,7 @@ pub mod raw;
 mod registry;
 mod rules;
 mod tls;
+mod upstream;
 
 use std::path::Path;
 
@@ -24,7 +25,7 @@ pub use admin::{AdminSettings, MIN_ADMIN_TOKEN_CHARS};
 pub use api::{ApiSettings, ClientCheck, PolicySettings, UpstreamTarget};
 pub use compile::{CacheSettings, LogSettings, Secret, Settings};
 pub use cors::{CorsList, CorsOrigins, CorsSettings};
-pub use describe::{describe, warnings};
+pub use describe::{describe, insecure_warnings, warnings};
 pub use dev::{DevClientSettings, DevSettings, RESERVED_CLIENT, dev_settings};
 pub use interpolate::{Env, ProcessEnv};
 pub use listen::{ConnectionLimits, ListenSettings};
@@ -35,7 +36,7 @@ pub use provider::{
 pub use rate::Rate;
 pub use raw::{
     ClientAuth, ClientCertAuth, ClientCertificateRule, LogFormat, ScopeMatch, TokenSource,
-    ValidationMode,
+    UpstreamBalance, UpstreamProtocol, ValidationMode,
 };
 pub use registry::{RegistrySettings, StoreUrl};
 pub use rules::RuleSettings;

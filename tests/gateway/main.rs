@@ -38,4 +38,6 @@ mod spelling;
 mod tls_listen;
 mod troubleshoot;
 mod trust;
+mod upstream_balance;
+mod upstream_tls;
 mod verdicts;
