@@ -13,7 +13,10 @@ use http::header::{
     AUTHORIZATION, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
 };
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+};
+use http_body::Body as _;
 
 use crate::body::{BodyError, ProxyBody};
 use crate::forwarded::set_forwarding_headers;
@@ -122,7 +125,11 @@ impl Forwarder {
             return Err(ForwardError::Unreachable);
         };
         let mut headers = std::mem::take(&mut parts.headers);
+        let upgrade = upgrade_asked(&parts, &headers, &body);
         remove_hop_by_hop(&mut headers);
+        if upgrade {
+            keep_upgrade(&mut headers);
+        }
         strip_prefixed(&mut headers, &plan.strip_header_prefix);
         headers.remove(HOST);
         if !plan.forward_authorization {
@@ -156,7 +163,17 @@ impl Forwarder {
                 kind
             })?;
         let (mut parts, body) = response.into_parts();
+        let switched = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+        if switched && !(upgrade && is_websocket(&parts.headers)) {
+            // A 101 to a request that asked for no upgrade, or to another protocol than asked:
+            // joining the streams would tunnel whatever the upstream chose.
+            tracing::warn!(upstream = %plan.authority, "upstream switched protocols unasked");
+            return Err(ForwardError::Unreachable);
+        }
         remove_hop_by_hop(&mut parts.headers);
+        if switched {
+            keep_upgrade(&mut parts.headers);
+        }
         parts.extensions.insert(UpstreamTime(asked.elapsed()));
         Ok(Response::from_parts(parts, body))
     }
@@ -200,6 +217,38 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in doomed {
         headers.remove(name);
     }
+}
+
+/// Is this a WebSocket opening handshake (RFC 6455 §4.1) that may be forwarded as one: HTTP/1.1,
+/// `GET`, no body, `Connection` naming `upgrade` and `Upgrade` exactly `websocket`? Any other
+/// upgrade (`h2c` above all, whose tunnel would carry requests past the policy) is stripped like
+/// every hop-by-hop header, and the request goes as a plain one.
+fn upgrade_asked(parts: &http::request::Parts, headers: &HeaderMap, body: &ProxyBody) -> bool {
+    parts.version == Version::HTTP_11
+        && parts.method == Method::GET
+        && body.is_end_stream()
+        && headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+        && is_websocket(headers)
+}
+
+/// Exactly one `Upgrade` value, and it is `websocket`.
+fn is_websocket(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(UPGRADE).iter();
+    matches!(
+        (values.next(), values.next()),
+        (Some(v), None) if v.as_bytes().eq_ignore_ascii_case(b"websocket")
+    )
+}
+
+/// After the hop-by-hop removal: the upgrade this hop agreed to, and only it (RFC 9110 §7.8).
+fn keep_upgrade(headers: &mut HeaderMap) {
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
 }
 
 /// Removes every header whose name starts with `prefix`, read case-insensitively with `_` as `-`.

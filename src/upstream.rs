@@ -133,7 +133,10 @@ impl UpstreamPool {
             back: Some((self.clone(), authority.clone(), sender)),
             idle: IdleBound::new(stall),
         };
-        if body.incoming.is_end_stream() {
+        if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            // The connection now carries the upgraded protocol, never another request.
+            body.back = None;
+        } else if body.incoming.is_end_stream() {
             // No body to read (204, 304, HEAD, Content-Length: 0): free at once.
             body.give_back();
         }
@@ -151,7 +154,8 @@ async fn connect(authority: &Authority) -> Result<SendRequest<ProxyBody>, Upstre
         .handshake(TokioIo::new(stream))
         .await?;
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
+        // With upgrades: after a 101 the socket is handed to the tunnel (`server::tunnel`).
+        if let Err(e) = connection.with_upgrades().await {
             tracing::debug!(error = %e, "upstream connection ended with an error");
         }
     });

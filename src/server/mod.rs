@@ -5,6 +5,7 @@
 
 pub mod accept;
 pub mod connection;
+pub mod tunnel;
 
 use std::future::Future;
 use std::io;

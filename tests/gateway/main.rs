@@ -36,3 +36,4 @@ mod spelling;
 mod troubleshoot;
 mod trust;
 mod verdicts;
+mod websocket;

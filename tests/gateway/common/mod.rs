@@ -12,6 +12,7 @@ pub mod jwt;
 pub mod postgres;
 pub mod provider;
 pub mod upstream;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
