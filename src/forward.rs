@@ -42,6 +42,8 @@ pub struct ForwardPlan {
     pub original_host: Option<HeaderValue>,
     /// `false`: the `Authorization` header (which may carry the bearer token) is not forwarded.
     pub forward_authorization: bool,
+    /// A gRPC call's own deadline (`grpc-timeout`), when sooner than `timeout` allows.
+    pub grpc_deadline: Option<std::time::Instant>,
 }
 
 /// Why a request got no response from the upstream; the policy renders it. The client's own body
@@ -126,9 +128,18 @@ impl Forwarder {
         };
         let mut headers = std::mem::take(&mut parts.headers);
         let upgrade = upgrade_asked(&parts, &headers, &body);
+        let trailers = asks_for_trailers(&headers);
         remove_hop_by_hop(&mut headers);
         if upgrade {
             keep_upgrade(&mut headers);
+        }
+        if trailers {
+            headers.insert(TE, HeaderValue::from_static("trailers"));
+        }
+        let timeout = deadline(&plan, &mut headers);
+        if timeout.is_zero() {
+            // The call's deadline passed while it was being authorised: not worth sending.
+            return Err(ForwardError::Timeout);
         }
         strip_prefixed(&mut headers, &plan.strip_header_prefix);
         headers.remove(HOST);
@@ -152,7 +163,7 @@ impl Forwarder {
         upstream_req.headers_mut().insert(HOST, plan.host.clone());
         let asked = std::time::Instant::now();
         let sent = pool.send(&plan.authority, upstream_req, plan.stream_idle);
-        let response = tokio::time::timeout(plan.timeout, sent)
+        let response = tokio::time::timeout(timeout, sent)
             .await
             .map_err(|_| ForwardError::Timeout)?
             .map_err(|e| {
@@ -217,6 +228,30 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in doomed {
         headers.remove(name);
     }
+}
+
+/// RFC 9110 §10.1.4: `TE: trailers` says the client accepts trailer fields, which gRPC's status
+/// travels in; it is the one TE value forwarded. Any other (transfer codings are per hop) is not.
+fn asks_for_trailers(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(TE).iter();
+    matches!(
+        (values.next(), values.next()),
+        (Some(v), None) if v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"trailers")
+    )
+}
+
+/// How long the upstream has to answer: the API's `timeout`, or less when a gRPC call's deadline
+/// is sooner. The call's `grpc-timeout` is rewritten to the time left, so the upstream stops
+/// when the gateway does.
+fn deadline(plan: &ForwardPlan, headers: &mut HeaderMap) -> Duration {
+    let Some(deadline) = plan.grpc_deadline else {
+        return plan.timeout;
+    };
+    let left = deadline
+        .saturating_duration_since(std::time::Instant::now())
+        .min(plan.timeout);
+    headers.insert(crate::deadline::GRPC_TIMEOUT, crate::deadline::encode(left));
+    left
 }
 
 /// Is this a WebSocket opening handshake (RFC 6455 §4.1) that may be forwarded as one: HTTP/1.1,

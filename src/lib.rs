@@ -13,6 +13,7 @@ pub mod body;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod deadline;
 pub mod dev;
 pub mod explain;
 pub mod forward;

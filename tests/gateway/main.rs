@@ -22,6 +22,7 @@ mod credentials;
 mod dev;
 mod dev_provider;
 mod forwarding;
+mod grpc;
 mod introspection;
 mod jwt;
 mod keys;

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod fake_idp;
 pub mod fake_okta;
 pub mod gateway;
+pub mod grpc;
 pub mod idp;
 pub mod jwt;
 pub mod postgres;
