@@ -1,4 +1,4 @@
-//! Forwarding to the upstream: pooled HTTP/1.1 connections, streaming bodies both ways, hop-by-hop
+//! Forwarding to the upstream (`upstream`: pooled HTTP/1.1 and HTTP/2 connections), streaming bodies both ways, hop-by-hop
 //! hygiene (RFC 9110 §7.6.1), the forwarding headers (`forwarded`), and the identity headers, the
 //! last two added after every removal so that nothing a client sends (not even a `Connection`
 //! naming them) can remove or forge them. It never sees a token: the policy hands it a
@@ -21,14 +21,13 @@ use http_body::Body as _;
 use crate::body::{BodyError, ProxyBody};
 use crate::forwarded::set_forwarding_headers;
 use crate::trust::ClientAddr;
-use crate::upstream::UpstreamPool;
+use crate::upstream::{Sending, UpstreamPool};
 
 /// Where and how to forward one allowed request: set by the policy, read here.
 #[derive(Debug, Clone)]
 pub struct ForwardPlan {
-    pub authority: http::uri::Authority,
-    /// `Host` for the upstream: its authority.
-    pub host: HeaderValue,
+    /// The API's upstream: its endpoints, protocol and TLS (`Host` is the chosen endpoint's).
+    pub upstream: std::sync::Arc<crate::upstream::Upstream>,
     /// The normalised path (re-encoded) and the query without any `access_token`.
     pub path_and_query: http::uri::PathAndQuery,
     pub timeout: Duration,
@@ -128,13 +127,10 @@ impl Forwarder {
         };
         let mut headers = std::mem::take(&mut parts.headers);
         let upgrade = upgrade_asked(&parts, &headers, &body);
-        let trailers = asks_for_trailers(&headers);
+        let te_trailers = asks_for_trailers(&headers);
         remove_hop_by_hop(&mut headers);
         if upgrade {
             keep_upgrade(&mut headers);
-        }
-        if trailers {
-            headers.insert(TE, HeaderValue::from_static("trailers"));
         }
         let timeout = deadline(&plan, &mut headers);
         if timeout.is_zero() {
@@ -160,16 +156,19 @@ impl Forwarder {
         *upstream_req.uri_mut() = Uri::from(plan.path_and_query);
         *upstream_req.version_mut() = Version::HTTP_11;
         *upstream_req.headers_mut() = headers;
-        upstream_req.headers_mut().insert(HOST, plan.host.clone());
         let asked = std::time::Instant::now();
-        let sent = pool.send(&plan.authority, upstream_req, plan.stream_idle);
+        let how = Sending {
+            stall: plan.stream_idle,
+            te_trailers,
+        };
+        let sent = pool.send(&plan.upstream, upstream_req, how);
         let response = tokio::time::timeout(timeout, sent)
             .await
             .map_err(|_| ForwardError::Timeout)?
             .map_err(|e| {
                 let kind = ForwardError::of(&e);
                 if kind == ForwardError::Unreachable {
-                    tracing::warn!(upstream = %plan.authority, error = %crate::provider::error_chain(&e), "upstream request failed");
+                    tracing::warn!(upstream = ?plan.upstream.endpoints().iter().map(|e| e.authority.as_str()).collect::<Vec<_>>(), error = %crate::provider::error_chain(&e), "upstream request failed");
                 }
                 kind
             })?;
@@ -178,10 +177,16 @@ impl Forwarder {
         if switched && !(upgrade && is_websocket(&parts.headers)) {
             // A 101 to a request that asked for no upgrade, or to another protocol than asked:
             // joining the streams would tunnel whatever the upstream chose.
-            tracing::warn!(upstream = %plan.authority, "upstream switched protocols unasked");
+            tracing::warn!("the upstream switched protocols unasked");
             return Err(ForwardError::Unreachable);
         }
+        // `Trailer` announces the trailers that follow the body (RFC 9110 §6.6.2); an HTTP/1.1
+        // client gets them only when it is announced, so it stays.
+        let trailer = parts.headers.remove(TRAILER);
         remove_hop_by_hop(&mut parts.headers);
+        if let Some(trailer) = trailer {
+            parts.headers.insert(TRAILER, trailer);
+        }
         if switched {
             keep_upgrade(&mut parts.headers);
         }

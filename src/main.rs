@@ -403,6 +403,9 @@ async fn check(settings: Settings) -> Result<(), String> {
     for warning in tollgate::config::warnings(&settings) {
         eprintln!("warning: {warning}");
     }
+    for warning in tollgate::config::insecure_warnings(&settings) {
+        eprintln!("WARNING: {warning}");
+    }
     let provider = &runtime.provider;
     let endpoints = provider.resolve().await.map_err(|e| {
         format!(

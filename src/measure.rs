@@ -8,6 +8,9 @@
 //! - `tollgate_jwks_fetches_total{outcome}`
 //! - `tollgate_cache_lookups_total{cache,result}` (`hit`, `miss`, `coalesced`), `tollgate_cache_entries{cache}`
 //! - `tollgate_upstream_errors_total{api,kind}`
+//! - `tollgate_upstream_requests_total{api,endpoint}`: requests sent to each upstream endpoint (a
+//!   retry counts again); `tollgate_upstream_ejections_total{api,endpoint}`: times an endpoint
+//!   that failed to connect was rested
 //! - `tollgate_config_reloads_total{outcome}`
 //! - `tollgate_connections_closed_total{reason}`: connections the gateway ended itself (a deadline
 //!   passed, a cap was reached, or a connection that had not started gave its slot to a newer one)
@@ -42,6 +45,8 @@ pub const JWKS_FETCHES: &str = "tollgate_jwks_fetches_total";
 pub const CACHE_LOOKUPS: &str = "tollgate_cache_lookups_total";
 pub const CACHE_ENTRIES: &str = "tollgate_cache_entries";
 pub const UPSTREAM_ERRORS: &str = "tollgate_upstream_errors_total";
+pub const UPSTREAM_REQUESTS: &str = "tollgate_upstream_requests_total";
+pub const UPSTREAM_EJECTIONS: &str = "tollgate_upstream_ejections_total";
 pub const CONFIG_RELOADS: &str = "tollgate_config_reloads_total";
 pub const CONNECTIONS_CLOSED: &str = "tollgate_connections_closed_total";
 pub const PROVIDER_RATE_LIMIT: &str = "tollgate_provider_rate_limit";

@@ -201,6 +201,10 @@ impl Runtime {
     }
 
     fn assemble(settings: &Settings, provider: Arc<Provider>, validators: Validators) -> Self {
+        // At every start and reload that keeps it: an unverified upstream is worth a line each time.
+        for warning in crate::config::insecure_warnings(settings) {
+            tracing::warn!("{warning}");
+        }
         let both: Arc<dyn Validator> = Arc::new(JwtThenIntrospection::new(
             validators.jwt.clone(),
             validators.introspection.clone(),

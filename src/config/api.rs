@@ -4,13 +4,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use url::Url;
-
 use super::ConfigError;
 use super::compile::non_empty;
 use super::cors::{CorsSettings, cors};
 use super::raw::{RawApi, ScopeMatch, TokenSource, ValidationMode};
 use super::rules::{RuleSettings, compile_rule};
+pub use super::upstream::UpstreamTarget;
 
 /// Who may call: exact client ids, or no check at all (Anypoint's "skip client id validation").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,16 +28,6 @@ pub struct PolicySettings {
     pub scopes: Vec<String>,
     pub scope_match: ScopeMatch,
     pub clients: ClientCheck,
-}
-
-/// Where an API's requests go: `http://authority` plus a base path (without trailing `/`).
-#[derive(Debug, Clone)]
-pub struct UpstreamTarget {
-    pub url: Url,
-    pub authority: http::uri::Authority,
-    /// The authority as the upstream's `Host` header, rendered once.
-    pub host: http::HeaderValue,
-    pub base_path: String,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +77,7 @@ pub(super) fn api(
 ) -> Result<ApiSettings, ConfigError> {
     let key = |k: &str| format!("{path}.{k}");
     non_empty(&raw.name, &key("name"))?;
+    let upstream = super::upstream::upstream(&raw, path)?;
     let host = raw
         .host
         .map(|h| {
@@ -111,7 +101,6 @@ pub(super) fn api(
         raw.path_prefix.as_deref().unwrap_or("/"),
         &key("path_prefix"),
     )?;
-    let upstream = upstream(&raw.upstream, &key("upstream"))?;
     let policy = policy(
         raw.scopes,
         raw.scope_match.unwrap_or_default(),
@@ -214,42 +203,6 @@ fn path_prefix(prefix: &str, key: &str) -> Result<String, ConfigError> {
         "/".to_owned()
     } else {
         trimmed.to_owned()
-    })
-}
-
-fn upstream(text: &str, key: &str) -> Result<UpstreamTarget, ConfigError> {
-    let url = Url::parse(text)
-        .map_err(|e| ConfigError::at(key, format!("{text:?} is not a URL: {e}")))?;
-    if url.scheme() != "http" {
-        return Err(ConfigError::at(
-            key,
-            format!(
-                "scheme {:?} is not supported: upstreams are http://",
-                url.scheme()
-            ),
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err(ConfigError::at(
-            key,
-            "an upstream has no query, fragment or user info",
-        ));
-    }
-    let host = url
-        .host_str()
-        .ok_or_else(|| ConfigError::at(key, "the upstream URL has no host"))?;
-    let port = url.port_or_known_default().unwrap_or(80);
-    let authority = format!("{host}:{port}")
-        .parse::<http::uri::Authority>()
-        .map_err(|e| ConfigError::at(key, format!("bad authority: {e}")))?;
-    let base_path = url.path().trim_end_matches('/').to_owned();
-    let host = http::HeaderValue::from_str(authority.as_str())
-        .map_err(|_| ConfigError::at(key, "the authority cannot be a Host header"))?;
-    Ok(UpstreamTarget {
-        url,
-        authority,
-        host,
-        base_path,
     })
 }
 

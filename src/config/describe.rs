@@ -140,6 +140,22 @@ pub fn warnings(s: &Settings) -> Vec<String> {
     out
 }
 
+/// The APIs whose upstream certificates are not verified (`insecure_skip_verify`): anyone on the
+/// path to them can read and change their traffic, identity headers included.
+pub fn insecure_warnings(s: &Settings) -> Vec<String> {
+    s.apis
+        .iter()
+        .enumerate()
+        .filter(|(_, api)| api.upstream.insecure_skip_verify)
+        .map(|(i, api)| {
+            format!(
+                "api[{i}].insecure_skip_verify: API {:?} does not verify its upstream's certificate; anyone on the network path can impersonate the upstream and read the identity headers. Set upstream_ca instead",
+                api.name
+            )
+        })
+        .collect()
+}
+
 fn cors(c: &CorsSettings) -> String {
     let origins = match &c.origins {
         CorsOrigins::Any => "*".to_owned(),

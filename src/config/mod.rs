@@ -16,6 +16,7 @@ mod rate;
 pub mod raw;
 mod registry;
 mod rules;
+mod upstream;
 
 use std::path::Path;
 
@@ -23,13 +24,16 @@ pub use admin::{AdminSettings, MIN_ADMIN_TOKEN_CHARS};
 pub use api::{ApiSettings, ClientCheck, PolicySettings, UpstreamTarget};
 pub use compile::{CacheSettings, LogSettings, Secret, Settings};
 pub use cors::{CorsList, CorsOrigins, CorsSettings};
-pub use describe::{describe, warnings};
+pub use describe::{describe, insecure_warnings, warnings};
 pub use dev::{DevClientSettings, DevSettings, RESERVED_CLIENT, dev_settings};
 pub use interpolate::{Env, ProcessEnv};
 pub use listen::{ConnectionLimits, ListenSettings};
 pub use provider::{BudgetSettings, JwtSettings, ProviderSettings, RegistrationSettings};
 pub use rate::Rate;
-pub use raw::{ClientAuth, LogFormat, ScopeMatch, TokenSource, ValidationMode};
+pub use raw::{
+    ClientAuth, LogFormat, ScopeMatch, TokenSource, UpstreamBalance, UpstreamProtocol,
+    ValidationMode,
+};
 pub use registry::{RegistrySettings, StoreUrl};
 pub use rules::RuleSettings;
 

@@ -140,7 +140,16 @@ pub struct RawApi {
     pub name: String,
     pub host: Option<String>,
     pub path_prefix: Option<String>,
-    pub upstream: String,
+    pub upstream: OneOrMany,
+    // The upstream connections (`config::api::upstream`, `upstream::tls`).
+    pub upstream_protocol: Option<UpstreamProtocol>,
+    pub upstream_balance: Option<UpstreamBalance>,
+    pub upstream_ca: Option<String>,
+    pub upstream_server_name: Option<String>,
+    pub upstream_client_cert: Option<String>,
+    pub upstream_client_key: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
     #[serde(default)]
     pub strip_prefix: bool,
     pub timeout: Option<ConfigDuration>,
@@ -168,6 +177,43 @@ pub struct RawApi {
     #[serde(default, rename = "rule")]
     pub rules: Vec<RawRule>,
     pub cors: Option<RawCors>,
+}
+
+/// A string, or a list of them (`upstream = "http://a"` or `upstream = ["http://a", "http://b"]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }
+    }
+}
+
+/// Which HTTP version an API's upstream connections speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    Http1,
+    Http2,
+    /// ALPN on TLS (`h2` preferred), HTTP/1.1 on cleartext.
+    #[default]
+    Auto,
+}
+
+/// How a request picks one of an API's upstream endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamBalance {
+    #[default]
+    LeastRequest,
+    RoundRobin,
 }
 
 /// `[api.cors]`: the browser origins allowed to call the API (checked in `config::cors`).

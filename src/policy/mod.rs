@@ -512,8 +512,7 @@ fn plan(
         _ => Vec::new(),
     };
     Ok(ForwardPlan {
-        authority: settings.upstream.authority.clone(),
-        host: settings.upstream.host.clone(),
+        upstream: settings.upstream.compiled.clone(),
         path_and_query,
         timeout: settings.timeout,
         stream_idle,

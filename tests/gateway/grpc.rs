@@ -223,13 +223,16 @@ async fn a_malformed_grpc_timeout_is_invalid_argument() {
     assert_eq!(resp.headers()["content-type"], "application/json");
 }
 
-/// RFC 9110 §10.1.4: `TE: trailers` is forwarded (gRPC needs it), any other TE value is not.
+/// RFC 9110 §10.1.4: `TE: trailers` is forwarded to an HTTP/2 upstream (gRPC needs it), any other
+/// TE value is not.
 #[tokio::test]
 async fn te_trailers_alone_is_forwarded() {
-    use crate::common::upstream::Upstream;
+    use crate::common::upstream::{Upstream, UpstreamBehaviour};
     let idp = TestIdp::start().await;
-    let upstream = Upstream::start().await;
-    let gateway = Gateway::start(&base_config(&idp.issuer, &notes_api(&upstream.url(), ""))).await;
+    // HTTP/2: on HTTP/1.1 TE is this hop's alone, and never forwarded.
+    let upstream = Upstream::start_h2c(UpstreamBehaviour::Echo).await;
+    let api = notes_api(&upstream.url(), "upstream_protocol = \"http2\"");
+    let gateway = Gateway::start(&base_config(&idp.issuer, &api)).await;
     gateway.wait_ready().await;
     let token = idp.token("orders-app", "orders-secret", "mulescope").await;
     for (te, forwarded) in [

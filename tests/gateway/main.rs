@@ -36,5 +36,7 @@ mod reload;
 mod spelling;
 mod troubleshoot;
 mod trust;
+mod upstream_balance;
+mod upstream_tls;
 mod verdicts;
 mod websocket;

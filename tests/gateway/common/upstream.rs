@@ -1,6 +1,8 @@
 //! A real upstream HTTP/1.1 server (hyper, on 127.0.0.1:0) that records every request it receives, so
 //! tests can check exactly what the gateway forwarded (request-target, headers, body) or that it
-//! forwarded nothing at all. It also has a streaming mode to prove bodies are streamed both ways.
+//! forwarded nothing at all. It also has a streaming mode to prove bodies are streamed both ways,
+//! an HTTP/2 mode (h2c by prior knowledge), and a TLS mode (`start_tls`: a certificate from a
+//! `TestCa`, ALPN `h2`/`http/1.1`, optionally requiring a client certificate).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -31,6 +33,12 @@ pub struct Seen {
     /// and names appear in the order they were first received.
     pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
+    /// The HTTP version it arrived in.
+    pub version: http::Version,
+    /// It arrived over TLS.
+    pub tls: bool,
+    /// The client certificate presented in the TLS handshake (DER), if any.
+    pub client_cert: Option<Vec<u8>>,
 }
 
 impl Seen {
@@ -70,6 +78,9 @@ pub enum UpstreamBehaviour {
     Status(u16),
     /// Like `Echo`, then closes the connection (`Connection: close`).
     Close,
+    /// 200 `text/plain` "hello", then the trailers `grpc-status: 0` and `x-checksum: abc`
+    /// (announced in a `Trailer` header, so an HTTP/1.1 client may get them too).
+    Trailers,
     /// Like `Echo`, with these extra response headers (name, value), in order.
     Headers(Vec<(&'static str, &'static str)>),
     /// Signals the first request-body chunk (`first_chunk_seen`), then answers 200 `text/plain` with a
@@ -92,6 +103,30 @@ struct Shared {
     release: Semaphore,
     /// TCP connections accepted.
     accepted: AtomicUsize,
+}
+
+/// How the upstream speaks: HTTP/1.1, or HTTP/2 by prior knowledge (h2c), or TLS with ALPN.
+#[derive(Clone)]
+pub enum Wire {
+    Http1,
+    H2c,
+    Tls(Arc<rustls::ServerConfig>),
+}
+
+/// `start_tls` options: the server certificate, and the CA a client certificate must chain to
+/// (`None`: none is asked for).
+pub struct TlsUpstream<'a> {
+    pub server: &'a crate::common::certs::Issued,
+    pub client_ca: Option<&'a crate::common::certs::TestCa>,
+    /// ALPN protocols offered, in preference order (default `h2`, `http/1.1`).
+    pub alpn: Vec<Vec<u8>>,
+}
+
+/// What the connection told the request.
+#[derive(Clone, Default)]
+struct Peer {
+    tls: bool,
+    client_cert: Option<Vec<u8>>,
 }
 
 /// A running upstream; the server (and every connection it accepted) stops on drop.
@@ -119,6 +154,25 @@ impl Upstream {
     }
 
     pub async fn start_with(behaviour: UpstreamBehaviour) -> Upstream {
+        Self::start_wire(behaviour, Wire::Http1).await
+    }
+
+    /// An HTTP/2-only upstream on cleartext (h2c by prior knowledge, RFC 9113 §3.3).
+    pub async fn start_h2c(behaviour: UpstreamBehaviour) -> Upstream {
+        Self::start_wire(behaviour, Wire::H2c).await
+    }
+
+    /// An upstream behind TLS: HTTP/2 when ALPN agrees on `h2`, HTTP/1.1 otherwise.
+    pub async fn start_tls(behaviour: UpstreamBehaviour, tls: TlsUpstream<'_>) -> Upstream {
+        Self::start_wire(behaviour, Wire::Tls(server_config(&tls))).await
+    }
+
+    /// `https://localhost:PORT` (for a certificate naming `localhost`).
+    pub fn https_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+
+    pub async fn start_wire(behaviour: UpstreamBehaviour, wire: Wire) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("upstream: bind 127.0.0.1:0");
@@ -131,7 +185,7 @@ impl Upstream {
             release: Semaphore::new(0),
             accepted: AtomicUsize::new(0),
         });
-        let server = tokio::spawn(serve(listener, shared.clone()));
+        let server = tokio::spawn(serve(listener, shared.clone(), wire));
         Upstream {
             addr,
             shared,
@@ -239,7 +293,7 @@ fn describe(seen: &[Seen]) -> String {
         .collect()
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+async fn serve(listener: TcpListener, shared: Arc<Shared>, wire: Wire) {
     let mut connections = JoinSet::new();
     loop {
         let (stream, _) = match listener.accept().await {
@@ -251,14 +305,80 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         // Reap finished connections so the set does not grow for the life of a long test.
         while connections.try_join_next().is_some() {}
         let shared = shared.clone();
+        let wire = wire.clone();
         connections.spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(req, shared.clone()));
-            // Connection errors (the gateway hanging up, e.g. after a 504) are expected in tests.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            match wire {
+                Wire::Http1 => serve_connection(stream, shared, false, Peer::default()).await,
+                Wire::H2c => serve_connection(stream, shared, true, Peer::default()).await,
+                Wire::Tls(config) => {
+                    // A failed handshake (a bad client certificate, an untrusting client) ends
+                    // the connection before any request: the handler is never reached.
+                    let Ok(tls) = tokio_rustls::TlsAcceptor::from(config).accept(stream).await
+                    else {
+                        return;
+                    };
+                    let (_, session) = tls.get_ref();
+                    let h2 = session.alpn_protocol() == Some(b"h2");
+                    let peer = Peer {
+                        tls: true,
+                        client_cert: session
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|c| c.to_vec()),
+                    };
+                    serve_connection(tls, shared, h2, peer).await
+                }
+            }
         });
     }
+}
+
+async fn serve_connection<S>(stream: S, shared: Arc<Shared>, h2: bool, peer: Peer)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| handle(req, shared.clone(), peer.clone()));
+    // Connection errors (the gateway hanging up, e.g. after a 504) are expected in tests.
+    if h2 {
+        let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    } else {
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    }
+}
+
+fn server_config(tls: &TlsUpstream<'_>) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("upstream TLS: protocol versions");
+    let builder = match tls.client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.ca_der()).expect("upstream TLS: client CA");
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("upstream TLS: client verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let (chain, key) = tls.server.identity();
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .expect("upstream TLS: server certificate");
+    config.alpn_protocols = if tls.alpn.is_empty() {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        tls.alpn.clone()
+    };
+    Arc::new(config)
 }
 
 type UpBody =
@@ -267,6 +387,7 @@ type UpBody =
 async fn handle(
     req: Request<Incoming>,
     shared: Arc<Shared>,
+    peer: Peer,
 ) -> Result<Response<UpBody>, hyper::Error> {
     let (parts, mut body) = req.into_parts();
     let target = parts.uri.to_string();
@@ -294,6 +415,9 @@ async fn handle(
         target: target.clone(),
         headers,
         body: bytes,
+        version: parts.version,
+        tls: peer.tls,
+        client_cert: peer.client_cert,
     });
     shared.recorded.send_modify(|c| *c += 1);
 
@@ -305,6 +429,7 @@ async fn handle(
         }
         UpstreamBehaviour::Status(status) => status,
         UpstreamBehaviour::Stream => return Ok(streaming_response(shared)),
+        UpstreamBehaviour::Trailers => return Ok(trailers_response()),
         UpstreamBehaviour::Large(size) => return Ok(large_response(size)),
     };
     let body = serde_json::json!({"upstream": "ok", "target": target}).to_string();
@@ -324,6 +449,24 @@ async fn handle(
         .body(Either::Left(Full::new(Bytes::from(body))))
         .expect("upstream: valid response");
     Ok(response)
+}
+
+fn trailers_response() -> Response<UpBody> {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    trailers.insert("x-checksum", http::HeaderValue::from_static("abc"));
+    let frames = vec![
+        Ok(Frame::data(Bytes::from_static(b"hello"))),
+        Ok(Frame::trailers(trailers)),
+    ];
+    let body: stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>> =
+        Box::pin(stream::iter(frames));
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/plain")
+        .header("trailer", "grpc-status, x-checksum")
+        .body(Either::Right(StreamBody::new(body)))
+        .expect("upstream: valid response")
 }
 
 fn large_response(size: usize) -> Response<UpBody> {

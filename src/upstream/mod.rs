@@ -1,0 +1,362 @@
+//! Upstreams: where `forward` sends an allowed request, and how. An API's [`Upstream`] is its
+//! endpoints (one or several, HTTP or HTTPS), the protocol it speaks to them (HTTP/1.1, or HTTP/2:
+//! over TLS by ALPN, on cleartext by prior knowledge, h2c), and the TLS settings, all compiled
+//! with the config. Each worker's [`UpstreamPool`] holds its connections.
+//!
+//! A request goes to one endpoint (`balance`); an endpoint that fails to connect rests a while.
+//! Retries never send a body twice: a request is sent again only if it never left (the pooled
+//! connection had closed, or no connection could be made), or if it has no body, is idempotent
+//! (RFC 9110 §9.2.2) and its reused connection closed before any answer (the upstream closing an
+//! idle connection just as the request was written, RFC 9112 §9.3.1).
+
+mod balance;
+mod connect;
+mod pool;
+pub mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HOST, TE};
+use http::uri::Scheme;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
+use http_body::Body;
+
+pub use balance::Endpoint;
+use balance::{InFlight, Picker, connect_failed};
+use connect::{Conn, connect};
+pub use pool::UpstreamPool;
+use pool::{Pooled, returning_h2};
+
+use crate::body::ProxyBody;
+pub use crate::config::{UpstreamBalance, UpstreamProtocol as Protocol};
+
+/// Why a request got no response from the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot connect: {0}")]
+    Connect(#[source] std::io::Error),
+    #[error("timed out connecting after {0:?}")]
+    ConnectTimeout(Duration),
+    /// The TLS handshake failed: the certificate did not verify, or the upstream refused ours.
+    #[error("TLS: {0}")]
+    Tls(#[source] std::io::Error),
+    #[error("HTTP: {0}")]
+    Http(#[from] hyper::Error),
+}
+
+/// One API's upstream, compiled with the config and shared by every worker.
+pub struct Upstream {
+    scheme: Scheme,
+    protocol: Protocol,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    endpoints: Box<[Endpoint]>,
+    picker: Picker,
+}
+
+/// How to send one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Sending {
+    /// The longest gap allowed between the response body's bytes.
+    pub stall: Duration,
+    /// The client sent `TE: trailers`: an HTTP/2 upstream gets it too (gRPC requires it); it is
+    /// hop-by-hop on HTTP/1.1.
+    pub te_trailers: bool,
+}
+
+/// A request that failed, and whether it can still be sent elsewhere.
+enum Failure {
+    /// No connection could be made: the request never left, and is here whole (boxed: failures
+    /// are rare, and the success path should not carry its size).
+    Unsent(UpstreamError, Box<Request<ProxyBody>>),
+    Sent(UpstreamError),
+}
+
+/// A bodiless request's head, kept to send it again.
+struct Head {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+const TE_TRAILERS: HeaderValue = HeaderValue::from_static("trailers");
+
+// === impl Upstream ===
+
+impl Upstream {
+    /// `endpoints` as `(authority, host header, server name)`; `tls` for `https://`.
+    pub fn new(
+        api: &str,
+        scheme: Scheme,
+        protocol: Protocol,
+        balance: UpstreamBalance,
+        tls: Option<(Arc<rustls::ClientConfig>, String)>,
+        endpoints: Vec<(
+            http::uri::Authority,
+            HeaderValue,
+            Option<rustls_pki_types::ServerName<'static>>,
+        )>,
+    ) -> Self {
+        let api: Arc<str> = api.into();
+        let tls_key = tls.as_ref().map_or(String::new(), |(_, k)| k.clone());
+        let endpoints = endpoints
+            .into_iter()
+            .map(|(authority, host, name)| {
+                let key = format!("{scheme}://{authority} {protocol:?} {tls_key}");
+                Endpoint::new(api.clone(), authority, host, key, name)
+            })
+            .collect();
+        Upstream {
+            scheme,
+            protocol,
+            tls: tls.map(|(config, _)| config),
+            endpoints,
+            picker: Picker::new(balance),
+        }
+    }
+
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("scheme", &self.scheme)
+            .field("protocol", &self.protocol)
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl UpstreamPool ===
+
+impl UpstreamPool {
+    /// Sends `req` (origin-form URI, no `Host`) to one of `upstream`'s endpoints and returns the
+    /// response, whose body frees its connection when read to its end and fails after
+    /// `how.stall` without a byte. An idempotent request that could not connect tries another
+    /// endpoint once.
+    pub async fn send(
+        &self,
+        upstream: &Upstream,
+        req: Request<ProxyBody>,
+        how: Sending,
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
+        let first = upstream.picker.pick(&upstream.endpoints, None);
+        match self.send_to(upstream, first, req, how).await {
+            Ok(response) => Ok(response),
+            Err(Failure::Unsent(_, req))
+                if upstream.endpoints.len() > 1 && is_idempotent(req.method()) =>
+            {
+                let second = upstream.picker.pick(&upstream.endpoints, Some(first));
+                self.send_to(upstream, second, *req, how)
+                    .await
+                    .map_err(Failure::into_error)
+            }
+            Err(failure) => Err(failure.into_error()),
+        }
+    }
+
+    async fn send_to(
+        &self,
+        upstream: &Upstream,
+        index: usize,
+        mut req: Request<ProxyBody>,
+        how: Sending,
+    ) -> Result<Response<ProxyBody>, Failure> {
+        let Some(endpoint) = upstream.endpoints.get(index) else {
+            return Err(Failure::Sent(UpstreamError::ConnectTimeout(Duration::ZERO)));
+        };
+        let _in_flight = InFlight::new(&upstream.endpoints, index);
+        endpoint.count_request();
+        while let Some(pooled) = self.checkout(&endpoint.key) {
+            match self.on_pooled(upstream, endpoint, pooled, req, how).await {
+                Reused::Answered(response) => return response,
+                Reused::Unsent(unsent) => req = unsent,
+                // Once, on a new connection: the next failure is the upstream's answer.
+                Reused::Replay(again) => {
+                    req = again;
+                    break;
+                }
+            }
+        }
+        // Boxed: the connecting future is large and rare; inline, every request's future would
+        // carry (and move) its space.
+        let conn = match Box::pin(connect(upstream, endpoint)).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                connect_failed(&upstream.endpoints, index, &upstream.scheme);
+                return Err(Failure::Unsent(e, Box::new(req)));
+            }
+        };
+        endpoint.connected();
+        let response = match conn {
+            Conn::H1(mut sender) => {
+                for_h1(&mut req, endpoint);
+                let response = sender.send_request(req).await?;
+                self.returning_h1(&endpoint.key, sender, response, how.stall)
+            }
+            Conn::H2(mut sender) => {
+                let slot = self.add_h2(&endpoint.key, sender.clone());
+                for_h2(&mut req, upstream, endpoint, how.te_trailers);
+                returning_h2(slot, sender.send_request(req).await?, how.stall)
+            }
+        };
+        Ok(response)
+    }
+
+    async fn on_pooled(
+        &self,
+        upstream: &Upstream,
+        endpoint: &Endpoint,
+        pooled: Pooled,
+        mut req: Request<ProxyBody>,
+        how: Sending,
+    ) -> Reused {
+        match pooled {
+            Pooled::H1(mut sender) => {
+                if sender.ready().await.is_err() {
+                    return Reused::Unsent(req);
+                }
+                for_h1(&mut req, endpoint);
+                let head = Head::keep(&req);
+                match sender.try_send_request(req).await {
+                    Ok(response) => Reused::Answered(Ok(self.returning_h1(
+                        &endpoint.key,
+                        sender,
+                        response,
+                        how.stall,
+                    ))),
+                    Err(mut failed) => match failed.take_message() {
+                        // It never left: the connection was closing. Another may do.
+                        Some(unsent) => Reused::Unsent(unsent),
+                        None => {
+                            let error = failed.into_error();
+                            match head {
+                                Some(head) if closed_unanswered(&error) => {
+                                    Reused::Replay(head.into_request())
+                                }
+                                _ => Reused::Answered(Err(Failure::Sent(error.into()))),
+                            }
+                        }
+                    },
+                }
+            }
+            Pooled::H2(mut sender, slot) => {
+                if sender.ready().await.is_err() {
+                    return Reused::Unsent(req);
+                }
+                for_h2(&mut req, upstream, endpoint, how.te_trailers);
+                match sender.try_send_request(req).await {
+                    Ok(response) => Reused::Answered(Ok(returning_h2(slot, response, how.stall))),
+                    Err(mut failed) => match failed.take_message() {
+                        Some(unsent) => Reused::Unsent(unsent),
+                        None => Reused::Answered(Err(Failure::Sent(failed.into_error().into()))),
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// What became of a request on a pooled connection.
+enum Reused {
+    Answered(Result<Response<ProxyBody>, Failure>),
+    /// It never left: try the next connection.
+    Unsent(Request<ProxyBody>),
+    /// It left, bodiless and idempotent, and the connection closed unanswered: send it again.
+    Replay(Request<ProxyBody>),
+}
+
+impl From<hyper::Error> for Failure {
+    fn from(e: hyper::Error) -> Self {
+        Failure::Sent(e.into())
+    }
+}
+
+impl Failure {
+    fn into_error(self) -> UpstreamError {
+        match self {
+            Failure::Unsent(e, _) | Failure::Sent(e) => e,
+        }
+    }
+}
+
+// === impl Head ===
+
+impl Head {
+    /// A copy of a request that may be sent again: idempotent and bodiless. A POST is never
+    /// replayed: its upstream may have acted on it before the connection closed.
+    fn keep(req: &Request<ProxyBody>) -> Option<Head> {
+        (is_idempotent(req.method()) && req.body().is_end_stream()).then(|| Head {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+        })
+    }
+
+    fn into_request(self) -> Request<ProxyBody> {
+        let mut req = Request::new(crate::body::empty());
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.headers_mut() = self.headers;
+        req
+    }
+}
+
+/// RFC 9110 §9.2.2.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// The connection ended before any of the response arrived: closed, reset, or cut mid-write.
+fn closed_unanswered(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() || error.is_canceled() {
+        return true;
+    }
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            );
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// HTTP/1.1: origin-form target and the endpoint's `Host` (RFC 9112 §3.2).
+fn for_h1(req: &mut Request<ProxyBody>, endpoint: &Endpoint) {
+    *req.version_mut() = Version::HTTP_11;
+    if req.uri().authority().is_some() {
+        let origin = req.uri().path_and_query().cloned();
+        *req.uri_mut() = origin.map_or_else(|| Uri::from_static("/"), Uri::from);
+    }
+    req.headers_mut().insert(HOST, endpoint.host.clone());
+}
+
+/// HTTP/2: the authority and scheme go in pseudo-headers (RFC 9113 §8.3.1), taken from the
+/// target, and no `Host`; `TE: trailers` is the one `TE` allowed (§8.2.2).
+fn for_h2(req: &mut Request<ProxyBody>, upstream: &Upstream, endpoint: &Endpoint, te: bool) {
+    *req.version_mut() = Version::HTTP_2;
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(upstream.scheme.clone());
+    parts.authority = Some(endpoint.authority.clone());
+    parts.path_and_query = req.uri().path_and_query().cloned();
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    let headers = req.headers_mut();
+    headers.remove(HOST);
+    if te {
+        headers.insert(TE, TE_TRAILERS);
+    }
+}

@@ -1,0 +1,1 @@
+//! Upstream balancing (filled below).
