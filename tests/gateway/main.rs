@@ -23,6 +23,7 @@ mod dev;
 mod dev_provider;
 mod forwarding;
 mod grpc;
+mod grpc_calls;
 mod introspection;
 mod jwt;
 mod keys;
