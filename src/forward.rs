@@ -331,6 +331,64 @@ mod tests {
     }
 
     #[test]
+    fn only_a_bodiless_http11_get_websocket_upgrade_is_kept() {
+        let asked = |method: Method, version: Version, headers: &[(&str, &str)], body: &str| {
+            let mut h = HeaderMap::new();
+            for (name, value) in headers {
+                h.append(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            let (mut parts, ()) = Request::new(()).into_parts();
+            parts.method = method;
+            parts.version = version;
+            let body = if body.is_empty() {
+                ProxyBody::default()
+            } else {
+                crate::body::full(body.to_owned())
+            };
+            upgrade_asked(&parts, &h, &body)
+        };
+        let ws = [
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket"),
+        ];
+        assert!(asked(Method::GET, Version::HTTP_11, &ws, ""));
+        assert!(!asked(Method::POST, Version::HTTP_11, &ws, ""));
+        assert!(!asked(Method::GET, Version::HTTP_10, &ws, ""));
+        assert!(!asked(Method::GET, Version::HTTP_11, &ws, "smuggled"));
+        let h2c = [("connection", "upgrade"), ("upgrade", "h2c")];
+        assert!(!asked(Method::GET, Version::HTTP_11, &h2c, ""));
+        let two = [
+            ("connection", "upgrade"),
+            ("upgrade", "websocket"),
+            ("upgrade", "h2c"),
+        ];
+        assert!(!asked(Method::GET, Version::HTTP_11, &two, ""));
+        assert!(!asked(
+            Method::GET,
+            Version::HTTP_11,
+            &[("upgrade", "websocket")],
+            ""
+        ));
+    }
+
+    #[test]
+    fn te_is_kept_only_when_exactly_trailers() {
+        let te = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(TE, HeaderValue::from_str(v).unwrap());
+            }
+            asks_for_trailers(&h)
+        };
+        assert!(te(&["trailers"]) && te(&[" Trailers "]));
+        assert!(!te(&[]) && !te(&["gzip"]) && !te(&["trailers, gzip"]));
+        assert!(!te(&["trailers", "gzip"]) && !te(&["trailers;q=0.5"]));
+    }
+
+    #[test]
     fn prefixed_headers_go_whatever_their_case_or_underscores() {
         let mut h = HeaderMap::new();
         for name in [
