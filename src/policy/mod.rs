@@ -101,7 +101,7 @@ where
         Box::pin(async move {
             // Kept before the request is consumed: every answer of a CORS API depends on it.
             let origin = cors::single(req.headers(), &ORIGIN).cloned();
-            let dialect = Dialect::of(req.headers());
+            let dialect = Dialect::of(req.method(), req.headers());
             let (api, mut response) = match decide(&runtime, req, dialect).await {
                 Ok(Decision::Forward(allowed)) => {
                     let api = allowed.api.clone();

@@ -412,10 +412,15 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// gRPC over HTTP/2: a request is gRPC when its `content-type` is `application/grpc`, alone
-    /// or with a `+format` suffix; gRPC-Web's `application/grpc-web` and `application/grpc-web-text`
-    /// likewise (their clients read a Trailers-Only status from the headers too).
-    pub fn of(headers: &http::HeaderMap) -> Dialect {
+    /// gRPC over HTTP/2: a request is gRPC when it is a `POST` whose `content-type` is
+    /// `application/grpc`, alone or with a `+format` suffix; gRPC-Web's `application/grpc-web`
+    /// and `application/grpc-web-text` likewise (their clients read a Trailers-Only status from
+    /// the headers too). Only `POST`, as the spec says: a refusal that is a 200 must never be one
+    /// a shared cache could keep for a `GET` and serve to everyone.
+    pub fn of(method: &http::Method, headers: &http::HeaderMap) -> Dialect {
+        if method != http::Method::POST {
+            return Dialect::Http;
+        }
         let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
             return Dialect::Http;
         };
@@ -545,10 +550,13 @@ mod tests {
 
     #[test]
     fn grpc_clients_get_a_trailers_only_status() {
-        let grpc = Dialect::of(&http::HeaderMap::from_iter([(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc+proto"),
-        )]));
+        let grpc = Dialect::of(
+            &http::Method::POST,
+            &http::HeaderMap::from_iter([(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc+proto"),
+            )]),
+        );
         assert_eq!(grpc, Dialect::Grpc("application/grpc"));
         let r = Rejection::MissingToken.render(None, None, grpc);
         assert_eq!(r.status(), StatusCode::OK);
@@ -576,7 +584,12 @@ mod tests {
         ] {
             let headers =
                 http::HeaderMap::from_iter([(CONTENT_TYPE, HeaderValue::from_static(media))]);
-            assert_eq!(Dialect::of(&headers), dialect, "{media}");
+            assert_eq!(
+                Dialect::of(&http::Method::POST, &headers),
+                dialect,
+                "{media}"
+            );
+            assert_eq!(Dialect::of(&http::Method::GET, &headers), Dialect::Http);
         }
         assert_eq!(
             grpc_percent_encode("50% off (ü)\n"),
