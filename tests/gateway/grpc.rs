@@ -189,7 +189,7 @@ async fn a_spent_tier_is_resource_exhausted() {
 
 /// `grpc-timeout` per the gRPC spec, or refused as INVALID_ARGUMENT before anything is forwarded.
 #[tokio::test]
-async fn a_malformed_grpc_timeout_is_invalid_argument() {
+async fn a_malformed_grpc_timeout_is_invalid_argument_and_grpc_is_told_by_post_and_content_type() {
     let s = setup("").await;
     let token = s
         .idp
@@ -215,6 +215,24 @@ async fn a_malformed_grpc_timeout_is_invalid_argument() {
             "Trailers-Only: no body"
         );
     }
+    // gRPC-Web is answered in its own family; a GET is never taken for gRPC.
+    let resp = client()
+        .post(s.gateway.url("/test.Notes/Echo"))
+        .header("content-type", "application/grpc-web+proto")
+        .send()
+        .await
+        .expect("a request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/grpc-web");
+    assert_eq!(resp.headers()["grpc-status"], "16");
+    let resp = client()
+        .get(s.gateway.url("/test.Notes/Echo"))
+        .header("content-type", "application/grpc")
+        .send()
+        .await
+        .expect("a request");
+    assert_eq!(resp.status(), 401);
+    assert!(!resp.headers().contains_key("grpc-status"));
     assert_eq!(s.server.calls(), 0);
     // A plain HTTP client is refused as before, in JSON.
     let resp = client()
