@@ -126,12 +126,7 @@ impl Forwarder {
             return Err(ForwardError::Unreachable);
         };
         let mut headers = std::mem::take(&mut parts.headers);
-        let upgrade = upgrade_asked(&parts, &headers, &body);
-        let te_trailers = asks_for_trailers(&headers);
-        remove_hop_by_hop(&mut headers);
-        if upgrade {
-            keep_upgrade(&mut headers);
-        }
+        let (upgrade, te_trailers) = request_hygiene(&parts, &mut headers, &body);
         let timeout = deadline(&plan, &mut headers);
         if timeout.is_zero() {
             // The call's deadline passed while it was being authorised: not worth sending.
@@ -173,26 +168,49 @@ impl Forwarder {
                 kind
             })?;
         let (mut parts, body) = response.into_parts();
-        let switched = parts.status == StatusCode::SWITCHING_PROTOCOLS;
-        if switched && !(upgrade && is_websocket(&parts.headers)) {
-            // A 101 to a request that asked for no upgrade, or to another protocol than asked:
-            // joining the streams would tunnel whatever the upstream chose.
-            tracing::warn!("the upstream switched protocols unasked");
-            return Err(ForwardError::Unreachable);
-        }
-        // `Trailer` announces the trailers that follow the body (RFC 9110 §6.6.2); an HTTP/1.1
-        // client gets them only when it is announced, so it stays.
-        let trailer = parts.headers.remove(TRAILER);
-        remove_hop_by_hop(&mut parts.headers);
-        if let Some(trailer) = trailer {
-            parts.headers.insert(TRAILER, trailer);
-        }
-        if switched {
-            keep_upgrade(&mut parts.headers);
-        }
+        response_hygiene(&mut parts, upgrade)?;
         parts.extensions.insert(UpstreamTime(asked.elapsed()));
         Ok(Response::from_parts(parts, body))
     }
+}
+
+/// The request's hop-by-hop headers go, except the WebSocket upgrade when it is one
+/// (`upgrade_asked`). Returns whether it is, and whether the client asked for trailers.
+fn request_hygiene(
+    parts: &http::request::Parts,
+    headers: &mut HeaderMap,
+    body: &ProxyBody,
+) -> (bool, bool) {
+    let upgrade = upgrade_asked(parts, headers, body);
+    let te_trailers = asks_for_trailers(headers);
+    remove_hop_by_hop(headers);
+    if upgrade {
+        keep_upgrade(headers);
+    }
+    (upgrade, te_trailers)
+}
+
+/// The response's hop-by-hop headers go, except `Trailer` and, on the 101 that accepts the
+/// upgrade asked for, `Upgrade`. A 101 to anything else is the upstream's fault.
+fn response_hygiene(parts: &mut http::response::Parts, upgrade: bool) -> Result<(), ForwardError> {
+    let switched = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+    if switched && !(upgrade && is_websocket(&parts.headers)) {
+        // A 101 to a request that asked for no upgrade, or to another protocol than asked:
+        // joining the streams would tunnel whatever the upstream chose.
+        tracing::warn!("the upstream switched protocols unasked");
+        return Err(ForwardError::Unreachable);
+    }
+    // `Trailer` announces the trailers that follow the body (RFC 9110 §6.6.2); an HTTP/1.1
+    // client gets them only when it is announced, so it stays.
+    let trailer = parts.headers.remove(TRAILER);
+    remove_hop_by_hop(&mut parts.headers);
+    if let Some(trailer) = trailer {
+        parts.headers.insert(TRAILER, trailer);
+    }
+    if switched {
+        keep_upgrade(&mut parts.headers);
+    }
+    Ok(())
 }
 
 impl tower::Service<Request<ProxyBody>> for Forwarder {
