@@ -13,7 +13,10 @@ use http::header::{
     AUTHORIZATION, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
 };
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+};
+use http_body::Body as _;
 
 use crate::body::{BodyError, ProxyBody};
 use crate::forwarded::set_forwarding_headers;
@@ -38,6 +41,8 @@ pub struct ForwardPlan {
     pub original_host: Option<HeaderValue>,
     /// `false`: the `Authorization` header (which may carry the bearer token) is not forwarded.
     pub forward_authorization: bool,
+    /// A gRPC call's own deadline (`grpc-timeout`), when sooner than `timeout` allows.
+    pub grpc_deadline: Option<std::time::Instant>,
 }
 
 /// Why a request got no response from the upstream; the policy renders it. The client's own body
@@ -121,8 +126,12 @@ impl Forwarder {
             return Err(ForwardError::Unreachable);
         };
         let mut headers = std::mem::take(&mut parts.headers);
-        let te_trailers = wants_trailers(&headers);
-        remove_hop_by_hop(&mut headers);
+        let (upgrade, te_trailers) = request_hygiene(&parts, &mut headers, &body);
+        let timeout = deadline(&plan, &mut headers);
+        if timeout.is_zero() {
+            // The call's deadline passed while it was being authorised: not worth sending.
+            return Err(ForwardError::Timeout);
+        }
         strip_prefixed(&mut headers, &plan.strip_header_prefix);
         // Always, whatever the API: only the listener's verified certificate may speak here (the
         // policy adds those to `identity`).
@@ -151,7 +160,7 @@ impl Forwarder {
             te_trailers,
         };
         let sent = pool.send(&plan.upstream, upstream_req, how);
-        let response = tokio::time::timeout(plan.timeout, sent)
+        let response = tokio::time::timeout(timeout, sent)
             .await
             .map_err(|_| ForwardError::Timeout)?
             .map_err(|e| {
@@ -162,16 +171,49 @@ impl Forwarder {
                 kind
             })?;
         let (mut parts, body) = response.into_parts();
-        // `Trailer` announces the trailers that follow the body (RFC 9110 §6.6.2); an HTTP/1.1
-        // client gets them only when it is announced, so it stays.
-        let trailer = parts.headers.remove(TRAILER);
-        remove_hop_by_hop(&mut parts.headers);
-        if let Some(trailer) = trailer {
-            parts.headers.insert(TRAILER, trailer);
-        }
+        response_hygiene(&mut parts, upgrade)?;
         parts.extensions.insert(UpstreamTime(asked.elapsed()));
         Ok(Response::from_parts(parts, body))
     }
+}
+
+/// The request's hop-by-hop headers go, except the WebSocket upgrade when it is one
+/// (`upgrade_asked`). Returns whether it is, and whether the client asked for trailers.
+fn request_hygiene(
+    parts: &http::request::Parts,
+    headers: &mut HeaderMap,
+    body: &ProxyBody,
+) -> (bool, bool) {
+    let upgrade = upgrade_asked(parts, headers, body);
+    let te_trailers = asks_for_trailers(headers);
+    remove_hop_by_hop(headers);
+    if upgrade {
+        keep_upgrade(headers);
+    }
+    (upgrade, te_trailers)
+}
+
+/// The response's hop-by-hop headers go, except `Trailer` and, on the 101 that accepts the
+/// upgrade asked for, `Upgrade`. A 101 to anything else is the upstream's fault.
+fn response_hygiene(parts: &mut http::response::Parts, upgrade: bool) -> Result<(), ForwardError> {
+    let switched = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+    if switched && !(upgrade && is_websocket(&parts.headers)) {
+        // A 101 to a request that asked for no upgrade, or to another protocol than asked:
+        // joining the streams would tunnel whatever the upstream chose.
+        tracing::warn!("the upstream switched protocols unasked");
+        return Err(ForwardError::Unreachable);
+    }
+    // `Trailer` announces the trailers that follow the body (RFC 9110 §6.6.2); an HTTP/1.1
+    // client gets them only when it is announced, so it stays.
+    let trailer = parts.headers.remove(TRAILER);
+    remove_hop_by_hop(&mut parts.headers);
+    if let Some(trailer) = trailer {
+        parts.headers.insert(TRAILER, trailer);
+    }
+    if switched {
+        keep_upgrade(&mut parts.headers);
+    }
+    Ok(())
 }
 
 impl tower::Service<Request<ProxyBody>> for Forwarder {
@@ -187,20 +229,6 @@ impl tower::Service<Request<ProxyBody>> for Forwarder {
     fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
         Box::pin(Self::forward(self.pool.clone(), req))
     }
-}
-
-/// The client accepts trailers (`TE: trailers`, RFC 9110 §10.1.4).
-fn wants_trailers(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| {
-            t.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        })
 }
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names. One pass over
@@ -226,6 +254,62 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in doomed {
         headers.remove(name);
     }
+}
+
+/// RFC 9110 §10.1.4: `TE: trailers` says the client accepts trailer fields, which gRPC's status
+/// travels in; it is the one TE value forwarded. Any other (transfer codings are per hop) is not.
+fn asks_for_trailers(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(TE).iter();
+    matches!(
+        (values.next(), values.next()),
+        (Some(v), None) if v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"trailers")
+    )
+}
+
+/// How long the upstream has to answer: the API's `timeout`, or less when a gRPC call's deadline
+/// is sooner. The call's `grpc-timeout` is rewritten to the time left, so the upstream stops
+/// when the gateway does.
+fn deadline(plan: &ForwardPlan, headers: &mut HeaderMap) -> Duration {
+    let Some(deadline) = plan.grpc_deadline else {
+        return plan.timeout;
+    };
+    let left = deadline
+        .saturating_duration_since(std::time::Instant::now())
+        .min(plan.timeout);
+    headers.insert(crate::deadline::GRPC_TIMEOUT, crate::deadline::encode(left));
+    left
+}
+
+/// Is this a WebSocket opening handshake (RFC 6455 §4.1) that may be forwarded as one: HTTP/1.1,
+/// `GET`, no body, `Connection` naming `upgrade` and `Upgrade` exactly `websocket`? Any other
+/// upgrade (`h2c` above all, whose tunnel would carry requests past the policy) is stripped like
+/// every hop-by-hop header, and the request goes as a plain one.
+fn upgrade_asked(parts: &http::request::Parts, headers: &HeaderMap, body: &ProxyBody) -> bool {
+    parts.version == Version::HTTP_11
+        && parts.method == Method::GET
+        && body.is_end_stream()
+        && headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+        && is_websocket(headers)
+}
+
+/// Exactly one `Upgrade` value, and it is `websocket`.
+fn is_websocket(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(UPGRADE).iter();
+    matches!(
+        (values.next(), values.next()),
+        (Some(v), None) if v.as_bytes().eq_ignore_ascii_case(b"websocket")
+    )
+}
+
+/// After the hop-by-hop removal: the upgrade this hop agreed to, and only it (RFC 9110 §7.8).
+fn keep_upgrade(headers: &mut HeaderMap) {
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
 }
 
 /// Removes every header whose name starts with `prefix`, read case-insensitively with `_` as `-`.
@@ -265,6 +349,64 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn only_a_bodiless_http11_get_websocket_upgrade_is_kept() {
+        let asked = |method: Method, version: Version, headers: &[(&str, &str)], body: &str| {
+            let mut h = HeaderMap::new();
+            for (name, value) in headers {
+                h.append(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            let (mut parts, ()) = Request::new(()).into_parts();
+            parts.method = method;
+            parts.version = version;
+            let body = if body.is_empty() {
+                ProxyBody::default()
+            } else {
+                crate::body::full(body.to_owned())
+            };
+            upgrade_asked(&parts, &h, &body)
+        };
+        let ws = [
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket"),
+        ];
+        assert!(asked(Method::GET, Version::HTTP_11, &ws, ""));
+        assert!(!asked(Method::POST, Version::HTTP_11, &ws, ""));
+        assert!(!asked(Method::GET, Version::HTTP_10, &ws, ""));
+        assert!(!asked(Method::GET, Version::HTTP_11, &ws, "smuggled"));
+        let h2c = [("connection", "upgrade"), ("upgrade", "h2c")];
+        assert!(!asked(Method::GET, Version::HTTP_11, &h2c, ""));
+        let two = [
+            ("connection", "upgrade"),
+            ("upgrade", "websocket"),
+            ("upgrade", "h2c"),
+        ];
+        assert!(!asked(Method::GET, Version::HTTP_11, &two, ""));
+        assert!(!asked(
+            Method::GET,
+            Version::HTTP_11,
+            &[("upgrade", "websocket")],
+            ""
+        ));
+    }
+
+    #[test]
+    fn te_is_kept_only_when_exactly_trailers() {
+        let te = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(TE, HeaderValue::from_str(v).unwrap());
+            }
+            asks_for_trailers(&h)
+        };
+        assert!(te(&["trailers"]) && te(&[" Trailers "]));
+        assert!(!te(&[]) && !te(&["gzip"]) && !te(&["trailers, gzip"]));
+        assert!(!te(&["trailers", "gzip"]) && !te(&["trailers;q=0.5"]));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod client_cert;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod deadline;
 pub mod dev;
 pub mod explain;
 pub mod forward;

@@ -19,7 +19,7 @@ use crate::body::ProxyBody;
 use crate::config::{LogFormat, LogSettings};
 use crate::forward::UpstreamTime;
 use crate::measure;
-use crate::policy::AccessRecord;
+use crate::policy::{AccessRecord, GrpcRefusal};
 use crate::trust::ClientAddr;
 
 /// Where log lines are written from.
@@ -151,6 +151,11 @@ where
             span.record("api", api);
             span.record("decision", record.decision);
             span.record("reason", record.reason);
+            // A refusal told to a gRPC client went out as 200 + grpc-status: the log and the
+            // metric keep the HTTP status it stands for, so refusals count as refusals whatever
+            // the client spoke.
+            let grpc = response.extensions().get::<GrpcRefusal>().copied();
+            let status = grpc.map_or(response.status(), |g| g.stands_for).as_u16();
             let elapsed = started.elapsed();
             let upstream = response
                 .extensions()
@@ -160,7 +165,7 @@ where
                 record.api.as_ref(),
                 record.decision,
                 record.reason,
-                response.status().as_u16(),
+                status,
                 elapsed,
                 elapsed.saturating_sub(upstream),
             );
@@ -173,7 +178,8 @@ where
                 reason = record.reason,
                 client = client.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
                 client_id = record.client_id.as_deref().unwrap_or("-"),
-                status = response.status().as_u16(),
+                status,
+                grpc_status = grpc.map(|g| g.code),
                 latency_ms = elapsed.as_secs_f64() * 1000.0,
                 "request"
             );

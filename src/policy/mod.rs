@@ -26,7 +26,7 @@ use tower::{Layer, Service, ServiceExt};
 
 pub use authorize::{Contracts, authorize};
 pub use matching::{check_method, matching_rule};
-pub use rejection::{AccessRecord, Rejection};
+pub use rejection::{AccessRecord, Dialect, GrpcRefusal, Rejection};
 
 use crate::body::{BoundedBody, ProxyBody, full, set_content_length};
 use crate::client_cert::ClientCertificate;
@@ -102,15 +102,16 @@ where
         Box::pin(async move {
             // Kept before the request is consumed: every answer of a CORS API depends on it.
             let origin = cors::single(req.headers(), &ORIGIN).cloned();
-            let (api, mut response) = match decide(&runtime, req).await {
+            let dialect = Dialect::of(req.method(), req.headers());
+            let (api, mut response) = match decide(&runtime, req, dialect).await {
                 Ok(Decision::Forward(allowed)) => {
                     let api = allowed.api.clone();
-                    (api, forward(inner, allowed).await)
+                    (api, forward(inner, allowed, dialect).await)
                 }
                 // Complete as it is, CORS headers included.
                 Ok(Decision::Answered(response)) => return Ok(response),
                 Err((rejection, api)) => {
-                    let response = rejection.into_response(api.as_ref().map(|a| &a.name), None);
+                    let response = rejection.render(api.as_ref().map(|a| &a.name), None, dialect);
                     match api {
                         Some(api) => (api, response),
                         None => return Ok(response),
@@ -126,7 +127,7 @@ where
 }
 
 /// Sends an allowed request upstream; an upstream failure is rendered as a refusal.
-async fn forward<S>(inner: S, allowed: Allowed) -> Response<ProxyBody>
+async fn forward<S>(inner: S, allowed: Allowed, dialect: Dialect) -> Response<ProxyBody>
 where
     S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ForwardError>,
 {
@@ -156,7 +157,7 @@ where
             let rejection = Rejection::from(failure);
             metrics::counter!(crate::measure::UPSTREAM_ERRORS, "api" => api.name.to_string(), "kind" => rejection.reason())
                 .increment(1);
-            rejection.into_response(Some(&api.name), client_id)
+            rejection.render(Some(&api.name), client_id, dialect)
         }
     }
 }
@@ -171,7 +172,13 @@ enum Decision {
 type Refusal = (Rejection, Option<Arc<Api>>);
 
 /// Everything up to the forwarding decision.
-async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Decision, Refusal> {
+async fn decide(
+    runtime: &Runtime,
+    req: Request<ProxyBody>,
+    dialect: Dialect,
+) -> Result<Decision, Refusal> {
+    // The caller's clock starts when it sends, so its deadline counts from arrival.
+    let arrived = std::time::Instant::now();
     check_framing(&req).map_err(|r| (r, None))?;
     check_method(req.method()).map_err(|r| (r, None))?;
     let path = normalise_path(req.uri().path()).map_err(|e| (Rejection::BadPath(e), None))?;
@@ -187,6 +194,7 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Decision, 
         .ok_or((Rejection::NoRoute, None))?;
     let refuse = |r: Rejection| (r, Some(api.clone()));
     let settings = &api.settings;
+    let grpc_deadline = grpc_deadline(&req, dialect, arrived).map_err(refuse)?;
     // Fetch §3.2.2: a preflight carries no credentials, so it is answered before any rule or
     // token check, and never forwarded.
     if let Some(cors) = &settings.cors
@@ -255,12 +263,35 @@ async fn decide(runtime: &Runtime, req: Request<ProxyBody>) -> Result<Decision, 
     {
         plan.identity.extend(cert.headers());
     }
-    req.extensions_mut().insert(plan);
+    req.extensions_mut().insert(ForwardPlan {
+        grpc_deadline,
+        ..plan
+    });
     Ok(Decision::Forward(Allowed {
         api,
         principal,
         request: req,
     }))
+}
+
+/// A gRPC call's own deadline, from its `grpc-timeout`: a malformed one is refused (the upstream
+/// might read it otherwise, or not at all). Not gRPC, or no header: none.
+fn grpc_deadline(
+    req: &Request<ProxyBody>,
+    dialect: Dialect,
+    arrived: std::time::Instant,
+) -> Result<Option<std::time::Instant>, Rejection> {
+    if dialect == Dialect::Http {
+        return Ok(None);
+    }
+    let mut values = req.headers().get_all(crate::deadline::GRPC_TIMEOUT).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(value), None) => crate::deadline::parse(value)
+            .map(|timeout| Some(arrived + timeout))
+            .ok_or(Rejection::BadGrpcTimeout),
+        (Some(_), Some(_)) => Err(Rejection::BadGrpcTimeout),
+    }
 }
 
 /// Applies the API's body size limit: at once when `Content-Length` says it is exceeded (nothing
@@ -503,5 +534,6 @@ fn plan(
         identity,
         original_host,
         forward_authorization: settings.forward_authorization,
+        grpc_deadline: None,
     })
 }

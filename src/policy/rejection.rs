@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use super::cors::CorsRefusal;
 use crate::body::{ProxyBody, full};
@@ -26,6 +26,9 @@ pub enum Rejection {
     BadMethod,
     /// Ambiguous message framing (RFC 9112 §6.3): never forwarded.
     BadFraming(&'static str),
+    /// A gRPC request's `grpc-timeout` is not `<1-8 digits><H|M|S|m|u|n>` (gRPC over HTTP/2,
+    /// "Timeout"): never forwarded, as the gateway and the upstream could read its deadline apart.
+    BadGrpcTimeout,
     /// RFC 6750 §3.1 `invalid_request`: a malformed credential or more than one.
     InvalidRequest(&'static str),
     FormTooLarge,
@@ -75,6 +78,7 @@ impl Rejection {
             Rejection::BadPath(_) => "bad_path",
             Rejection::BadMethod => "bad_method",
             Rejection::BadFraming(_) => "bad_framing",
+            Rejection::BadGrpcTimeout => "bad_grpc_timeout",
             Rejection::InvalidRequest(_) => "invalid_request",
             Rejection::FormTooLarge => "form_too_large",
             Rejection::BodyTooLarge(_) => "body_too_large",
@@ -101,6 +105,7 @@ impl Rejection {
             Rejection::BadPath(_)
             | Rejection::BadMethod
             | Rejection::BadFraming(_)
+            | Rejection::BadGrpcTimeout
             | Rejection::InvalidRequest(_)
             | Rejection::BadBody => StatusCode::BAD_REQUEST,
             Rejection::FormTooLarge | Rejection::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -141,6 +146,10 @@ impl Rejection {
             Rejection::BadFraming(d) | Rejection::InvalidRequest(d) => {
                 ("invalid_request", (*d).into())
             }
+            Rejection::BadGrpcTimeout => (
+                "invalid_request",
+                "grpc-timeout must be 1 to 8 digits and a unit (H, M, S, m, u, n)".into(),
+            ),
             Rejection::FormTooLarge => (
                 "invalid_request",
                 "the form body is too large to read a token from".into(),
@@ -209,6 +218,7 @@ impl Rejection {
             Rejection::NoRoute
             | Rejection::BadPath(_)
             | Rejection::BadMethod
+            | Rejection::BadGrpcTimeout
             | Rejection::InvalidRequest(_)
             | Rejection::FormTooLarge
             | Rejection::MissingToken
@@ -249,6 +259,7 @@ impl Rejection {
             | Rejection::BadPath(_)
             | Rejection::BadMethod
             | Rejection::BadFraming(_)
+            | Rejection::BadGrpcTimeout
             | Rejection::FormTooLarge
             | Rejection::BodyTooLarge(_)
             | Rejection::RequestTimeout
@@ -281,6 +292,7 @@ impl Rejection {
             | Rejection::BadPath(_)
             | Rejection::BadMethod
             | Rejection::BadFraming(_)
+            | Rejection::BadGrpcTimeout
             | Rejection::InvalidRequest(_)
             | Rejection::FormTooLarge
             | Rejection::BodyTooLarge(_)
@@ -297,21 +309,55 @@ impl Rejection {
         }
     }
 
-    /// Renders the refusal; `api` is the matched API, if any (the realm).
+    /// The gRPC status code a gRPC client is told (gRPC's `statuscodes.md`): what the refusal
+    /// means to a caller, per reason, so that a client's retry logic reads it right.
+    pub fn grpc_code(&self) -> u8 {
+        match self {
+            Rejection::NoRoute => GRPC_UNIMPLEMENTED,
+            Rejection::BadPath(_)
+            | Rejection::BadMethod
+            | Rejection::BadFraming(_)
+            | Rejection::BadGrpcTimeout
+            | Rejection::InvalidRequest(_)
+            | Rejection::BadBody => GRPC_INVALID_ARGUMENT,
+            // gRPC itself answers a message over its size limit with RESOURCE_EXHAUSTED.
+            Rejection::FormTooLarge | Rejection::BodyTooLarge(_) => GRPC_RESOURCE_EXHAUSTED,
+            Rejection::RequestTimeout | Rejection::UpstreamTimeout => GRPC_DEADLINE_EXCEEDED,
+            Rejection::MissingToken | Rejection::InvalidToken(_) => GRPC_UNAUTHENTICATED,
+            Rejection::InsufficientScope { .. }
+            | Rejection::NoContract
+            | Rejection::ClientCertificateRequired
+            | Rejection::CorsRefused(_) => GRPC_PERMISSION_DENIED,
+            Rejection::ProviderUnavailable(_)
+            | Rejection::RegistryUnavailable
+            | Rejection::UpstreamUnreachable => GRPC_UNAVAILABLE,
+            Rejection::TooManyNewTokens(_) | Rejection::RateLimited(_) => GRPC_RESOURCE_EXHAUSTED,
+        }
+    }
+
+    /// Renders the refusal as HTTP; `api` is the matched API, if any (the realm).
     pub fn into_response(
         self,
         api: Option<&Arc<str>>,
         client_id: Option<String>,
     ) -> Response<ProxyBody> {
+        self.render(api, client_id, Dialect::Http)
+    }
+
+    /// Renders the refusal as the request's `dialect` expects: an RFC 6750 JSON body, or a gRPC
+    /// Trailers-Only answer. Either way with the same challenge and `Retry-After`.
+    pub fn render(
+        self,
+        api: Option<&Arc<str>>,
+        client_id: Option<String>,
+        dialect: Dialect,
+    ) -> Response<ProxyBody> {
         let (error, description) = self.error();
-        let mut body = serde_json::json!({ "error": error, "error_description": description });
-        if let Rejection::InsufficientScope { required } = &self {
-            body["scope"] = required.clone().into();
-        }
-        let mut response = Response::new(full(body.to_string()));
-        *response.status_mut() = self.status();
+        let mut response = match dialect {
+            Dialect::Http => self.json_response(error, &description),
+            Dialect::Grpc(content_type) => self.grpc_response(content_type, &description),
+        };
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let realm = api.map_or("tollgate", |a| a);
         if let Some(challenge) = self.challenge(realm, error, &description)
             && let Ok(value) = HeaderValue::from_str(&challenge)
@@ -335,6 +381,107 @@ impl Rejection {
         });
         response
     }
+}
+
+impl Rejection {
+    fn json_response(&self, error: &str, description: &str) -> Response<ProxyBody> {
+        let mut body = serde_json::json!({ "error": error, "error_description": description });
+        if let Rejection::InsufficientScope { required } = self {
+            body["scope"] = required.clone().into();
+        }
+        let mut response = Response::new(full(body.to_string()));
+        *response.status_mut() = self.status();
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    }
+
+    /// gRPC over HTTP/2, "Responses": a Trailers-Only answer is HTTP 200 whose headers carry
+    /// `grpc-status` and the percent-encoded `grpc-message`, with no body. The HTTP status it
+    /// stands for rides along for the access log.
+    fn grpc_response(&self, content_type: &'static str, description: &str) -> Response<ProxyBody> {
+        let mut response = Response::new(ProxyBody::default());
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        let code = self.grpc_code();
+        headers.insert(GRPC_STATUS, HeaderValue::from(u16::from(code)));
+        if let Ok(message) = HeaderValue::from_str(&grpc_percent_encode(description)) {
+            headers.insert(GRPC_MESSAGE, message);
+        }
+        response.extensions_mut().insert(GrpcRefusal {
+            stands_for: self.status(),
+            code,
+        });
+        response
+    }
+}
+
+/// How the refused request expects to be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Http,
+    /// A gRPC (or gRPC-Web) client: the `content-type` to answer with.
+    Grpc(&'static str),
+}
+
+impl Dialect {
+    /// gRPC over HTTP/2: a request is gRPC when it is a `POST` whose `content-type` is
+    /// `application/grpc`, alone or with a `+format` suffix; gRPC-Web's `application/grpc-web`
+    /// and `application/grpc-web-text` likewise (their clients read a Trailers-Only status from
+    /// the headers too). Only `POST`, as the spec says: a refusal that is a 200 must never be one
+    /// a shared cache could keep for a `GET` and serve to everyone.
+    pub fn of(method: &http::Method, headers: &http::HeaderMap) -> Dialect {
+        if method != http::Method::POST {
+            return Dialect::Http;
+        }
+        let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+            return Dialect::Http;
+        };
+        let media = value.split(';').next().unwrap_or(value).trim();
+        let media = media.split('+').next().unwrap_or(media);
+        if media.eq_ignore_ascii_case("application/grpc") {
+            Dialect::Grpc("application/grpc")
+        } else if media.eq_ignore_ascii_case("application/grpc-web") {
+            Dialect::Grpc("application/grpc-web")
+        } else if media.eq_ignore_ascii_case("application/grpc-web-text") {
+            Dialect::Grpc("application/grpc-web-text")
+        } else {
+            Dialect::Http
+        }
+    }
+}
+
+/// Left on a refusal rendered for a gRPC client: the access log shows the HTTP status the refusal
+/// stands for (the wire says 200) and the gRPC code sent.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcRefusal {
+    pub stands_for: StatusCode,
+    pub code: u8,
+}
+
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+const GRPC_INVALID_ARGUMENT: u8 = 3;
+const GRPC_DEADLINE_EXCEEDED: u8 = 4;
+const GRPC_PERMISSION_DENIED: u8 = 7;
+const GRPC_RESOURCE_EXHAUSTED: u8 = 8;
+const GRPC_UNIMPLEMENTED: u8 = 12;
+const GRPC_UNAVAILABLE: u8 = 14;
+const GRPC_UNAUTHENTICATED: u8 = 16;
+
+/// gRPC over HTTP/2, "Responses": `grpc-message` is the UTF-8 text with every byte outside
+/// space..`~`, and `%` itself, written as `%XX`.
+fn grpc_percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// The IETF `RateLimit-Policy` and `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers):
@@ -413,5 +560,55 @@ mod tests {
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[RETRY_AFTER], "5");
         assert_eq!(quote(r#"a"b\"#), r#""a\"b\\""#);
+    }
+
+    #[test]
+    fn grpc_clients_get_a_trailers_only_status() {
+        let grpc = Dialect::of(
+            &http::Method::POST,
+            &http::HeaderMap::from_iter([(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc+proto"),
+            )]),
+        );
+        assert_eq!(grpc, Dialect::Grpc("application/grpc"));
+        let r = Rejection::MissingToken.render(None, None, grpc);
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["grpc-status"], "16");
+        assert_eq!(r.headers()["grpc-message"], "an access token is required");
+        assert!(r.headers().contains_key(WWW_AUTHENTICATE));
+        let logged = r.extensions().get::<GrpcRefusal>().unwrap();
+        assert_eq!(logged.stands_for, StatusCode::UNAUTHORIZED);
+        for (media, dialect) in [
+            ("application/grpc", Dialect::Grpc("application/grpc")),
+            (
+                "Application/GRPC; charset=x",
+                Dialect::Grpc("application/grpc"),
+            ),
+            (
+                "application/grpc-web+proto",
+                Dialect::Grpc("application/grpc-web"),
+            ),
+            (
+                "application/grpc-web-text",
+                Dialect::Grpc("application/grpc-web-text"),
+            ),
+            ("application/grpcx", Dialect::Http),
+            ("application/json", Dialect::Http),
+        ] {
+            let headers =
+                http::HeaderMap::from_iter([(CONTENT_TYPE, HeaderValue::from_static(media))]);
+            assert_eq!(
+                Dialect::of(&http::Method::POST, &headers),
+                dialect,
+                "{media}"
+            );
+            assert_eq!(Dialect::of(&http::Method::GET, &headers), Dialect::Http);
+        }
+        assert_eq!(
+            grpc_percent_encode("50% off (ü)\n"),
+            "50%25 off (%C3%BC)%0A"
+        );
+        assert_eq!(grpc_percent_encode("a\tb"), "a%09b");
     }
 }

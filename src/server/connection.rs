@@ -36,17 +36,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
-use http::{Request, Response, Version};
+use http::header::UPGRADE;
+use http::{Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::tunnel::TunnelSlot;
 use crate::body::{BodyError, ProxyBody};
 use crate::config::ConnectionLimits;
 
@@ -335,13 +338,24 @@ pub async fn serve<IO, H, F>(
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let counting = state.clone();
-    let service = service_fn(move |req: Request<Incoming>| {
+    let tunnels = Arc::new(TunnelSlot::default());
+    let opening = tunnels.clone();
+    let service = service_fn(move |mut req: Request<Incoming>| {
         let open = counting.begin();
         let http2 = req.version() == Version::HTTP_2;
+        // Only an HTTP/1.1 request may switch protocols; its socket is kept for a 101.
+        let client_upgrade = (req.version() == Version::HTTP_11
+            && req.headers().contains_key(UPGRADE))
+        .then(|| hyper::upgrade::on(&mut req));
         let answer = handle(req);
-        async move { Ok::<_, Infallible>(finish(open, http2, answer.await)) }
+        let opening = opening.clone();
+        async move {
+            let response = switch(answer.await, client_upgrade, &opening);
+            Ok::<_, Infallible>(finish(open, http2, response))
+        }
     });
-    let conn = builder.serve_connection(TokioIo::new(TrackedIo::new(io, state.clone())), service);
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(TrackedIo::new(io, state.clone())), service);
     let evicting = state.clone();
     tokio::pin!(conn);
     let mut watchdog = Watchdog::new(state, limits);
@@ -354,7 +368,7 @@ pub async fn serve<IO, H, F>(
                 if let Err(e) = ended {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
-                return;
+                break;
             }
             () = &mut timer => {
                 let now = Instant::now();
@@ -384,6 +398,10 @@ pub async fn serve<IO, H, F>(
                 conn.as_mut().graceful_shutdown();
             }
         }
+    }
+    // hyper lets go of the socket after a 101: the tunnel takes it over here.
+    if let Some(tunnel) = tunnels.take() {
+        tunnel.run(limits.idle_timeout, stop).await;
     }
 }
 
@@ -527,6 +545,32 @@ impl Future for Shed<'_> {
 /// handshake).
 pub async fn until_shed(state: &ConnectionState) {
     Shed(state).await;
+}
+
+/// A 101 from the upstream opens a tunnel, once hyper has sent it: both sides' upgrades are left
+/// in `tunnels` for the connection's task. A 101 without both (never from the forwarder, which
+/// only lets through the upgrade the client asked for) would leave the client waiting on a
+/// protocol nobody speaks: it becomes a 502.
+fn switch(
+    mut response: Response<ProxyBody>,
+    client: Option<OnUpgrade>,
+    tunnels: &TunnelSlot,
+) -> Response<ProxyBody> {
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return response;
+    }
+    match (client, response.extensions_mut().remove::<OnUpgrade>()) {
+        (Some(client), Some(upstream)) => {
+            tunnels.open(client, upstream);
+            response
+        }
+        (None, _) | (_, None) => {
+            tracing::warn!("a 101 without both sides of an upgrade");
+            let mut refused = Response::new(ProxyBody::default());
+            *refused.status_mut() = StatusCode::BAD_GATEWAY;
+            refused
+        }
+    }
 }
 
 /// Marks a response to a request begun with [`ConnectionState::begin`]: an HTTP/1 request is done

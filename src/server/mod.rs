@@ -6,6 +6,7 @@
 pub mod accept;
 pub mod connection;
 pub mod tls;
+pub mod tunnel;
 
 use std::future::Future;
 use std::io;

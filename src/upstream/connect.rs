@@ -61,7 +61,8 @@ pub(super) async fn connect(
     }
     let (sender, connection) = http1::Builder::new().handshake(io).await?;
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
+        // With upgrades: after a 101 the socket is handed to the tunnel (`server::tunnel`).
+        if let Err(e) = connection.with_upgrades().await {
             tracing::debug!(error = %e, "upstream connection ended with an error");
         }
     });

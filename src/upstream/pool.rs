@@ -182,7 +182,11 @@ fn releasing(
         release: Some(release),
         idle: IdleBound::new(stall),
     };
-    if body.incoming.is_end_stream() {
+    if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        // The connection now carries the upgraded protocol (`server::tunnel`), never another
+        // request.
+        body.release = None;
+    } else if body.incoming.is_end_stream() {
         // No body to read (204, 304, HEAD, Content-Length: 0): free at once.
         body.give_back();
     }

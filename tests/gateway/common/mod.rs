@@ -7,11 +7,13 @@ pub mod certs;
 pub mod fake_idp;
 pub mod fake_okta;
 pub mod gateway;
+pub mod grpc;
 pub mod idp;
 pub mod jwt;
 pub mod postgres;
 pub mod provider;
 pub mod upstream;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
