@@ -25,7 +25,9 @@ use tokio_rustls::TlsConnector;
 struct Run {
     addr: String,
     name: ServerName<'static>,
-    connector: TlsConnector,
+    /// The shared settings; each client task has its own session cache (see `connect_loop`).
+    config: Arc<rustls::ClientConfig>,
+    resume: bool,
     request: Vec<u8>,
     deadline: Instant,
 }
@@ -61,14 +63,16 @@ fn main() {
             format!("{header}\r\n")
         }
     );
-    let config = client_config(ca, *mode == "resumed");
+    let resume = *mode == "resumed";
+    let config = client_config(ca);
     let run = Arc::new(Run {
         addr: (*addr).to_owned(),
         name: ServerName::try_from((*name).to_owned()).unwrap_or_else(|e| {
             eprintln!("bad server name {name}: {e}");
             std::process::exit(2)
         }),
-        connector: TlsConnector::from(config),
+        config,
+        resume,
         request: request.into_bytes(),
         deadline: Instant::now() + Duration::from_secs(seconds),
     });
@@ -99,7 +103,7 @@ fn main() {
     );
 }
 
-fn client_config(ca: &str, resume: bool) -> Arc<rustls::ClientConfig> {
+fn client_config(ca: &str) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(ca)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
@@ -123,19 +127,23 @@ fn client_config(ca: &str, resume: bool) -> Arc<rustls::ClientConfig> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config.resumption = if resume {
-        Resumption::in_memory_sessions(4096)
-    } else {
-        Resumption::disabled()
-    };
     Arc::new(config)
 }
 
+/// One client: its own session cache, as a real client resumes its own sessions (a cache shared by
+/// every task would hold only rustls's 8 tickets per server for all of them).
 async fn connect_loop(run: Arc<Run>, tally: Arc<Tally>) {
+    let mut config = (*run.config).clone();
+    config.resumption = if run.resume {
+        Resumption::in_memory_sessions(16)
+    } else {
+        Resumption::disabled()
+    };
+    let connector = TlsConnector::from(Arc::new(config));
     let mut answer = Vec::with_capacity(4096);
     while Instant::now() < run.deadline {
         answer.clear();
-        match one_connection(&run, &mut answer).await {
+        match one_connection(&run, &connector, &mut answer).await {
             Ok(resumed) => {
                 tally.connections.fetch_add(1, Ordering::Relaxed);
                 if resumed {
@@ -153,10 +161,14 @@ async fn connect_loop(run: Arc<Run>, tally: Arc<Tally>) {
 }
 
 /// One connection: handshake, request, the answer to its end; `true` if the session was resumed.
-async fn one_connection(run: &Run, answer: &mut Vec<u8>) -> std::io::Result<bool> {
+async fn one_connection(
+    run: &Run,
+    connector: &TlsConnector,
+    answer: &mut Vec<u8>,
+) -> std::io::Result<bool> {
     let tcp = TcpStream::connect(&run.addr).await?;
     tcp.set_nodelay(true)?;
-    let mut tls = run.connector.connect(run.name.clone(), tcp).await?;
+    let mut tls = connector.connect(run.name.clone(), tcp).await?;
     let resumed = matches!(
         tls.get_ref().1.handshake_kind(),
         Some(rustls::HandshakeKind::Resumed)

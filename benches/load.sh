@@ -25,7 +25,7 @@
 #   THREADS [2] CONNECTIONS [64]: wrk -t/-c (CONNECTIONS is also the concurrency of the distinct-token
 #   client)  TOKENS [100000]: distinct tokens for the memory figure
 #   STAMPEDE [200] concurrent requests of the stampede and the cold start
-#   CASES ["a b c d e f t u"]  PROFILE [0]: 1 adds a perf profile of tollgate in (d) and (e), after the rounds
+#   CASES ["a b c d e f t u"]  PROFILE [0]: 1 adds a perf profile of tollgate in (d), (e) and (u) (those in CASES), after the rounds
 #   TOLLGATE_BIN: a tollgate binary to use instead of `cargo build --release`
 #   BASELINE_BIN: a second tollgate binary (e.g. an older commit's); adds case (d0) = (d) served by
 #   it, interleaved in the same rounds, and the ratios d/d0
@@ -329,8 +329,11 @@ run_handshakes() {
 hs_results=$work/handshakes.tsv
 if ((tls_cases)); then
   say "building the handshake client (cargo build --release --bench handshakes)"
-  handshakes=$(cd "$root" && cargo build --release --bench handshakes --message-format=json 2>"$work/hs-build.log" |
-    python3 "$here/report.py" executable handshakes) || die "building the handshake client failed: see $work/hs-build.log"
+  # Built first, then asked for its path (a no-op build): nothing reads cargo's output while it compiles.
+  (cd "$root" && cargo build --release --bench handshakes) >"$work/hs-build.log" 2>&1 ||
+    die "building the handshake client failed: see $work/hs-build.log"
+  handshakes=$(cd "$root" && cargo build --release --bench handshakes --message-format=json 2>>"$work/hs-build.log" |
+    python3 "$here/report.py" executable handshakes) || die "finding the handshake client failed: see $work/hs-build.log"
   [[ -x $handshakes ]] || die "no handshake client built: see $work/hs-build.log"
   echo "server mode round connections seconds resumed failures non2xx cpu_us" >"$hs_results"
   for ((r = 1; r <= ROUNDS; r++)); do
@@ -451,8 +454,9 @@ mem_delta_kib=$((RSS_AFTER - RSS_BEFORE))
     python3 "$here/report.py" handshakes "$hs_results"
   fi
   if [[ $PROFILE == 1 ]] && command -v perf >/dev/null; then
-    profile_case d "$PID_TOLLGATE_A"
-    profile_case e "$PID_TOLLGATE_B"
+    [[ " $CASES " == *" d "* ]] && profile_case d "$PID_TOLLGATE_A"
+    [[ " $CASES " == *" e "* ]] && profile_case e "$PID_TOLLGATE_B"
+    [[ " $CASES " == *" u "* ]] && profile_case u "$PID_TOLLGATE_S"
   fi
 } | tee "$work/report.md"
 say "done"
