@@ -87,6 +87,10 @@ async fn a_version_5_store_keeps_its_rows_and_contracts_and_takes_a_client_id_pe
 ) {
     let s = Setup::start(backend).await;
     write_old_store(&s.store, 5).await;
+    // Two processes upgrading at once take turns: both succeed, the second finding it done.
+    let (one, two) = tokio::join!(s.tollgate(&["app", "list"]), s.tollgate(&["app", "list"]));
+    assert_eq!((one.status, two.status), (0, 0), "{one:?} {two:?}");
+    assert!(one.stdout.contains("shop") && two.stdout.contains("shop"));
     let gw = Gateway::start(&s.config).await;
     gw.wait_ready().await;
     // `old` is configured no more: said at start, with how many applications it leaves.
