@@ -354,9 +354,26 @@ async fn the_admin_api_takes_and_shows_the_provider(backend: Backend) {
     );
     let mut at_b = import;
     at_b["provider"] = "b".into();
-    let (status, body) = call("POST", "/v1/apps", at_b).await;
+    let (status, body) = call("POST", "/v1/apps", at_b.clone()).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["provider"], "b");
+    // The same client id: another application at A, a duplicate at B.
+    let at_a = serde_json::json!({"name": "shop-a", "client_id": "orders-app", "provider": "a"});
+    let (status, body) = call("POST", "/v1/apps", at_a).await;
+    assert_eq!(
+        (status, &body["provider"]),
+        (201, &Value::from("a")),
+        "{body}"
+    );
+    at_b["name"] = "shop-b".into();
+    let (status, body) = call("POST", "/v1/apps", at_b).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("at provider \"b\" (application \"shop\")")),
+        "{body}"
+    );
     let (status, body) = call("GET", "/v1/apps/shop", Value::Null).await;
     assert_eq!(
         (status, &body["app"]["provider"]),
