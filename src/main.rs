@@ -385,6 +385,11 @@ async fn run(settings: Settings, path: PathBuf) -> Result<(), String> {
                 Arc::new(SystemClock),
                 "admin",
             );
+            let configured = for_admin.providers.iter().map(|p| p.name.clone()).collect();
+            tokio::spawn(tollgate::registry::warn_of_orphans(
+                store.clone(),
+                configured,
+            ));
             // Set once: this runs once per process.
             let _ = slot.set(registry);
         };

@@ -25,7 +25,7 @@ pub use model::{
     App, AppStatus, AuditEntry, Contract, ContractAction, ContractStatus, Limit, Tier, TierStatus,
     check_name,
 };
-pub use refresh::{keep_current, load_index, refresh};
+pub use refresh::{keep_current, load_index, refresh, warn_of_orphans};
 pub use store::{Claim, Store};
 
 use crate::clock::Clock;
@@ -236,11 +236,18 @@ impl Registry {
         if change.app(&new.name).await?.is_some() {
             return Err(duplicate("application", &new.name, ""));
         }
-        if let Some(other) = change.app_by_client_id(&new.client_id).await? {
+        // Two providers may issue the same id: it is the same client only at the same provider.
+        if let Some(other) = change
+            .app_by_client_id(&new.provider, &new.client_id)
+            .await?
+        {
             return Err(duplicate(
                 "client id",
                 &new.client_id,
-                &format!(" (application {:?})", other.name),
+                &format!(
+                    " at provider {:?} (application {:?})",
+                    new.provider, other.name
+                ),
             ));
         }
         let now = self.now();

@@ -64,6 +64,35 @@ fn read_snapshot(path: &Path) -> Option<(ContractIndex, Duration)> {
     }
 }
 
+/// Of the store's applications per provider, those of a provider not `configured`: their
+/// contracts admit nothing, as no API accepts that provider's tokens.
+fn orphans(per_provider: Vec<(String, i64)>, configured: &[String]) -> Vec<(String, i64)> {
+    per_provider
+        .into_iter()
+        .filter(|(provider, _)| !configured.contains(provider))
+        .collect()
+}
+
+/// Warns (once, at start) of applications whose provider is no longer configured, so a renamed
+/// `[[provider]]` is noticed before its clients find their contracts failing closed.
+pub async fn warn_of_orphans(store: Store, configured: Vec<String>) {
+    match store.apps_per_provider().await {
+        Ok(counts) => {
+            for (provider, applications) in orphans(counts, &configured) {
+                tracing::warn!(
+                    provider = %provider,
+                    applications,
+                    "applications in the registry belong to a provider that is not configured: \
+                     their contracts admit nothing (was the [[provider]] renamed? give it its old name back)"
+                );
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot count the registry's applications per provider")
+        }
+    }
+}
+
 /// Opens the store (retrying with backoff while it cannot be reached), hands it to `opened` (the
 /// admin API shares it), then keeps `handle` current from it, until the task is dropped.
 pub async fn keep_current(
@@ -185,4 +214,29 @@ async fn step(
     metrics::gauge!(measure::REGISTRY_REVISION).set(index.revision as f64);
     handle.replace(Arc::new(index));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::orphans;
+
+    #[test]
+    fn orphans_are_the_applications_of_providers_not_configured() {
+        let counts = vec![
+            ("a".to_owned(), 2),
+            ("old".to_owned(), 3),
+            ("b".to_owned(), 1),
+        ];
+        let configured = ["a".to_owned(), "b".to_owned()];
+        assert_eq!(
+            orphans(counts.clone(), &configured),
+            [("old".to_owned(), 3)]
+        );
+        assert_eq!(
+            orphans(counts, &[]).len(),
+            3,
+            "none configured: all are orphans"
+        );
+        assert!(orphans(Vec::new(), &configured).is_empty());
+    }
 }

@@ -14,10 +14,21 @@ use super::model::{App, AppStatus, AuditEntry, Contract, ContractStatus, Limit, 
 use super::{ApprovedContract, RegistryError};
 use crate::config::StoreUrl;
 
-/// The schema, version by version. Each statement is idempotent, so two processes migrating at
-/// once end in the same state.
-const MIGRATIONS: &[&[&str]] = &[
-    &[
+/// One version of the schema: statements both databases speak, or one list each where they part.
+enum Migration {
+    Both(&'static [&'static str]),
+    Apart {
+        sqlite: &'static [&'static str],
+        postgres: &'static [&'static str],
+    },
+}
+
+/// The schema, version by version. The first runs at every open, each statement idempotent (it
+/// creates the version table itself); the later ones run in one transaction that first takes the
+/// version row's lock and reads the version again, so two processes migrating at once take turns
+/// and the second finds nothing left to do, and a failed upgrade leaves the store as it was.
+const MIGRATIONS: &[Migration] = &[
+    Migration::Both(&[
         "CREATE TABLE IF NOT EXISTS tollgate_schema (id BIGINT PRIMARY KEY, version BIGINT NOT NULL)",
         "INSERT INTO tollgate_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
         "CREATE TABLE IF NOT EXISTS registry_state (id BIGINT PRIMARY KEY, revision BIGINT NOT NULL)",
@@ -56,8 +67,8 @@ const MIGRATIONS: &[&[&str]] = &[
         subject TEXT NOT NULL,
         before_json TEXT,
         after_json TEXT)",
-    ],
-    &[
+    ]),
+    Migration::Both(&[
         // Provider operations: recorded before a call is sent, finished before its outcome is acted
         // on (issue 11's outbox).
         "CREATE TABLE IF NOT EXISTS operations (
@@ -68,8 +79,8 @@ const MIGRATIONS: &[&[&str]] = &[
         detail TEXT NOT NULL,
         created_at BIGINT NOT NULL,
         updated_at BIGINT NOT NULL)",
-    ],
-    &[
+    ]),
+    Migration::Both(&[
         // The salt of the key that seals provider credentials, and the sealed RFC 7592
         // credentials of the clients tollgate created.
         "CREATE TABLE IF NOT EXISTS registry_keys (id BIGINT PRIMARY KEY, salt TEXT NOT NULL)",
@@ -77,8 +88,8 @@ const MIGRATIONS: &[&[&str]] = &[
         app TEXT PRIMARY KEY REFERENCES apps (name),
         client_uri TEXT NOT NULL,
         sealed_token TEXT NOT NULL)",
-    ],
-    &[
+    ]),
+    Migration::Both(&[
         // The admin API's Idempotency-Key answers: claimed (status 0) before the operation runs,
         // so a repeat never runs it twice, on this gateway or another sharing the store.
         "CREATE TABLE IF NOT EXISTS idempotency (
@@ -87,8 +98,8 @@ const MIGRATIONS: &[&[&str]] = &[
         status BIGINT NOT NULL,
         body TEXT NOT NULL,
         created_at BIGINT NOT NULL)",
-    ],
-    &[
+    ]),
+    Migration::Both(&[
         // Each application's provider (several [[provider]]s). A table of its own rather than a
         // column: both statements are idempotent, as `ALTER TABLE ... ADD COLUMN` is not in
         // SQLite. Applications from before were registered at the one provider, `default`.
@@ -98,7 +109,51 @@ const MIGRATIONS: &[&[&str]] = &[
         // `WHERE true`: without it SQLite reads `ON CONFLICT` as part of the SELECT's join.
         "INSERT INTO app_providers (app, provider) SELECT name, 'default' FROM apps WHERE true \
          ON CONFLICT (app) DO NOTHING",
-    ],
+    ]),
+    Migration::Apart {
+        sqlite: V6_SQLITE,
+        postgres: V6_POSTGRES,
+    },
+];
+
+/// Version 6: a client id is unique per provider, not across them (two IdPs may issue the same
+/// id), and the provider moves into `apps` so one constraint can say so. SQLite cannot drop a
+/// column's constraint: the table is rebuilt (with foreign key checks off for the swap, checked
+/// before commit), keeping every row; the other tables reference it by name, which stays.
+const V6_SQLITE: &[&str] = &[
+    "DROP TABLE IF EXISTS apps_v6",
+    "CREATE TABLE apps_v6 (
+    name TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    grant_type TEXT NOT NULL,
+    redirect_uris TEXT NOT NULL,
+    description TEXT NOT NULL,
+    status TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    UNIQUE (provider, client_id))",
+    "INSERT INTO apps_v6 (rowid, name, provider, client_id, grant_type, redirect_uris, \
+     description, status, origin, created_at, updated_at) \
+     SELECT a.rowid, a.name, COALESCE(p.provider, 'default'), a.client_id, a.grant_type, \
+     a.redirect_uris, a.description, a.status, a.origin, a.created_at, a.updated_at \
+     FROM apps a LEFT JOIN app_providers p ON p.app = a.name",
+    "DROP TABLE app_providers",
+    "DROP TABLE apps",
+    "ALTER TABLE apps_v6 RENAME TO apps",
+];
+
+/// Version 6 on PostgreSQL: the column, the old constraint (named by PostgreSQL's rule for the
+/// `UNIQUE` of version 1) dropped and the composite one added.
+const V6_POSTGRES: &[&str] = &[
+    "ALTER TABLE apps ADD COLUMN IF NOT EXISTS provider TEXT NOT NULL DEFAULT 'default'",
+    "UPDATE apps SET provider = p.provider FROM app_providers p WHERE p.app = apps.name",
+    "ALTER TABLE apps ALTER COLUMN provider DROP DEFAULT",
+    "ALTER TABLE apps DROP CONSTRAINT IF EXISTS apps_client_id_key",
+    "ALTER TABLE apps DROP CONSTRAINT IF EXISTS apps_provider_client_id_key",
+    "ALTER TABLE apps ADD CONSTRAINT apps_provider_client_id_key UNIQUE (provider, client_id)",
+    "DROP TABLE app_providers",
 ];
 
 /// What an Idempotency-Key already holds.
@@ -185,9 +240,21 @@ impl Store {
         Ok(store)
     }
 
+    fn statements(&self, migration: &Migration) -> &'static [&'static str] {
+        match (migration, self.postgres.is_some()) {
+            (Migration::Both(statements), _) => statements,
+            (Migration::Apart { sqlite, .. }, false) => sqlite,
+            (Migration::Apart { postgres, .. }, true) => postgres,
+        }
+    }
+
     async fn migrate(&self) -> Result<(), RegistryError> {
         let known = MIGRATIONS.len() as i64;
-        for statement in MIGRATIONS[0] {
+        for statement in MIGRATIONS
+            .first()
+            .map(|m| self.statements(m))
+            .unwrap_or_default()
+        {
             sqlx::query(statement)
                 .execute(&self.pool)
                 .await
@@ -207,21 +274,69 @@ impl Store {
                 ),
             });
         }
-        // The first version ran above (it creates the version table itself); later ones once.
-        for statements in MIGRATIONS.iter().skip(version.max(1) as usize) {
-            for statement in *statements {
+        if version == known {
+            return Ok(());
+        }
+        // One connection: SQLite's foreign key switch is per connection, and is off only while
+        // a rebuild swaps a table (it cannot change inside a transaction).
+        let mut conn = self.pool.acquire().await.map_err(query)?;
+        let sqlite = self.postgres.is_none();
+        if sqlite {
+            pragma(&mut conn, "PRAGMA foreign_keys = OFF").await?;
+        }
+        let upgraded = self.upgrade(&mut conn, known).await;
+        let restored = match sqlite {
+            true => pragma(&mut conn, "PRAGMA foreign_keys = ON").await,
+            false => Ok(()),
+        };
+        if upgraded.is_err() || restored.is_err() {
+            // Never hand the pool a connection that may not check foreign keys.
+            let _ = conn.close().await;
+        }
+        upgraded.and(restored)
+    }
+
+    /// Runs the versions after the first that the store lacks, in one transaction.
+    async fn upgrade(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        known: i64,
+    ) -> Result<(), RegistryError> {
+        use sqlx::Connection;
+        let mut tx = conn.begin().await.map_err(query)?;
+        // The lock first: a second migrator waits here and then reads the first one's version.
+        let version = locking_read(
+            &mut tx,
+            "UPDATE tollgate_schema SET version = version WHERE id = 1 RETURNING version",
+        )
+        .await?;
+        // The first version ran already (it creates the version table itself).
+        for migration in MIGRATIONS.iter().skip(version.max(1) as usize) {
+            for statement in self.statements(migration) {
                 sqlx::query(statement)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err(query)?;
             }
         }
+        if self.postgres.is_none() {
+            let broken = sqlx::query("PRAGMA foreign_key_check")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(query)?;
+            if !broken.is_empty() {
+                return Err(RegistryError::Query(format!(
+                    "the upgrade would leave {} row(s) referring to nothing: nothing was changed",
+                    broken.len()
+                )));
+            }
+        }
         sqlx::query("UPDATE tollgate_schema SET version = $1 WHERE id = 1 AND version < $1")
             .bind(known)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(query)?;
-        Ok(())
+        tx.commit().await.map_err(query)
     }
 
     /// The store's revision: it changes with every change.
@@ -236,13 +351,11 @@ impl Store {
     /// Starts a change: the write lock and the next revision first.
     pub async fn begin(&self) -> Result<Change, RegistryError> {
         let mut tx = self.pool.begin().await.map_err(query)?;
-        let revision: i64 = sqlx::query(
+        let revision = locking_read(
+            &mut tx,
             "UPDATE registry_state SET revision = revision + 1 WHERE id = 1 RETURNING revision",
         )
-        .fetch_one(&mut *tx)
-        .await
-        .and_then(|row| row.try_get("revision"))
-        .map_err(query)?;
+        .await?;
         Ok(Change {
             tx,
             revision,
@@ -263,6 +376,20 @@ impl Store {
             .await
             .map_err(query)?;
         rows.iter().map(app).collect()
+    }
+
+    /// How many applications each provider named in the store has.
+    pub async fn apps_per_provider(&self) -> Result<Vec<(String, i64)>, RegistryError> {
+        let rows = sqlx::query(
+            "SELECT provider, COUNT(*) AS n FROM apps GROUP BY provider ORDER BY provider",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("provider")?, r.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(query)
     }
 
     pub async fn app(&self, name: &str) -> Result<Option<App>, RegistryError> {
@@ -453,10 +580,9 @@ impl Store {
             .and_then(|row| row.try_get("revision"))
             .map_err(query)?;
         let rows = sqlx::query(
-            "SELECT c.api, a.client_id, a.name, COALESCE(p.provider, 'default') AS provider, \
+            "SELECT c.api, a.client_id, a.name, a.provider, \
              c.tier, t.limits FROM contracts c \
              JOIN apps a ON a.name = c.app \
-             LEFT JOIN app_providers p ON p.app = a.name \
              LEFT JOIN tiers t ON t.api = c.api AND t.name = c.tier \
              WHERE c.status = 'approved' AND a.status = 'active'",
         )
@@ -469,10 +595,8 @@ impl Store {
     }
 }
 
-/// An application row has no provider only if an older tollgate wrote it: then `default`.
-const APP_COLUMNS: &str = "SELECT name, client_id, grant_type, redirect_uris, description, status, \
-                           origin, created_at, updated_at, COALESCE(p.provider, 'default') AS provider \
-                           FROM apps LEFT JOIN app_providers p ON p.app = apps.name";
+const APP_COLUMNS: &str = "SELECT name, provider, client_id, grant_type, redirect_uris, description, \
+                           status, origin, created_at, updated_at FROM apps";
 const CONTRACT_COLUMNS: &str =
     "SELECT app, api, tier, status, created_at, updated_at FROM contracts";
 const TIER_COLUMNS: &str = "SELECT api, name, limits, auto_approve, status, created_at FROM tiers";
@@ -487,24 +611,30 @@ impl Change {
         row.as_ref().map(app).transpose()
     }
 
+    /// The application of `provider`'s client `client_id`: the pair is unique, the id alone not.
     pub async fn app_by_client_id(
         &mut self,
+        provider: &str,
         client_id: &str,
     ) -> Result<Option<App>, RegistryError> {
-        let row = sqlx::query(&format!("{APP_COLUMNS} WHERE client_id = $1"))
-            .bind(client_id)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(query)?;
+        let row = sqlx::query(&format!(
+            "{APP_COLUMNS} WHERE provider = $1 AND client_id = $2"
+        ))
+        .bind(provider)
+        .bind(client_id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(query)?;
         row.as_ref().map(app).transpose()
     }
 
     pub async fn insert_app(&mut self, a: &App) -> Result<(), RegistryError> {
         sqlx::query(
-            "INSERT INTO apps (name, client_id, grant_type, redirect_uris, description, status, \
-             origin, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO apps (name, provider, client_id, grant_type, redirect_uris, description, \
+             status, origin, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&a.name)
+        .bind(&a.provider)
         .bind(&a.client_id)
         .bind(&a.grant)
         .bind(serde_json::to_string(&a.redirect_uris).unwrap_or_default())
@@ -516,12 +646,6 @@ impl Change {
         .execute(&mut *self.tx)
         .await
         .map_err(query)?;
-        sqlx::query("INSERT INTO app_providers (app, provider) VALUES ($1, $2)")
-            .bind(&a.name)
-            .bind(&a.provider)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(query)?;
         Ok(())
     }
 
@@ -581,7 +705,6 @@ impl Change {
         for statement in [
             "DELETE FROM contracts WHERE app = $1",
             "DELETE FROM app_registrations WHERE app = $1",
-            "DELETE FROM app_providers WHERE app = $1",
             "DELETE FROM apps WHERE name = $1",
         ] {
             sqlx::query(statement)
@@ -761,6 +884,27 @@ impl Change {
         self.tx.commit().await.map_err(query)?;
         Ok(self.revision)
     }
+}
+
+/// The one number an `UPDATE ... RETURNING` gives: a write first, so the transaction holds the
+/// write lock (SQLite) or the row's lock (PostgreSQL) before it reads anything.
+async fn locking_read(
+    tx: &mut Transaction<'_, Any>,
+    statement: &str,
+) -> Result<i64, RegistryError> {
+    let row = sqlx::query(statement)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(query)?;
+    row.try_get(0).map_err(query)
+}
+
+async fn pragma(conn: &mut sqlx::AnyConnection, statement: &str) -> Result<(), RegistryError> {
+    sqlx::query(statement)
+        .execute(conn)
+        .await
+        .map(drop)
+        .map_err(query)
 }
 
 fn query(e: sqlx::Error) -> RegistryError {

@@ -22,17 +22,6 @@ provider_address = "127.0.0.1:0"
 "#;
 
 /// The value after `label` on the banner line that starts with it.
-fn banner_value(gw: &Gateway, label: &str) -> String {
-    gw.logs()
-        .iter()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix(label)
-                .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
-        })
-        .unwrap_or_else(|| panic!("no banner line {label:?}:\n{}", gw.render_logs()))
-}
-
 /// The banner's commands for one step (the lines after `# <comment>` up to the next comment).
 fn printed_commands(gw: &Gateway, comment: &str) -> Vec<String> {
     let logs = gw.logs();
@@ -118,18 +107,10 @@ async fn dev_fronts_a_given_upstream_with_opaque_tokens() {
     let config = format!("{DEV_CONFIG}token_format = \"opaque\"\n");
     let gw = Gateway::start_dev(&config, &["--upstream", &upstream.url()]).await;
     gw.wait_ready().await;
-    let issuer = banner_value(&gw, "provider");
-    let token: serde_json::Value = client()
-        .post(format!("{issuer}/v1/token"))
-        .basic_auth("dev-app", Some("dev-secret"))
-        .form(&[("grant_type", "client_credentials"), ("scope", "mulescope")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap();
+    let token = gw
+        .dev_token(("dev-app", "dev-secret"), Some("mulescope"))
+        .await;
+    let token = token.as_str();
     assert_eq!(token.matches('.').count(), 0, "opaque, not a JWT: {token}");
     let resp = client()
         .get(gw.url("/orders/9"))
@@ -202,21 +183,7 @@ async fn the_printed_registry_commands_take_a_new_apps_token_from_403_to_200_and
             .to_owned()
     };
     let (id, secret) = (value("client id "), value("client secret "));
-    let issuer = banner_value(&gw, "provider");
-    let token: serde_json::Value = client()
-        .post(format!("{issuer}/v1/token"))
-        .basic_auth(&id, Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"]
-        .as_str()
-        .expect("a token for the new app")
-        .to_owned();
+    let token = gw.dev_token((&id, &secret), None).await;
     let call = || async {
         client()
             .get(gw.url("/hello"))

@@ -35,6 +35,7 @@ mod providers_registry;
 mod registry;
 mod registry_apply;
 mod registry_idp;
+mod registry_migration;
 mod reload;
 mod spelling;
 mod tls_listen;

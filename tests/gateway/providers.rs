@@ -314,27 +314,10 @@ async fn dev_validates_every_api_of_a_file_with_several_providers_by_its_sandbox
     );
     let gw = Gateway::start_dev(&text, &[]).await;
     gw.wait_ready().await;
-    let issuer = gw
-        .logs()
-        .iter()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("provider")
-                .map(|r| r.split_whitespace().next().unwrap_or("").to_owned())
-        })
-        .expect("the banner names the provider");
-    let token: serde_json::Value = client()
-        .post(format!("{issuer}/v1/token"))
-        .basic_auth("dev-app", Some("dev-secret"))
-        .form(&[("grant_type", "client_credentials"), ("scope", "mulescope")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().expect("a dev token");
-    assert_eq!(get(&gw, "/orders/1", token).await.status(), 200);
+    let token = gw
+        .dev_token(("dev-app", "dev-secret"), Some("mulescope"))
+        .await;
+    assert_eq!(get(&gw, "/orders/1", &token).await.status(), 200);
     assert_eq!(upstream.count(), 1);
     assert_eq!(
         okta.introspection_count() + okta.discovery_count(),

@@ -5,41 +5,17 @@
 
 use std::time::Duration;
 
-use crate::common::gateway::{CliOutput, Gateway, cli};
+use crate::common::gateway::{CliOutput, Gateway, cli, cli_ok};
 use crate::common::idp::TestIdp;
-use crate::common::postgres::{PgServer, TempSqlite, sqlite_url};
+use crate::common::postgres::{
+    Backend, PgServer, TempSqlite, against_both_stores, sqlite_url, store,
+};
 use crate::common::upstream::Upstream;
 use crate::common::{assert_rejected, base_config, client, eventually, sample};
 
 /// The refresh interval of these tests, and the bound they allow a change to take.
 const REFRESH: &str = "200ms";
 const BOUND: Duration = Duration::from_secs(3);
-
-/// Which store a test runs on.
-#[derive(Clone, Copy, Debug)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// Runs each named `async fn(Backend)` as two tests, one per store.
-macro_rules! against_both_stores {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                async fn sqlite() {
-                    super::$name(super::Backend::Sqlite).await
-                }
-
-                #[tokio::test]
-                async fn postgres() {
-                    super::$name(super::Backend::Postgres).await
-                }
-            }
-        )+
-    };
-}
 
 against_both_stores!(
     approve_admits_and_revoke_stops_a_cached_token_within_the_refresh_interval,
@@ -48,17 +24,6 @@ against_both_stores!(
     a_tier_limit_answers_429_with_ratelimit_fields_and_counts_only_what_passes,
     two_gateways_sharing_a_store_both_see_a_revoke_within_the_bound,
 );
-
-/// A store URL for one test, and what keeps it alive.
-async fn store(backend: Backend) -> (String, Option<TempSqlite>) {
-    match backend {
-        Backend::Sqlite => {
-            let file = sqlite_url();
-            (file.url.clone(), Some(file))
-        }
-        Backend::Postgres => (PgServer::shared().await.fresh_database().await, None),
-    }
-}
 
 struct Setup {
     idp: TestIdp,
@@ -101,9 +66,7 @@ scopes = ["mulescope"]
 
     /// Runs a command that must succeed.
     async fn ok(&self, args: &[&str]) -> String {
-        let out = self.tollgate(args).await;
-        assert_eq!(out.status, 0, "tollgate {args:?}: {out:?}");
-        out.stdout
+        cli_ok(args, &self.config).await
     }
 }
 
@@ -118,8 +81,7 @@ async fn get(gw: &Gateway, token: &str) -> reqwest::Response {
 
 /// Runs a command that must succeed, with `config`.
 async fn must_succeed(config: String, args: &[&str]) {
-    let out = cli(args, Some(&config), &[]).await;
-    assert_eq!(out.status, 0, "tollgate {args:?}: {out:?}");
+    cli_ok(args, &config).await;
 }
 
 async fn status(gw: &Gateway, token: &str) -> u16 {

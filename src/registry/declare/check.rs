@@ -100,12 +100,14 @@ fn apps(r: &Registry, current: &Current, file: &Declaration, problems: &mut Vec<
         } else if let Err(e) = check_redirects(&a.grant, &a.redirect_uris) {
             problems.push(format!("{at}.redirect_uris: {e}"));
         }
-        if let Some(client_id) = &a.client_id {
+        // Without a provider (a problem listed above) there is no client to compare.
+        if let (Some(client_id), Some(provider)) = (&a.client_id, app_provider(r, current, a)) {
+            let at = format!("{at}.client_id");
             client(
                 current,
                 a,
-                client_id,
-                &format!("{at}.client_id"),
+                (provider, client_id),
+                &at,
                 &mut client_ids,
                 problems,
             );
@@ -113,13 +115,14 @@ fn apps(r: &Registry, current: &Current, file: &Declaration, problems: &mut Vec<
     }
 }
 
-/// An imported client's id: well formed, declared once, and not another application's.
+/// An imported client's id: well formed, declared once at its provider, and not another
+/// application's there (two providers may issue the same id).
 fn client<'a>(
     current: &Current,
     a: &AppEntry,
-    client_id: &'a String,
+    (provider, client_id): (String, &'a String),
     at: &str,
-    seen: &mut HashMap<&'a String, String>,
+    seen: &mut HashMap<(String, &'a String), String>,
     problems: &mut Vec<String>,
 ) {
     if client_id.trim().is_empty() || client_id.chars().any(char::is_control) {
@@ -128,13 +131,8 @@ fn client<'a>(
         ));
         return;
     }
-    once(
-        seen,
-        client_id,
-        at,
-        &format!("client id {client_id:?}"),
-        problems,
-    );
+    let what = format!("client id {client_id:?} of provider {provider:?}");
+    once(seen, (provider.clone(), client_id), at, &what, problems);
     if let Some(held) = current.app(&a.name).filter(|h| h.client_id != *client_id) {
         problems.push(format!(
             "{at}: application {} has client {:?} in the registry: a client id is not changed (delete the application, or import under another name)",
@@ -143,10 +141,10 @@ fn client<'a>(
     }
     if let Some(other) = current
         .apps()
-        .find(|o| o.client_id == *client_id && o.name != a.name)
+        .find(|o| o.client_id == *client_id && o.provider == provider && o.name != a.name)
     {
         problems.push(format!(
-            "{at}: client {client_id:?} is application {:?} in the registry already",
+            "{at}: client {client_id:?} of provider {provider:?} is application {:?} in the registry already",
             other.name
         ));
     }
@@ -209,11 +207,7 @@ fn other_provider(
 ) -> Option<String> {
     let api_provider = r.api_provider(&c.api)?;
     let app_provider = match file.apps.iter().find(|a| a.name == c.app) {
-        Some(a) => match (current.app(&a.name), &a.provider) {
-            (Some(held), _) => held.provider.clone(),
-            (None, Some(named)) => named.clone(),
-            (None, None) => r.provider_for(None, "provider").ok()?,
-        },
+        Some(a) => app_provider(r, current, a)?,
         None => current.app(&c.app)?.provider.clone(),
     };
     (app_provider != api_provider).then(|| {
@@ -222,6 +216,16 @@ fn other_provider(
             c.app, c.api
         )
     })
+}
+
+/// The provider a declared application belongs to: the one it holds in the store (it keeps it),
+/// else the one named, else the only one configured; `None` when that cannot be told.
+fn app_provider(r: &Registry, current: &Current, a: &AppEntry) -> Option<String> {
+    match (current.app(&a.name), &a.provider) {
+        (Some(held), _) => Some(held.provider.clone()),
+        (None, Some(named)) => Some(named.clone()),
+        (None, None) => r.provider_for(None, "provider").ok(),
+    }
 }
 
 /// A contract's tier: one the file or the store has for its API; for a `new` contract, not a

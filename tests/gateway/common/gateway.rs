@@ -293,6 +293,40 @@ impl Gateway {
         }
     }
 
+    /// The value after `label` on a banner line (`tollgate dev` prints one per setting).
+    pub fn banner_value(&self, label: &str) -> String {
+        self.logs()
+            .iter()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(label)
+                    .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
+            })
+            .unwrap_or_else(|| panic!("no banner line {label:?}:\n{}", self.render_logs()))
+    }
+
+    /// A token of `tollgate dev`'s sandbox provider for a client (`("dev-app", "dev-secret")` is
+    /// the one it starts with), by client credentials; `scope` if given.
+    pub async fn dev_token(&self, (id, secret): (&str, &str), scope: Option<&str>) -> String {
+        let issuer = self.banner_value("provider");
+        let mut form = vec![("grant_type", "client_credentials")];
+        form.extend(scope.map(|s| ("scope", s)));
+        let answer: Value = super::client()
+            .post(format!("{issuer}/v1/token"))
+            .basic_auth(id, Some(secret))
+            .form(&form)
+            .send()
+            .await
+            .expect("the sandbox token endpoint")
+            .json()
+            .await
+            .expect("a token answer in JSON");
+        answer["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no access_token in {answer}"))
+            .to_owned()
+    }
+
     /// All output so far, one line per line, for panic messages.
     pub fn render_logs(&self) -> String {
         render(&self.lines)
@@ -328,6 +362,13 @@ pub async fn cli(args: &[&str], config_toml: Option<&str>, env: &[(&str, &str)])
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// Runs `tollgate <args> --config <config>`, which must succeed: its stdout.
+pub async fn cli_ok(args: &[&str], config_toml: &str) -> String {
+    let out = cli(args, Some(config_toml), &[]).await;
+    assert_eq!(out.status, 0, "tollgate {args:?}: {out:?}");
+    out.stdout
 }
 
 /// Reads the bound addresses from a `listening` event, in JSON (`"proxy":"…"`) or in text

@@ -318,6 +318,44 @@ impl Drop for TempSqlite {
     }
 }
 
+/// Which store a test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn(Backend)` (in the calling module) as two tests, one per store.
+macro_rules! against_both_stores {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name($crate::common::postgres::Backend::Sqlite).await
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name($crate::common::postgres::Backend::Postgres).await
+                }
+            }
+        )+
+    };
+}
+pub(crate) use against_both_stores;
+
+/// A store URL for one test, and what keeps it alive.
+pub async fn store(backend: Backend) -> (String, Option<TempSqlite>) {
+    match backend {
+        Backend::Sqlite => {
+            let file = sqlite_url();
+            (file.url.clone(), Some(file))
+        }
+        Backend::Postgres => (PgServer::shared().await.fresh_database().await, None),
+    }
+}
+
 /// A SQLite database file in a new private temp directory (created on first connect).
 pub fn sqlite_url() -> TempSqlite {
     let dir = super::private_dir("tollgate-sqlite");
