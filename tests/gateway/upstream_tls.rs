@@ -3,6 +3,7 @@
 //! against `upstream_ca`, `upstream_server_name`, mTLS, `insecure_skip_verify`, and the config
 //! errors that name their keys.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -103,23 +104,38 @@ async fn tls_upstream(
 
 #[tokio::test]
 async fn h2c_by_prior_knowledge_reaches_an_http2_only_upstream_on_one_multiplexed_connection() {
-    // Each answer waits, so concurrent requests overlap; one worker, so one pool.
-    let upstream = Upstream::start_h2c(UpstreamBehaviour::Delay(Duration::from_millis(300))).await;
+    // Each answer waits, so concurrent requests overlap. One worker, so one pool: each worker
+    // has its own, and the kernel spreads new client connections over the workers, so with more
+    // a second worker would rightly open a connection of its own.
+    let upstream = Upstream::start_h2c(UpstreamBehaviour::Delay(Duration::from_secs(2))).await;
     let url = upstream.url();
-    let s = setup_listen(
-        upstream,
-        &url,
-        "upstream_protocol = \"http2\"",
-        "workers = 1",
-    )
-    .await;
+    let s = Arc::new(
+        setup_listen(
+            upstream,
+            &url,
+            "upstream_protocol = \"http2\"",
+            "workers = 1",
+        )
+        .await,
+    );
     // The first request makes the connection; the next six share it at once.
     assert_eq!(get(&s).await.status(), 200);
-    let together: Vec<_> = (0..6).map(|_| get(&s)).collect();
-    for resp in futures_util::future::join_all(together).await {
-        assert_eq!(resp.status(), 200);
-    }
+    let together: Vec<_> = (0..6)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { get(&s).await.status() })
+        })
+        .collect();
+    // All six reached the upstream while none had been answered: they were in flight together
+    // (one connection lent to one request at a time, as HTTP/1.1 is, would have taken 12 s).
     let seen = s.upstream.wait_count(7).await;
+    assert!(
+        together.iter().all(|t| !t.is_finished()),
+        "the six were sent one after another"
+    );
+    for task in together {
+        assert_eq!(task.await.expect("the request task"), 200);
+    }
     for request in &seen {
         assert_eq!(request.version, http::Version::HTTP_2, "{request:?}");
         assert!(
