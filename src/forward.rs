@@ -164,9 +164,9 @@ impl Forwarder {
             .await
             .map_err(|_| ForwardError::Timeout)?
             .map_err(|e| {
-                let kind = ForwardError::of(&e);
+                let kind = ForwardError::of(e.last());
                 if kind == ForwardError::Unreachable {
-                    tracing::warn!(upstream = ?plan.upstream.endpoints().iter().map(|e| e.authority.as_str()).collect::<Vec<_>>(), error = %crate::provider::error_chain(&e), "upstream request failed");
+                    log_unreachable(&e);
                 }
                 kind
             })?;
@@ -174,6 +174,22 @@ impl Forwarder {
         response_hygiene(&mut parts, upgrade)?;
         parts.extensions.insert(UpstreamTime(asked.elapsed()));
         Ok(Response::from_parts(parts, body))
+    }
+}
+
+/// Names the endpoint that failed (and the retry's), never the API's whole list: the address to
+/// look at is the point of the line.
+fn log_unreachable(e: &crate::upstream::SendError) {
+    let error = crate::provider::error_chain(&e.error);
+    match &e.retry {
+        None => tracing::warn!(upstream = %e.endpoint, error = %error, "upstream request failed"),
+        Some((retry, retry_error)) => tracing::warn!(
+            upstream = %e.endpoint,
+            error = %error,
+            retry_upstream = %retry,
+            retry_error = %crate::provider::error_chain(retry_error),
+            "upstream request failed"
+        ),
     }
 }
 

@@ -4,7 +4,8 @@
 //! the ConfigMap's `tollgate.toml` is accepted by `tollgate::config::parse` with exactly the
 //! environment each Deployment gives the container, and it (like `config/tollgate.toml`) answers CORS
 //! preflights with `[api.cors]`, not a public `OPTIONS` rule; the shutdown fits the grace period; the pods are
-//! locked down; the Dockerfile builds from Cargo.lock, ships `config/` and runs unprivileged.
+//! locked down; the Dockerfile builds from Cargo.lock, ships `config/` and runs unprivileged; and
+//! `tls/`'s patch mounts the Certificate's Secret where the ConfigMap's `[listen.tls]` example reads it.
 //! Field names and types per Kubernetes version are `tests/deploy-lint/run`'s job (kubernetes-validate).
 
 // Panicking is how these tests fail, so unwrap/expect (with messages) are the point, not a smell.
@@ -888,5 +889,134 @@ fn the_build_context_admits_what_the_dockerfile_copies() {
                 copy.args
             );
         }
+    }
+}
+
+// === deploy/kubernetes/tls/ ===
+
+/// The one object of `deploy/kubernetes/tls/{file}`, which must parse.
+fn tls_manifest(file: &str) -> Yaml {
+    let path = Path::new(ROOT).join("deploy/kubernetes/tls").join(file);
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading tls/{file}: {e}"));
+    let mut docs = YamlLoader::load_from_str(&text)
+        .unwrap_or_else(|e| panic!("deploy/kubernetes/tls/{file} is not valid YAML: {e}"));
+    docs.retain(|d| !d.is_null());
+    assert_eq!(docs.len(), 1, "tls/{file} holds one document");
+    docs.remove(0)
+}
+
+/// The `[listen.tls]` example the ConfigMap's tollgate.toml carries commented out, uncommented.
+fn commented_listen_tls(text: &str) -> toml::Table {
+    let block: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| *l != "# [listen.tls]")
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| l.trim_start_matches('#').trim())
+        .collect();
+    assert!(
+        !block.is_empty(),
+        "the ConfigMap's tollgate.toml has no commented [listen.tls] example"
+    );
+    let doc: toml::Table = toml::from_str(&block.join("\n"))
+        .unwrap_or_else(|e| panic!("the commented [listen.tls] example is not TOML: {e}"));
+    let tls = doc.get("listen").and_then(|l| l.get("tls"));
+    tls.and_then(toml::Value::as_table)
+        .cloned()
+        .expect("[listen.tls]")
+}
+
+/// cert-manager writes the Certificate's Secret; the patch mounts that Secret, whole, where the
+/// ConfigMap's `[listen.tls]` example reads `tls.crt` and `tls.key`, and opens the port of its
+/// `address`; and it applies to every Deployment without colliding with what is there.
+#[test]
+fn the_tls_patch_mounts_the_certificates_secret_where_the_example_config_reads_it() {
+    let cert = tls_manifest("certificate.yaml");
+    assert_eq!(cert["apiVersion"].as_str(), Some("cert-manager.io/v1"));
+    assert_eq!(cert["kind"].as_str(), Some("Certificate"));
+    let secret = str_at(
+        &cert["spec"]["secretName"],
+        "certificate.yaml spec.secretName",
+    );
+    assert!(
+        !seq(&cert["spec"]["dnsNames"]).is_empty(),
+        "certificate.yaml names no dnsNames"
+    );
+    str_at(
+        &cert["spec"]["issuerRef"]["name"],
+        "certificate.yaml spec.issuerRef.name",
+    );
+
+    let patch = tls_manifest("patch-tls.yaml");
+    let pod = &patch["spec"]["template"]["spec"];
+    let container = seq(&pod["containers"])
+        .iter()
+        .find(|c| c["name"].as_str() == Some(TOLLGATE))
+        .expect("patch-tls.yaml patches the tollgate container");
+    let mounts = seq(&container["volumeMounts"]);
+    assert_eq!(mounts.len(), 1, "patch-tls.yaml mounts one volume");
+    let mount = &mounts[0];
+    // A subPath mount is never updated when cert-manager renews the Secret.
+    assert!(
+        mount["subPath"].is_badvalue(),
+        "the TLS mount has no subPath"
+    );
+    assert_eq!(mount["readOnly"].as_bool(), Some(true), "read-only");
+    let dir = str_at(&mount["mountPath"], "patch-tls.yaml mountPath");
+    let volume = seq(&pod["volumes"])
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("patch-tls.yaml defines the volume it mounts");
+    assert_eq!(
+        volume["secret"]["secretName"].as_str(),
+        Some(secret),
+        "patch-tls.yaml mounts the Certificate's Secret"
+    );
+    let https = Yaml::String("https".to_owned());
+    let port = container_port(container, &https).expect("patch-tls.yaml: port https");
+
+    let objects = manifests();
+    let map =
+        find(&objects, "ConfigMap", "tollgate-config").expect("configmap.yaml: tollgate-config");
+    let tls = commented_listen_tls(&map.values()["tollgate.toml"]);
+    for (key, file) in [("cert", "tls.crt"), ("key", "tls.key")] {
+        assert_eq!(
+            tls.get(key).and_then(toml::Value::as_str),
+            Some(format!("{dir}/{file}").as_str()),
+            "[listen.tls] {key}: the file cert-manager writes, where patch-tls.yaml mounts it"
+        );
+    }
+    let address: std::net::SocketAddr = tls
+        .get("address")
+        .and_then(toml::Value::as_str)
+        .and_then(|a| a.parse().ok())
+        .expect("[listen.tls] address");
+    assert_eq!(i64::from(address.port()), port, "[listen.tls] address port");
+    assert!(
+        address.ip().is_unspecified(),
+        "{address}: reachable from the Service"
+    );
+
+    let deployments: Vec<&Object> = of_kind(&objects, "Deployment").collect();
+    assert!(!deployments.is_empty());
+    for d in deployments {
+        let c = d.tollgate();
+        assert!(
+            container_port(c, &Yaml::Integer(port)).is_none()
+                && container_port(c, &https).is_none(),
+            "{}: port {port} or the name https is taken already",
+            d.id()
+        );
+        let taken = seq(&d.pod()["volumes"])
+            .iter()
+            .any(|v| v["name"] == mount["name"])
+            || seq(&c["volumeMounts"])
+                .iter()
+                .any(|m| m["mountPath"].as_str() == Some(dir));
+        assert!(
+            !taken,
+            "{}: the TLS volume or {dir} is taken already",
+            d.id()
+        );
     }
 }

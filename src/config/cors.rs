@@ -43,6 +43,9 @@ pub struct CorsSettings {
     pub allow_methods: HeaderValue,
     /// `Access-Control-Expose-Headers`, when any are exposed.
     pub expose_headers: Option<HeaderValue>,
+    /// `Access-Control-Expose-Headers` for a gRPC answer: the list with `grpc-status` and
+    /// `grpc-message`, without which a browser's gRPC-Web client cannot read how its call ended.
+    pub grpc_expose_headers: HeaderValue,
     /// `Access-Control-Max-Age` in seconds, when set.
     pub max_age: Option<HeaderValue>,
     pub allow_credentials: bool,
@@ -90,12 +93,14 @@ pub(super) fn cors(raw: RawCors, path: &str) -> Result<CorsSettings, ConfigError
             &key("expose_headers"),
         )?),
     };
+    let grpc_expose_headers = grpc_exposed(&expose, &key("expose_headers"))?;
     Ok(CorsSettings {
         origins,
         methods,
         headers,
         allow_methods,
         expose_headers,
+        grpc_expose_headers,
         max_age: raw.max_age.map(|d| HeaderValue::from(d.0.as_secs())),
         allow_credentials: credentials,
     })
@@ -212,6 +217,20 @@ fn wildcard_alone(len: usize, credentials: bool, key: &str) -> Result<(), Config
 
 fn header_name(text: &str) -> Option<HeaderName> {
     HeaderName::from_bytes(text.to_ascii_lowercase().as_bytes()).ok()
+}
+
+/// The exposed headers and gRPC's status headers (gRPC over HTTP/2: `grpc-status`, `grpc-message`),
+/// each once; `*` already covers them (it is refused with credentials, where it would not).
+fn grpc_exposed(expose: &CorsList<HeaderName>, key: &str) -> Result<HeaderValue, ConfigError> {
+    const GRPC: [&str; 2] = ["grpc-status", "grpc-message"];
+    match expose {
+        CorsList::Any => Ok(HeaderValue::from_static("*")),
+        CorsList::Only(hs) => {
+            let listed = hs.iter().map(HeaderName::as_str);
+            let missing = GRPC.into_iter().filter(|g| !hs.iter().any(|h| h == g));
+            joined(listed.chain(missing), key)
+        }
+    }
 }
 
 fn joined<'a>(items: impl Iterator<Item = &'a str>, key: &str) -> Result<HeaderValue, ConfigError> {

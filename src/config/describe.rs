@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::{
     ClientCheck, CorsList, CorsOrigins, CorsSettings, PolicySettings, ProviderSettings, Settings,
-    TlsSettings, ValidationMode,
+    TlsSettings, UpstreamBalance, UpstreamProtocol, UpstreamTarget, ValidationMode,
 };
 
 /// `[listen.tls]`: where, which files and names, each certificate's expiry, client auth.
@@ -102,6 +102,7 @@ pub fn describe(s: &Settings) -> String {
             api.provider,
             api.token_sources,
         );
+        describe_upstream(&mut out, &api.upstream);
         if !api.audience.is_empty() {
             let _ = writeln!(out, "  audience: {}", api.audience.join(" "));
         }
@@ -134,6 +135,39 @@ pub fn describe(s: &Settings) -> String {
         }
     }
     out
+}
+
+/// How an API reaches its upstream: the protocol, the balancing and, for `https://`, where trust
+/// comes from, the name verified and the client certificate (paths, never the files' contents).
+fn describe_upstream(out: &mut String, upstream: &UpstreamTarget) {
+    let protocol = match upstream.protocol {
+        UpstreamProtocol::Auto => "auto",
+        UpstreamProtocol::Http1 => "http1",
+        UpstreamProtocol::Http2 => "http2",
+    };
+    let balance = match upstream.balance {
+        UpstreamBalance::LeastRequest => "least_request",
+        UpstreamBalance::RoundRobin => "round_robin",
+    };
+    let _ = writeln!(
+        out,
+        "  upstream: protocol {protocol}, balance {balance} over {} endpoint(s)",
+        upstream.urls.len()
+    );
+    let Some(tls) = &upstream.tls else {
+        return;
+    };
+    let trust = match (&tls.ca, upstream.insecure_skip_verify) {
+        (_, true) => "certificates NOT verified (insecure_skip_verify)".to_owned(),
+        (Some(ca), false) => format!("CA file {ca}"),
+        (None, false) => "the system's trusted roots".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "  upstream tls: {trust}; server name {}; client certificate {}",
+        tls.server_name.as_deref().unwrap_or("each endpoint's host"),
+        tls.client_cert.as_deref().unwrap_or("none"),
+    );
 }
 
 /// Valid settings that are likely mistakes, one line each, naming the key path.

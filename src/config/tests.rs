@@ -313,6 +313,10 @@ fn cors_gets_its_defaults_and_origins_as_browsers_send_them() {
         ])
     );
     assert_eq!(cors.expose_headers.as_ref().unwrap(), "x-request-id");
+    assert_eq!(
+        cors.grpc_expose_headers,
+        "x-request-id, grpc-status, grpc-message"
+    );
     assert_eq!(cors.max_age.as_ref().unwrap(), "600");
     assert!(!cors.allow_credentials);
     assert!(
@@ -320,6 +324,24 @@ fn cors_gets_its_defaults_and_origins_as_browsers_send_them() {
             .cors
             .is_none()
     );
+}
+
+#[test]
+fn grpc_answers_expose_grpc_status_and_message_once_and_star_covers_them() {
+    let cors = |expose: &str| {
+        let text = format!(
+            "{PROVIDER}{API}[api.cors]\nallowed_origins = [\"https://a.test\"]\n{expose}\n"
+        );
+        let s = parse(&text, &env()).unwrap();
+        s.apis[0].cors.clone().unwrap()
+    };
+    let none = cors("");
+    assert_eq!(none.expose_headers, None);
+    assert_eq!(none.grpc_expose_headers, "grpc-status, grpc-message");
+    let listed = cors("expose_headers = [\"Grpc-Message\", \"x-a\"]");
+    assert_eq!(listed.grpc_expose_headers, "grpc-message, x-a, grpc-status");
+    let star = cors("expose_headers = [\"*\"]");
+    assert_eq!(star.grpc_expose_headers, "*");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use rustls_pki_types::ServerName;
 use url::Url;
 
 use super::ConfigError;
-use super::raw::{RawApi, UpstreamProtocol};
+use super::raw::{RawApi, UpstreamBalance, UpstreamProtocol};
 use crate::upstream::Upstream;
 use crate::upstream::tls::{TlsOptions, client_config};
 
@@ -26,6 +26,22 @@ pub struct UpstreamTarget {
     pub insecure_skip_verify: bool,
     /// The compiled endpoints, their health and their TLS; shared by every worker.
     pub compiled: Arc<Upstream>,
+    pub protocol: UpstreamProtocol,
+    pub balance: UpstreamBalance,
+    /// For an `https://` upstream, what `check` shows of its TLS settings.
+    pub tls: Option<UpstreamTlsSummary>,
+}
+
+/// An `https://` upstream's TLS settings as `check` shows them: file paths and names as written,
+/// never the files' contents, so a client key never reaches a terminal or a CI log.
+#[derive(Debug, Clone)]
+pub struct UpstreamTlsSummary {
+    /// `upstream_ca`; `None`: the system's trusted roots.
+    pub ca: Option<String>,
+    /// `upstream_server_name`; `None`: each endpoint's host is verified.
+    pub server_name: Option<String>,
+    /// `upstream_client_cert`, when tollgate presents one (mTLS).
+    pub client_cert: Option<String>,
 }
 
 /// The ALPN protocols offered per `upstream_protocol` (RFC 7301; `h2` is RFC 9113 §3.2).
@@ -38,20 +54,7 @@ fn alpn(protocol: UpstreamProtocol) -> &'static [&'static [u8]] {
 }
 
 pub(super) fn upstream(raw: &RawApi, path: &str) -> Result<UpstreamTarget, ConfigError> {
-    let key = |k: &str| format!("{path}.{k}");
-    let texts = raw.upstream.clone().into_vec();
-    if texts.is_empty() {
-        return Err(ConfigError::at(key("upstream"), "lists no upstream URL"));
-    }
-    let mut urls = Vec::with_capacity(texts.len());
-    for (i, text) in texts.iter().enumerate() {
-        let at = if texts.len() == 1 {
-            key("upstream")
-        } else {
-            format!("{path}.upstream[{i}]")
-        };
-        urls.push((parse_url(text, &at)?, at));
-    }
+    let urls = parse_urls(raw, path)?;
     let (first, _) = &urls[0];
     let https = first.scheme() == "https";
     let base_path = first.path().trim_end_matches('/').to_owned();
@@ -65,6 +68,7 @@ pub(super) fn upstream(raw: &RawApi, path: &str) -> Result<UpstreamTarget, Confi
         }
     }
     let protocol = raw.upstream_protocol.unwrap_or_default();
+    let balance = raw.upstream_balance.unwrap_or_default();
     let tls = if https {
         Some(tls(raw, path, protocol)?)
     } else {
@@ -85,17 +89,46 @@ pub(super) fn upstream(raw: &RawApi, path: &str) -> Result<UpstreamTarget, Confi
         &raw.name,
         if https { Scheme::HTTPS } else { Scheme::HTTP },
         protocol,
-        raw.upstream_balance.unwrap_or_default(),
+        balance,
         tls,
         endpoints,
     );
+    let summary = https.then(|| UpstreamTlsSummary {
+        ca: raw.upstream_ca.clone(),
+        server_name: raw.upstream_server_name.clone(),
+        client_cert: raw.upstream_client_cert.clone(),
+    });
     Ok(UpstreamTarget {
         url: urls[0].0.clone(),
         urls: urls.into_iter().map(|(u, _)| u).collect(),
         base_path,
         insecure_skip_verify: raw.insecure_skip_verify,
         compiled: Arc::new(compiled),
+        protocol,
+        balance,
+        tls: summary,
     })
+}
+
+/// Every endpoint's URL (at least one), with the key it was written at.
+fn parse_urls(raw: &RawApi, path: &str) -> Result<Vec<(Url, String)>, ConfigError> {
+    let texts = raw.upstream.clone().into_vec();
+    if texts.is_empty() {
+        return Err(ConfigError::at(
+            format!("{path}.upstream"),
+            "lists no upstream URL",
+        ));
+    }
+    let mut urls = Vec::with_capacity(texts.len());
+    for (i, text) in texts.iter().enumerate() {
+        let at = if texts.len() == 1 {
+            format!("{path}.upstream")
+        } else {
+            format!("{path}.upstream[{i}]")
+        };
+        urls.push((parse_url(text, &at)?, at));
+    }
+    Ok(urls)
 }
 
 fn parse_url(text: &str, key: &str) -> Result<Url, ConfigError> {

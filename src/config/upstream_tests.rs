@@ -57,3 +57,34 @@ fn tls_keys_on_a_cleartext_upstream_and_contradictions_name_their_key() {
     let e = err("upstream = \"http://a.test\"\nupstream_balance = \"random\"");
     assert!(e.path.starts_with("api[0].upstream_balance"), "{e}");
 }
+
+#[test]
+fn check_shows_an_unverified_upstream_and_its_name_and_a_cleartext_one_without_tls() {
+    let s = parse(
+        &config(
+            "upstream = \"https://10.0.0.7:8443\"\nupstream_server_name = \"orders.internal\"\n\
+             insecure_skip_verify = true\nupstream_protocol = \"http1\"",
+        ),
+        &HashMap::<String, String>::new(),
+    )
+    .unwrap();
+    let shown = super::super::describe(&s);
+    assert!(
+        shown.contains("  upstream: protocol http1, balance least_request over 1 endpoint(s)\n"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(
+            "  upstream tls: certificates NOT verified (insecure_skip_verify); server name \
+             orders.internal; client certificate none\n"
+        ),
+        "{shown}"
+    );
+    let s = parse(
+        &config("upstream = \"http://a.test\""),
+        &HashMap::<String, String>::new(),
+    )
+    .unwrap();
+    let shown = super::super::describe(&s);
+    assert!(!shown.contains("upstream tls"), "{shown}");
+}

@@ -73,7 +73,12 @@ pub(super) fn answer_preflight(
         Ok(granted) => granted,
         Err(refusal) => {
             let mut response = Rejection::CorsRefused(refusal).into_response(Some(api), None);
-            grant(cors, origin, response.headers_mut());
+            grant(
+                cors,
+                origin,
+                cors.expose_headers.as_ref(),
+                response.headers_mut(),
+            );
             response.headers_mut().insert(VARY, PREFLIGHT_VARY);
             return response;
         }
@@ -81,7 +86,7 @@ pub(super) fn answer_preflight(
     let mut response = Response::new(empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
     let out = response.headers_mut();
-    grant(cors, origin, out);
+    grant(cors, origin, cors.expose_headers.as_ref(), out);
     out.insert(ACCESS_CONTROL_ALLOW_METHODS, cors.allow_methods.clone());
     if let Some(requested) = granted {
         out.insert(ACCESS_CONTROL_ALLOW_HEADERS, requested);
@@ -102,14 +107,26 @@ pub(super) fn answer_preflight(
 /// Adds the gateway's CORS headers to an answer of a CORS API (the upstream's, or a refusal):
 /// the upstream's own grants are dropped, `Vary: Origin` is appended, and an allowed origin gets
 /// its grant. A disallowed origin gets none, and is otherwise served as usual: CORS is the
-/// browser's check on what script may read, not an access control.
-pub(super) fn decorate(cors: &CorsSettings, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
+/// browser's check on what script may read, not an access control. A `grpc` answer (gRPC-Web,
+/// from a browser) also exposes `grpc-status` and `grpc-message`, refusal or not: a Trailers-Only
+/// answer carries them as headers, which script may read only when exposed (Fetch §3.2.3).
+pub(super) fn decorate(
+    cors: &CorsSettings,
+    origin: Option<&HeaderValue>,
+    grpc: bool,
+    headers: &mut HeaderMap,
+) {
     for name in &GRANTS {
         headers.remove(name);
     }
     // Appended: an upstream's own Vary still holds.
     headers.append(VARY, HeaderValue::from_static("Origin"));
-    grant(cors, origin, headers);
+    let expose = if grpc {
+        Some(&cors.grpc_expose_headers)
+    } else {
+        cors.expose_headers.as_ref()
+    };
+    grant(cors, origin, expose, headers);
 }
 
 /// The header's value when it occurs exactly once: two `Origin`s are not something a browser
@@ -120,8 +137,14 @@ pub(super) fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'
     values.next().is_none().then_some(first)
 }
 
-/// `Access-Control-Allow-Origin` (and `-Credentials`, `-Expose-Headers`) for an allowed origin.
-fn grant(cors: &CorsSettings, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
+/// `Access-Control-Allow-Origin` (and `-Credentials`, `-Expose-Headers`: `expose`) for an allowed
+/// origin.
+fn grant(
+    cors: &CorsSettings,
+    origin: Option<&HeaderValue>,
+    expose: Option<&HeaderValue>,
+    headers: &mut HeaderMap,
+) {
     let Some(allowed) = origin.and_then(|o| allowed_origin(cors, o)) else {
         return;
     };
@@ -129,7 +152,7 @@ fn grant(cors: &CorsSettings, origin: Option<&HeaderValue>, headers: &mut Header
     if cors.allow_credentials {
         headers.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE);
     }
-    if let Some(expose) = &cors.expose_headers {
+    if let Some(expose) = expose {
         headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
     }
 }

@@ -119,7 +119,8 @@ where
                 }
             };
             if let Some(settings) = &api.settings.cors {
-                cors::decorate(settings, origin.as_ref(), response.headers_mut());
+                let grpc = matches!(dialect, Dialect::Grpc(_));
+                cors::decorate(settings, origin.as_ref(), grpc, response.headers_mut());
             }
             Ok(response)
         })

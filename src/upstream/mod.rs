@@ -45,6 +45,16 @@ pub enum UpstreamError {
     Http(#[from] hyper::Error),
 }
 
+/// A request no endpoint answered: the endpoint it went to and why it failed there, and, when it
+/// was sent on to another endpoint, that one and its failure. Logs name these, not every endpoint
+/// of the API, so an operator sees which address is down.
+#[derive(Debug)]
+pub struct SendError {
+    pub endpoint: http::uri::Authority,
+    pub error: UpstreamError,
+    pub retry: Option<(http::uri::Authority, UpstreamError)>,
+}
+
 /// One API's upstream, compiled with the config and shared by every worker.
 pub struct Upstream {
     scheme: Scheme,
@@ -138,6 +148,15 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
+// === impl SendError ===
+
+impl SendError {
+    /// Why the request finally got no answer: the retry's failure when there was one.
+    pub fn last(&self) -> &UpstreamError {
+        self.retry.as_ref().map_or(&self.error, |(_, e)| e)
+    }
+}
+
 // === impl UpstreamPool ===
 
 impl UpstreamPool {
@@ -150,19 +169,35 @@ impl UpstreamPool {
         upstream: &Upstream,
         req: Request<ProxyBody>,
         how: Sending,
-    ) -> Result<Response<ProxyBody>, UpstreamError> {
+    ) -> Result<Response<ProxyBody>, SendError> {
         let first = upstream.picker.pick(&upstream.endpoints, None);
-        match self.send_to(upstream, first, req, how).await {
-            Ok(response) => Ok(response),
-            Err(Failure::Unsent(_, req))
+        let failure = match self.send_to(upstream, first, req, how).await {
+            Ok(response) => return Ok(response),
+            Err(failure) => failure,
+        };
+        let at = |index: usize| {
+            upstream.endpoints.get(index).map_or_else(
+                || http::uri::Authority::from_static("unknown"),
+                |e| e.authority.clone(),
+            )
+        };
+        match failure {
+            Failure::Unsent(error, req)
                 if upstream.endpoints.len() > 1 && is_idempotent(req.method()) =>
             {
                 let second = upstream.picker.pick(&upstream.endpoints, Some(first));
-                self.send_to(upstream, second, *req, how)
-                    .await
-                    .map_err(Failure::into_error)
+                let retried = self.send_to(upstream, second, *req, how).await;
+                retried.map_err(|again| SendError {
+                    endpoint: at(first),
+                    error,
+                    retry: Some((at(second), again.into_error())),
+                })
             }
-            Err(failure) => Err(failure.into_error()),
+            failure => Err(SendError {
+                endpoint: at(first),
+                error: failure.into_error(),
+                retry: None,
+            }),
         }
     }
 

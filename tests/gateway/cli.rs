@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
+use crate::common::certs::TestCa;
 use crate::common::gateway::{CliOutput, Gateway, TempConfig, cli};
 use crate::common::idp::TestIdp;
 use crate::common::upstream::{Upstream, closed_port_url};
@@ -53,18 +54,37 @@ fn printed(stdout: &str, key: &str) -> String {
 async fn check_prints_discovered_endpoints_and_apis_without_secrets() {
     let idp = TestIdp::start().await;
     let registration = "SSWS reg-token-3f9a7c1e";
+    let ca = TestCa::new("billing upstream CA");
+    let identity = ca.client("tollgate", &["tollgate"]);
+    let path = |p: &std::path::Path| p.display().to_string();
+    let billing_tls = format!(
+        "upstream_protocol = \"http2\"\nupstream_balance = \"round_robin\"\nupstream_ca = {}\nupstream_server_name = \"billing.internal\"\nupstream_client_cert = {}\nupstream_client_key = {}",
+        toml_string(&path(&ca.ca_path())),
+        toml_string(&path(&identity.cert_path)),
+        toml_string(&path(&identity.key_path)),
+    );
     let config = config_with(
         &idp.issuer,
         &format!("registration_authorization = {}", toml_string(registration)),
         &format!(
-            "{}{}",
+            "{}{}{}",
             api("orders", "/orders", "http://127.0.0.1:8081", ""),
             api(
                 "inventory",
                 "/inventory",
                 "http://127.0.0.1:8082/base",
                 "strip_prefix = true"
+            ),
+            api(
+                "billing",
+                "/billing",
+                "https://localhost:8443",
+                &billing_tls
             )
+            .replace(
+                "upstream = \"https://localhost:8443\"",
+                "upstream = [\"https://localhost:8443\", \"https://127.0.0.1:8444\"]"
+            ),
         ),
     );
     let out = cli(&["check"], Some(&config), &[]).await;
@@ -82,7 +102,7 @@ async fn check_prints_discovered_endpoints_and_apis_without_secrets() {
     );
     assert_eq!(printed(&out.stdout, "jwks_url"), idp.jwks_url());
     assert!(out.stdout.contains(&idp.issuer), "{out:?}");
-    for name in ["orders", "inventory"] {
+    for name in ["orders", "inventory", "billing"] {
         assert!(
             out.stdout
                 .lines()
@@ -90,6 +110,38 @@ async fn check_prints_discovered_endpoints_and_apis_without_secrets() {
             "the API {name} is listed: {out:?}"
         );
     }
+    // How each API reaches its upstream: protocol and balance; TLS for https:// only.
+    let under = |name: &str| -> Vec<&str> {
+        let mut lines = out.stdout.lines();
+        lines.find(|l| l.starts_with(&format!("api {name}:")));
+        lines.take_while(|l| l.starts_with("  ")).collect()
+    };
+    let orders = under("orders");
+    assert!(
+        orders.contains(&"  upstream: protocol auto, balance least_request over 1 endpoint(s)"),
+        "{orders:?}"
+    );
+    assert!(
+        !orders.iter().any(|l| l.contains("upstream tls")),
+        "{orders:?}"
+    );
+    let billing = under("billing");
+    assert!(
+        billing.contains(&"  upstream: protocol http2, balance round_robin over 2 endpoint(s)"),
+        "{billing:?}"
+    );
+    let tls = format!(
+        "  upstream tls: CA file {}; server name billing.internal; client certificate {}",
+        path(&ca.ca_path()),
+        path(&identity.cert_path)
+    );
+    assert!(billing.contains(&tls.as_str()), "{billing:?}");
+    let key = std::fs::read_to_string(&identity.key_path).expect("the client key");
+    let key_body = key.lines().nth(1).expect("a PEM line of key material");
+    assert!(
+        !out.stdout.contains(key_body) && !out.stdout.contains("PRIVATE KEY"),
+        "`check` printed key material: {out:?}"
+    );
     assert!(
         out.stdout.contains("<set>"),
         "secrets show as <set>: {out:?}"

@@ -30,6 +30,7 @@ mod keys;
 mod lifecycle;
 mod lifecycle_leaks;
 mod metrics;
+mod polish;
 mod providers;
 mod providers_registry;
 mod registry;

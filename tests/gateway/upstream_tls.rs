@@ -103,8 +103,11 @@ async fn tls_upstream(
 
 #[tokio::test]
 async fn h2c_by_prior_knowledge_reaches_an_http2_only_upstream_on_one_multiplexed_connection() {
-    // Each answer waits, so concurrent requests overlap; one worker, so one pool.
-    let upstream = Upstream::start_h2c(UpstreamBehaviour::Delay(Duration::from_millis(300))).await;
+    // Each answer's head and first chunk come at once, the rest when the test releases it, so
+    // requests stay open together for as long as the test needs. One worker, so one pool: each
+    // worker has its own, and the kernel spreads new client connections over the workers, so
+    // with more a second worker would rightly open a connection of its own.
+    let upstream = Upstream::start_h2c(UpstreamBehaviour::Stream).await;
     let url = upstream.url();
     let s = setup_listen(
         upstream,
@@ -114,12 +117,25 @@ async fn h2c_by_prior_knowledge_reaches_an_http2_only_upstream_on_one_multiplexe
     )
     .await;
     // The first request makes the connection; the next six share it at once.
-    assert_eq!(get(&s).await.status(), 200);
-    let together: Vec<_> = (0..6).map(|_| get(&s)).collect();
-    for resp in futures_util::future::join_all(together).await {
-        assert_eq!(resp.status(), 200);
-    }
+    s.upstream.release();
+    let first = get(&s).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.text().await.unwrap(), "first\nsecond\n");
+    // All six are answered (their heads) and reach the upstream with none of them finished:
+    // they were open together (one connection lent to one request at a time, as HTTP/1.1 is,
+    // would have sent only one).
+    let six = futures_util::future::join_all((0..6).map(|_| get(&s)));
+    let together = tokio::time::timeout(Duration::from_secs(5), six)
+        .await
+        .expect("six requests open at once");
     let seen = s.upstream.wait_count(7).await;
+    for _ in 0..6 {
+        s.upstream.release();
+    }
+    for resp in together {
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "first\nsecond\n");
+    }
     for request in &seen {
         assert_eq!(request.version, http::Version::HTTP_2, "{request:?}");
         assert!(
