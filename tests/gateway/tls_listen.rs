@@ -749,3 +749,47 @@ async fn at_the_connection_cap_a_client_hello_sheds_a_silent_socket() {
         .unwrap_or(0.0);
     assert_eq!(shed, 1.0, "{metrics}");
 }
+
+/// Rewrites `issued`'s PKCS#8 key file in `format` ("sec1" for EC, "pkcs1" for RSA), as openssl's
+/// older tools and some issuers write keys, with Node.js's crypto (the tests need Node.js anyway).
+fn rewrite_key(issued: &Issued, format: &str) -> String {
+    let script = "const c = require('crypto'), fs = require('fs'); const [file, type] = process.argv.slice(1); \
+                  fs.writeFileSync(file, c.createPrivateKey(fs.readFileSync(file)).export({ type, format: 'pem' }));";
+    let status = std::process::Command::new("node")
+        .args(["-e", script])
+        .arg(&issued.key_path)
+        .arg(format)
+        .status()
+        .expect("node runs (install Node.js 20)");
+    assert!(
+        status.success(),
+        "node could not rewrite the key as {format}"
+    );
+    std::fs::read_to_string(&issued.key_path).expect("the rewritten key")
+}
+
+#[tokio::test]
+async fn sec1_and_pkcs1_keys_serve_handshakes() {
+    let ca = TestCa::new("key formats CA");
+    let cases = [
+        (
+            ca.server(&["localhost"]),
+            "sec1",
+            "-----BEGIN EC PRIVATE KEY-----",
+        ),
+        (
+            ca.server_rsa(&["localhost"]),
+            "pkcs1",
+            "-----BEGIN RSA PRIVATE KEY-----",
+        ),
+    ];
+    for (issued, format, first_line) in &cases {
+        let pem = rewrite_key(issued, format);
+        assert!(pem.starts_with(first_line), "{format}: {pem:.40}");
+        let s = setup("", &tls_table(issued, "")).await;
+        let stream = connect(s.gateway.proxy, &ca, &[], "localhost", None)
+            .await
+            .unwrap_or_else(|e| panic!("a handshake with a {format} key: {e}"));
+        assert_eq!(presented(&stream), leaf(issued), "{format}");
+    }
+}
