@@ -71,27 +71,7 @@ tls_cases=0
 # nginx's TLS server reads these files even when no TLS case runs.
 make_certificate "$work/tls" "$KEY_TYPE"
 
-{
-  nginx_common upstream
-  cat <<EOF
-    server {
-        listen 127.0.0.1:$P_UP;
-        default_type application/json;
-        location / { return 200 '{"orders":[{"id":1,"status":"shipped"}]}\n'; }
-    }
-}
-EOF
-} >"$work/upstream.conf"
 
-# The same proxying on the cleartext (b) and the TLS (t) server.
-proxy_location='        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-Host $host;
-        }'
 {
   nginx_common nginx
   cat <<EOF
@@ -117,7 +97,7 @@ $proxy_location
 EOF
 } >"$work/nginx.conf"
 
-start_nginx upstream
+start_upstream
 start_nginx nginx
 
 # --- providers ------------------------------------------------------------------------------------
@@ -159,33 +139,6 @@ max_entries = $5
 max_ttl = "1h"
 EOF
 }
-api_public() {
-  cat <<EOF
-
-[[api]]
-name = "open"
-path_prefix = "/open"
-upstream = "http://127.0.0.1:$P_UP"
-skip_client_id_validation = true
-
-[[api.rule]]
-public = true
-EOF
-}
-api_jwt() {
-  cat <<EOF
-
-[[api]]
-name = "jwt"
-path_prefix = "/jwt"
-upstream = "http://127.0.0.1:$P_UP"
-validation = "jwt"
-audience = ["api://default"]
-scopes = ["mulescope"]
-clients = ["orders-app"]
-EOF
-}
-
 { tollgate_conf "$P_A" "$P_A_ADM" "$ISS_OPAQUE" warn 10000; api_public; api_introspection; } >"$work/tollgate-a.toml"
 { tollgate_conf "$P_B" "$P_B_ADM" "$ISS_JWT" warn 10000; api_jwt; } >"$work/tollgate-b.toml"
 { tollgate_conf "$P_F" "$P_F_ADM" "$ISS_OPAQUE" info 10000; api_introspection; } >"$work/tollgate-f.toml"

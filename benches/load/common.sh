@@ -171,6 +171,62 @@ machine() {
 }
 
 # The introspection API in front of the upstream on port $P_UP, as a config block to append.
+# nginx as a bare reverse proxy to the upstream (a server block's location), the baseline of
+# every comparison: keep-alive to the upstream, the forwarding headers tollgate sets too.
+proxy_location='        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+        }'
+
+# The upstream every benchmark proxies to: nginx answering `return 200` with a small JSON body on
+# 127.0.0.1:$P_UP, started (its pid in PID_UPSTREAM).
+start_upstream() {
+  {
+    nginx_common upstream
+    cat <<EOF
+    server {
+        listen 127.0.0.1:$P_UP;
+        default_type application/json;
+        location / { return 200 '{"orders":[{"id":1,"status":"shipped"}]}\n'; }
+    }
+}
+EOF
+  } >"$work/upstream.conf"
+  start_nginx upstream
+}
+
+# API blocks of a tollgate config, in front of the upstream: a public route, a JWT API, and
+# (below) an introspection API.
+api_public() {
+  cat <<EOF
+
+[[api]]
+name = "open"
+path_prefix = "/open"
+upstream = "http://127.0.0.1:$P_UP"
+skip_client_id_validation = true
+
+[[api.rule]]
+public = true
+EOF
+}
+api_jwt() {
+  cat <<EOF
+
+[[api]]
+name = "jwt"
+path_prefix = "/jwt"
+upstream = "http://127.0.0.1:$P_UP"
+validation = "jwt"
+audience = ["api://default"]
+scopes = ["mulescope"]
+clients = ["orders-app"]
+EOF
+}
 api_introspection() {
   cat <<EOF
 
