@@ -8,6 +8,7 @@
 //! `config` turns the file into an immutable [`runtime::Runtime`]; `provider` is the only code that
 //! speaks HTTP to the identity provider.
 
+pub mod access_log;
 pub mod admin;
 pub mod body;
 pub mod client_cert;

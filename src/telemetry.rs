@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use tower::{Layer, Service};
-use tracing::Instrument;
-use tracing::field::Empty;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
+use crate::access_log::{self, AccessLine, Sink};
 use crate::body::ProxyBody;
 use crate::config::{LogFormat, LogSettings};
 use crate::forward::UpstreamTime;
@@ -58,9 +57,13 @@ pub fn init(settings: &LogSettings, output: Output) -> LogGuard {
                 .thread_name("tollgate-log")
                 .finish(stdout_buffered());
             measure::count_log_drops(writer.error_counter());
+            access_log::install(settings.format, ansi, Sink::Queue(writer.clone()));
             (BoxMakeWriter::new(writer), Some(guard))
         }
-        Output::Direct => (BoxMakeWriter::new(std::io::stdout), None),
+        Output::Direct => {
+            access_log::install(settings.format, ansi, Sink::Stdout);
+            (BoxMakeWriter::new(std::io::stdout), None)
+        }
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -129,28 +132,24 @@ where
 
     fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
         let started = Instant::now();
-        let method = req.method().clone();
-        // Logged: the path only, as a query may carry an access_token. (A shared clone: no copy.)
-        let uri = req.uri().clone();
-        // The client as `trusted_proxies` resolved it (nginx's `$remote_addr` after realip).
-        // Rendered once per connection already: a shared clone, no formatting here; and none at
-        // all when the access log is off.
-        let client = tracing::enabled!(target: "tollgate::access", tracing::Level::INFO)
-            .then(|| req.extensions().get::<ClientAddr>())
-            .flatten()
-            .map(|c| c.client_header().clone());
-        let span = tracing::info_span!("request", %method, path = %uri.path(), api = Empty, decision = Empty, reason = Empty);
-        let future = self.inner.call(req).instrument(span.clone());
+        // Taken before the request moves on, and only when the line will be written. The path
+        // only: a query may carry an access_token. (Shared clones: no copy.)
+        let logged = access_log::enabled().then(|| {
+            // The client as `trusted_proxies` resolved it (nginx's `$remote_addr` after realip),
+            // rendered once per connection already.
+            let client = req
+                .extensions()
+                .get::<ClientAddr>()
+                .map(|c| c.client_header().clone());
+            (req.method().clone(), req.uri().clone(), client)
+        });
+        let future = self.inner.call(req);
         Box::pin(async move {
             let mut response = future.await?;
             let record = response
                 .extensions_mut()
                 .remove::<AccessRecord>()
                 .unwrap_or_default();
-            let api = record.api.as_deref().unwrap_or("-");
-            span.record("api", api);
-            span.record("decision", record.decision);
-            span.record("reason", record.reason);
             // A refusal told to a gRPC client went out as 200 + grpc-status: the log and the
             // metric keep the HTTP status it stands for, so refusals count as refusals whatever
             // the client spoke.
@@ -169,20 +168,20 @@ where
                 elapsed,
                 elapsed.saturating_sub(upstream),
             );
-            tracing::info!(
-                target: "tollgate::access",
-                api = record.api.as_deref().unwrap_or("-"),
-                method = %method,
-                path = %uri.path(),
-                decision = record.decision,
-                reason = record.reason,
-                client = client.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
-                client_id = record.client_id.as_deref().unwrap_or("-"),
-                status,
-                grpc_status = grpc.map(|g| g.code),
-                latency_ms = elapsed.as_secs_f64() * 1000.0,
-                "request"
-            );
+            if let Some((method, uri, client)) = &logged {
+                access_log::write(&AccessLine {
+                    api: record.api.as_deref(),
+                    method: method.as_str(),
+                    path: uri.path(),
+                    decision: record.decision,
+                    reason: record.reason,
+                    client: client.as_ref().and_then(|v| v.to_str().ok()),
+                    client_id: record.client_id.as_deref(),
+                    status,
+                    grpc_status: grpc.map(|g| g.code),
+                    latency: elapsed,
+                });
+            }
             Ok(response)
         })
     }
