@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use futures_util::future::{BoxFuture, ready};
+use futures_util::future::ready;
 use http::{Request, Response};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -32,11 +32,11 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tollgate::body::{ProxyBody, empty, full};
 use tollgate::clock::SystemClock;
 use tollgate::config;
-use tollgate::forward::ForwardError;
+use tollgate::forward::{Forward, ForwardError};
 use tollgate::policy::{PolicyLayer, PolicyService};
 use tollgate::registry::{ApprovedContract, ContractIndex};
 use tollgate::runtime::{Runtime, RuntimeHandle};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, ServiceExt};
 
 const ISSUER: &str = "http://127.0.0.1/oauth2/default";
 
@@ -44,20 +44,12 @@ const ISSUER: &str = "http://127.0.0.1/oauth2/default";
 #[derive(Clone)]
 struct Answer;
 
-impl Service<Request<ProxyBody>> for Answer {
-    type Response = Response<ProxyBody>;
-    type Error = ForwardError;
-    type Future = BoxFuture<'static, Result<Response<ProxyBody>, ForwardError>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), ForwardError>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Request<ProxyBody>) -> Self::Future {
-        Box::pin(ready(Ok(Response::new(empty()))))
+impl Forward for Answer {
+    fn forward(
+        &self,
+        _: Request<ProxyBody>,
+    ) -> impl std::future::Future<Output = Result<Response<ProxyBody>, ForwardError>> + Send {
+        ready(Ok(Response::new(empty())))
     }
 }
 

@@ -5,10 +5,8 @@
 //! [`ForwardPlan`] in the request's extensions. Its failures are [`ForwardError`]s, which tell a
 //! client's broken or stalled body from an upstream's fault; the policy renders them.
 
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use http::header::{
     AUTHORIZATION, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
@@ -34,7 +32,7 @@ pub struct ForwardPlan {
     /// The longest gap allowed between an upstream response's body bytes.
     pub stream_idle: Duration,
     /// Client headers starting with this (lowercase, `_` read as `-`) are removed.
-    pub strip_header_prefix: String,
+    pub strip_header_prefix: std::sync::Arc<str>,
     /// Identity headers to add, after every removal.
     pub identity: Vec<(HeaderName, HeaderValue)>,
     /// The original `Host` (or `:authority`), for `X-Forwarded-Host` and `Forwarded`.
@@ -97,7 +95,17 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || *name == PROXY_CONNECTION
 }
 
-/// The upstream client as a tower service: one per worker thread, with that worker's connections.
+/// What the policy hands an allowed request to: the [`Forwarder`], or a stand-in (the decision
+/// benchmark's). A trait method returning `impl Future`, not a tower service's boxed future: the
+/// forwarding is awaited inside the policy's own future, one allocation per request, not two.
+pub trait Forward: Clone + Send + Sync + 'static {
+    fn forward(
+        &self,
+        req: Request<ProxyBody>,
+    ) -> impl Future<Output = Result<Response<ProxyBody>, ForwardError>> + Send;
+}
+
+/// The upstream client: one per worker thread, with that worker's connections.
 #[derive(Clone)]
 pub struct Forwarder {
     pool: UpstreamPool,
@@ -116,10 +124,12 @@ impl Forwarder {
         }
     }
 
-    async fn forward(
-        pool: UpstreamPool,
+    /// Sends an allowed request (its [`ForwardPlan`] in its extensions) upstream.
+    pub async fn forward(
+        &self,
         req: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, ForwardError> {
+        let pool = &self.pool;
         let (mut parts, body) = req.into_parts();
         let Some(plan) = parts.extensions.remove::<ForwardPlan>() else {
             // Only the policy sends requests here, always with a plan.
@@ -232,18 +242,12 @@ fn response_hygiene(parts: &mut http::response::Parts, upgrade: bool) -> Result<
     Ok(())
 }
 
-impl tower::Service<Request<ProxyBody>> for Forwarder {
-    type Response = Response<ProxyBody>;
-    type Error = ForwardError;
-    type Future = BoxFuture<'static, Result<Response<ProxyBody>, ForwardError>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // The pooled client has no readiness of its own: connections are made per request.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
-        Box::pin(Self::forward(self.pool.clone(), req))
+impl Forward for Forwarder {
+    fn forward(
+        &self,
+        req: Request<ProxyBody>,
+    ) -> impl Future<Output = Result<Response<ProxyBody>, ForwardError>> + Send {
+        Forwarder::forward(self, req)
     }
 }
 

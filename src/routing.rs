@@ -157,7 +157,14 @@ const PATH_ESCAPE: &AsciiSet = &CONTROLS
 
 /// The wire form of a normalised path.
 pub fn encode_path(normalised: &str) -> String {
-    utf8_percent_encode(normalised, PATH_ESCAPE).to_string()
+    let mut out = String::with_capacity(normalised.len());
+    push_encoded_path(&mut out, normalised);
+    out
+}
+
+/// [`encode_path`], appended to `out` (no string of its own).
+pub fn push_encoded_path(out: &mut String, normalised: &str) {
+    out.extend(utf8_percent_encode(normalised, PATH_ESCAPE));
 }
 
 /// Does `prefix` match `path` on segment boundaries (`/orders` matches `/orders/1`, not `/ordersX`)?

@@ -3,11 +3,12 @@
 //! leaves in the response. Nothing here ever sees a token.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io::IsTerminal;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use tower::{Layer, Service};
 use tracing_subscriber::EnvFilter;
@@ -120,11 +121,12 @@ pub struct AccessLogService<S> {
 impl<S> Service<Request<ProxyBody>> for AccessLogService<S>
 where
     S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible>,
-    S::Future: Send + 'static,
+    S::Future: Unpin,
 {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
+    /// Not boxed: the inner future is (see [`AccessLogFuture`]).
+    type Future = AccessLogFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -141,48 +143,79 @@ where
                 .extensions()
                 .get::<ClientAddr>()
                 .map(|c| c.client_header().clone());
-            (req.method().clone(), req.uri().clone(), client)
-        });
-        let future = self.inner.call(req);
-        Box::pin(async move {
-            let mut response = future.await?;
-            let record = response
-                .extensions_mut()
-                .remove::<AccessRecord>()
-                .unwrap_or_default();
-            // A refusal told to a gRPC client went out as 200 + grpc-status: the log and the
-            // metric keep the HTTP status it stands for, so refusals count as refusals whatever
-            // the client spoke.
-            let grpc = response.extensions().get::<GrpcRefusal>().copied();
-            let status = grpc.map_or(response.status(), |g| g.stands_for).as_u16();
-            let elapsed = started.elapsed();
-            let upstream = response
-                .extensions()
-                .get::<UpstreamTime>()
-                .map_or(Duration::ZERO, |t| t.0);
-            measure::record_request(
-                record.api.as_ref(),
-                record.decision,
-                record.reason,
-                status,
-                elapsed,
-                elapsed.saturating_sub(upstream),
-            );
-            if let Some((method, uri, client)) = &logged {
-                access_log::write(&AccessLine {
-                    api: record.api.as_deref(),
-                    method: method.as_str(),
-                    path: uri.path(),
-                    decision: record.decision,
-                    reason: record.reason,
-                    client: client.as_ref().and_then(|v| v.to_str().ok()),
-                    client_id: record.client_id.as_deref(),
-                    status,
-                    grpc_status: grpc.map(|g| g.code),
-                    latency: elapsed,
-                });
+            Logged {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                client,
             }
-            Ok(response)
-        })
+        });
+        AccessLogFuture {
+            inner: self.inner.call(req),
+            started,
+            logged,
+        }
+    }
+}
+
+/// What the access line needs from the request.
+pub struct Logged {
+    method: http::Method,
+    uri: http::Uri,
+    client: Option<http::HeaderValue>,
+}
+
+/// The inner service's future, then the request's metrics and access line. A plain wrapper, not
+/// one more boxed future per request.
+pub struct AccessLogFuture<F> {
+    inner: F,
+    started: Instant,
+    logged: Option<Logged>,
+}
+
+impl<F> Future for AccessLogFuture<F>
+where
+    F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Unpin,
+{
+    type Output = Result<Response<ProxyBody>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Ok(mut response) = std::task::ready!(Pin::new(&mut self.inner).poll(cx));
+        let record = response
+            .extensions_mut()
+            .remove::<AccessRecord>()
+            .unwrap_or_default();
+        // A refusal told to a gRPC client went out as 200 + grpc-status: the log and the metric
+        // keep the HTTP status it stands for, so refusals count as refusals whatever the client
+        // spoke.
+        let grpc = response.extensions().get::<GrpcRefusal>().copied();
+        let status = grpc.map_or(response.status(), |g| g.stands_for).as_u16();
+        let elapsed = self.started.elapsed();
+        let upstream = response
+            .extensions()
+            .get::<UpstreamTime>()
+            .map_or(Duration::ZERO, |t| t.0);
+        measure::record_request(
+            record.api.as_ref(),
+            record.decision,
+            record.reason,
+            status,
+            elapsed,
+            elapsed.saturating_sub(upstream),
+        );
+        if let Some(logged) = &self.logged {
+            access_log::write(&AccessLine {
+                api: record.api.as_deref(),
+                method: logged.method.as_str(),
+                path: logged.uri.path(),
+                decision: record.decision,
+                reason: record.reason,
+                client: logged.client.as_ref().and_then(|v| v.to_str().ok()),
+                client_id: record.client_id.as_deref(),
+                status,
+                grpc_status: grpc.map(|g| g.code),
+                latency: elapsed,
+            });
+        }
+        Poll::Ready(Ok(response))
     }
 }

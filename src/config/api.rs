@@ -48,7 +48,7 @@ pub struct ApiSettings {
     /// As written: the exposed headers' prefix.
     pub expose_headers_prefix: String,
     /// The same, lowercase with `_` read as `-`: client headers matching it are removed.
-    pub strip_headers_prefix: String,
+    pub strip_headers_prefix: std::sync::Arc<str>,
     pub token_sources: Vec<TokenSource>,
     pub max_form_bytes: usize,
     /// The largest request body forwarded (`u64::MAX`: no limit, from `max_body_bytes = 0`).
@@ -175,7 +175,7 @@ pub(super) fn api(
         audience,
         policy,
         expose_headers: raw.expose_headers,
-        strip_headers_prefix: normalise_prefix(&prefix),
+        strip_headers_prefix: normalise_prefix(&prefix).into(),
         expose_headers_prefix: prefix,
         token_sources,
         max_form_bytes: raw.max_form_bytes.unwrap_or(64 * 1024),

@@ -54,7 +54,7 @@ fn a_minimal_config_gets_its_defaults() {
     let api = &s.apis[0];
     assert_eq!(api.token_sources, [TokenSource::Header]);
     assert_eq!(api.expose_headers_prefix, "X-AGW-");
-    assert_eq!(api.strip_headers_prefix, "x-agw-");
+    assert_eq!(&*api.strip_headers_prefix, "x-agw-");
     assert_eq!(api.policy.scope_match, ScopeMatch::All);
     assert_eq!(api.validation, ValidationMode::Introspection);
     assert_eq!(s.listen.connection.max_header_bytes, 16 * 1024);

@@ -22,7 +22,7 @@ use futures_util::future::BoxFuture;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, TRANSFER_ENCODING};
 use http::{HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
 pub use authorize::{Contracts, authorize};
 pub use matching::{check_method, matching_rule};
@@ -31,10 +31,10 @@ pub use rejection::{AccessRecord, Dialect, GrpcRefusal, Rejection};
 use crate::body::{BoundedBody, ProxyBody, full, set_content_length};
 use crate::client_cert::ClientCertificate;
 use crate::config::{ApiSettings, ClientCertificateRule, PolicySettings, TokenSource};
-use crate::forward::{ForwardError, ForwardPlan};
+use crate::forward::{Forward, ForwardPlan, Forwarder};
 use crate::framing::AmbiguousFraming;
 use crate::registry::IndexHandle;
-use crate::routing::{after_prefix, encode_path, normalise_path, request_host};
+use crate::routing::{after_prefix, normalise_path, push_encoded_path, request_host};
 use crate::runtime::{Api, Runtime, RuntimeHandle};
 use crate::trust::ClientAddr;
 use crate::validate::{BearerToken, Caller, InvalidReason, Principal, ValidateError};
@@ -52,12 +52,14 @@ impl PolicyLayer {
     }
 }
 
-impl<S> Layer<S> for PolicyLayer {
-    type Service = PolicyService<S>;
+/// In front of a [`Forward`], not any service: its future is awaited inside the policy's own, so
+/// a request is one boxed future, not one per layer.
+impl<F: Forward> Layer<F> for PolicyLayer {
+    type Service = PolicyService<F>;
 
-    fn layer(&self, inner: S) -> Self::Service {
+    fn layer(&self, forwarder: F) -> Self::Service {
         PolicyService {
-            inner,
+            forwarder,
             runtime: self.runtime.clone(),
         }
     }
@@ -65,8 +67,8 @@ impl<S> Layer<S> for PolicyLayer {
 
 /// See [`PolicyLayer`].
 #[derive(Clone)]
-pub struct PolicyService<S> {
-    inner: S,
+pub struct PolicyService<F = Forwarder> {
+    forwarder: F,
     runtime: RuntimeHandle,
 }
 
@@ -77,27 +79,20 @@ struct Allowed {
     request: Request<ProxyBody>,
 }
 
-impl<S> Service<Request<ProxyBody>> for PolicyService<S>
-where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ForwardError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
+impl<F: Forward> Service<Request<ProxyBody>> for PolicyService<F> {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // Readiness of the inner service is awaited inside the call, after the decision: a
-        // refused request must not wait on (or reserve) the upstream.
+        // The forwarder has no readiness of its own: connections are made per request, after
+        // the decision (a refused request must not wait on, or reserve, the upstream).
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
-        // The future outlives `&mut self`: it takes its own clone of the inner service.
-        let inner = self.inner.clone();
+        // The future outlives `&mut self`: it takes its own clone of the forwarder.
+        let forwarder = self.forwarder.clone();
         let runtime = self.runtime.current();
         Box::pin(async move {
             // Kept before the request is consumed: every answer of a CORS API depends on it.
@@ -106,7 +101,7 @@ where
             let (api, mut response) = match decide(&runtime, req, dialect).await {
                 Ok(Decision::Forward(allowed)) => {
                     let api = allowed.api.clone();
-                    (api, forward(inner, allowed, dialect).await)
+                    (api, forward(forwarder, allowed, dialect).await)
                 }
                 // Complete as it is, CORS headers included.
                 Ok(Decision::Answered(response)) => return Ok(response),
@@ -128,10 +123,11 @@ where
 }
 
 /// Sends an allowed request upstream; an upstream failure is rendered as a refusal.
-async fn forward<S>(inner: S, allowed: Allowed, dialect: Dialect) -> Response<ProxyBody>
-where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ForwardError>,
-{
+async fn forward<F: Forward>(
+    forwarder: F,
+    allowed: Allowed,
+    dialect: Dialect,
+) -> Response<ProxyBody> {
     let Allowed {
         api,
         principal,
@@ -140,7 +136,7 @@ where
     let client_id = principal
         .as_ref()
         .and_then(|p| p.client_id().map(str::to_owned));
-    match inner.oneshot(request).await {
+    match forwarder.forward(request).await {
         Ok(mut response) => {
             response.extensions_mut().insert(AccessRecord {
                 api: Some(api.name.clone()),
@@ -505,13 +501,13 @@ fn plan(
     if !rest.starts_with('/') {
         target.push('/');
     }
-    target.push_str(&encode_path(rest));
+    push_encoded_path(&mut target, rest);
     if let Some(q) = query.filter(|q| !q.is_empty()) {
         target.push('?');
         target.push_str(q);
     }
-    let path_and_query = target
-        .parse()
+    // The string's own bytes, not a copy.
+    let path_and_query = http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(target))
         .map_err(|_| Rejection::InvalidRequest("the request target cannot be forwarded"))?;
     let identity = match principal {
         Some(p) if settings.expose_headers => p

@@ -354,7 +354,7 @@ struct GatewayServer {
     trusted: TrustedProxies,
 }
 
-type GatewayStack = AccessLogService<PolicyService<Forwarder>>;
+type GatewayStack = AccessLogService<PolicyService>;
 
 /// What a connection carries to each of its requests.
 struct ConnectionFacts {

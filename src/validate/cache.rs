@@ -172,7 +172,9 @@ impl<V: Validator> CachedValidator<V> {
                         .admit(caller.client)
                         .map_err(ValidateError::Throttled)?;
                 }
-                self.fill(token, caller, digest).await
+                // The miss path's state (the inner validator's call) is large: boxed apart, so
+                // that a hit, the common case, moves and allocates only its own small future.
+                Box::pin(self.fill(token, caller, digest)).await
             }
         };
         let now = self.clock.now_unix();
@@ -188,7 +190,7 @@ impl<V: Validator> CachedValidator<V> {
             Err(uncached) => match &*uncached {
                 Uncached::Active(p) => Ok(p.clone()),
                 Uncached::Invalid(r) => Err(ValidateError::Invalid(*r)),
-                Uncached::Unavailable(e) => self.stale_or(digest, now, e).await,
+                Uncached::Unavailable(e) => Box::pin(self.stale_or(digest, now, e)).await,
                 Uncached::Throttled(wait) => Err(ValidateError::Throttled(*wait)),
             },
         }
