@@ -38,6 +38,23 @@ pub fn set_forwarding_headers(
     client: Option<&ClientAddr>,
     host: Option<HeaderValue>,
 ) {
+    // Usually a request carries none of these: one pass over its names tells, and then the
+    // gateway's own are only added (no removal, no lookup of what a client sent).
+    if let Some(client) = client
+        && !headers.keys().any(is_forwarding)
+    {
+        headers.insert(X_FORWARDED_FOR, client.peer_header().clone());
+        headers.insert(
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static(client.scheme().as_str()),
+        );
+        if let Some(host) = &host {
+            headers.insert(X_FORWARDED_HOST, host.clone());
+        }
+        set_forwarded(headers, client, false, host.as_ref());
+        headers.insert(X_REAL_IP, client.client_header().clone());
+        return;
+    }
     headers.remove(X_ORIGINAL_URL);
     headers.remove(X_REWRITE_URL);
     let Some(client) = client else {
@@ -75,6 +92,18 @@ pub fn set_forwarding_headers(
     set_forwarded(headers, client, trusted, host.as_ref());
     // nginx's realip convention: the one address the upstream should take as the client's.
     headers.insert(X_REAL_IP, client.client_header().clone());
+}
+
+/// A header this module sets, removes or reads.
+fn is_forwarding(name: &HeaderName) -> bool {
+    *name == X_FORWARDED_FOR
+        || *name == X_FORWARDED_PROTO
+        || *name == X_FORWARDED_HOST
+        || *name == X_REAL_IP
+        || *name == FORWARDED
+        || *name == X_ORIGINAL_URL
+        || *name == X_REWRITE_URL
+        || CLAIMS_FROM_PROXIES.contains(name)
 }
 
 fn remove_claims(headers: &mut HeaderMap) {
@@ -137,7 +166,8 @@ fn set_forwarded(
         value.extend_from_slice(b";host=");
         push_value(&mut value, host.as_bytes());
     }
-    match HeaderValue::from_bytes(&value) {
+    // The vector's own bytes, not a copy.
+    match HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         Ok(v) => headers.insert(FORWARDED, v),
         Err(_) => headers.remove(FORWARDED),
     };
