@@ -2,7 +2,7 @@
 //! hygiene (RFC 9110 §7.6.1), the forwarding headers (`forwarded`), and the identity headers, the
 //! last two added after every removal so that nothing a client sends (not even a `Connection`
 //! naming them) can remove or forge them. It never sees a token: the policy hands it a
-//! [`ForwardPlan`] in the request's extensions. Its failures are [`ForwardError`]s, which tell a
+//! [`ForwardPlan`] beside the request. Its failures are [`ForwardError`]s, which tell a
 //! client's broken or stalled body from an upstream's fault; the policy renders them.
 
 use std::time::Duration;
@@ -102,6 +102,7 @@ pub trait Forward: Clone + Send + Sync + 'static {
     fn forward(
         &self,
         req: Request<ProxyBody>,
+        plan: ForwardPlan,
     ) -> impl Future<Output = Result<Response<ProxyBody>, ForwardError>> + Send;
 }
 
@@ -124,17 +125,14 @@ impl Forwarder {
         }
     }
 
-    /// Sends an allowed request (its [`ForwardPlan`] in its extensions) upstream.
+    /// Sends an allowed request upstream as `plan` says.
     pub async fn forward(
         &self,
         req: Request<ProxyBody>,
+        plan: ForwardPlan,
     ) -> Result<Response<ProxyBody>, ForwardError> {
         let pool = &self.pool;
         let (mut parts, body) = req.into_parts();
-        let Some(plan) = parts.extensions.remove::<ForwardPlan>() else {
-            // Only the policy sends requests here, always with a plan.
-            return Err(ForwardError::Unreachable);
-        };
         let mut headers = std::mem::take(&mut parts.headers);
         let (upgrade, te_trailers) = request_hygiene(&parts, &mut headers, &body);
         let timeout = deadline(&plan, &mut headers);
@@ -246,8 +244,9 @@ impl Forward for Forwarder {
     fn forward(
         &self,
         req: Request<ProxyBody>,
+        plan: ForwardPlan,
     ) -> impl Future<Output = Result<Response<ProxyBody>, ForwardError>> + Send {
-        Forwarder::forward(self, req)
+        Forwarder::forward(self, req, plan)
     }
 }
 

@@ -145,7 +145,8 @@ fn set_forwarded(
     trusted: bool,
     host: Option<&HeaderValue>,
 ) {
-    let mut value = Vec::new();
+    // Room for this hop's element (`for=[v6];proto=https;host=...`) without growing.
+    let mut value = Vec::with_capacity(96);
     if trusted {
         let prior: Vec<&[u8]> = headers
             .get_all(FORWARDED)

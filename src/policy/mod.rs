@@ -77,6 +77,8 @@ struct Allowed {
     api: Arc<Api>,
     principal: Option<Arc<Principal>>,
     request: Request<ProxyBody>,
+    /// Handed to the forwarder beside the request (not in its extensions: no box, no lookup).
+    plan: ForwardPlan,
 }
 
 impl<F: Forward> Service<Request<ProxyBody>> for PolicyService<F> {
@@ -132,11 +134,12 @@ async fn forward<F: Forward>(
         api,
         principal,
         request,
+        plan,
     } = allowed;
     let client_id = principal
         .as_ref()
         .and_then(|p| p.client_id().map(str::to_owned));
-    match forwarder.forward(request).await {
+    match forwarder.forward(request, plan).await {
         Ok(mut response) => {
             response.extensions_mut().insert(AccessRecord {
                 api: Some(api.name.clone()),
@@ -160,6 +163,8 @@ async fn forward<F: Forward>(
 }
 
 /// What the policy made of a request.
+// The forwarding variant is the common one: boxing it would be an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Decision {
     Forward(Allowed),
     /// Answered by the gateway itself (a CORS preflight).
@@ -226,7 +231,7 @@ async fn decide(
     {
         return Err(refuse(Rejection::ClientCertificateRequired));
     }
-    let (mut req, principal) = if rule.is_some_and(|r| r.public) {
+    let (req, principal) = if rule.is_some_and(|r| r.public) {
         (req, None)
     } else {
         let policy = rule.map_or(&settings.policy, |r| &r.policy);
@@ -260,14 +265,14 @@ async fn decide(
     {
         plan.identity.extend(cert.headers());
     }
-    req.extensions_mut().insert(ForwardPlan {
-        grpc_deadline,
-        ..plan
-    });
     Ok(Decision::Forward(Allowed {
         api,
         principal,
         request: req,
+        plan: ForwardPlan {
+            grpc_deadline,
+            ..plan
+        },
     }))
 }
 
