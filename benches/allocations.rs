@@ -60,6 +60,11 @@ fn main() {
         child(&case);
         return;
     }
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this too, without it.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("allocations: run it with `cargo bench --bench allocations`");
+        return;
+    }
     let cases = std::env::var("CASES").unwrap_or_else(|_| CASES.join(" "));
     let requests: u64 = std::env::var("REQUESTS")
         .ok()
