@@ -71,17 +71,7 @@ tls_cases=0
 # nginx's TLS server reads these files even when no TLS case runs.
 make_certificate "$work/tls" "$KEY_TYPE"
 
-{
-  nginx_common upstream
-  cat <<EOF
-    server {
-        listen 127.0.0.1:$P_UP;
-        default_type application/json;
-        location / { return 200 '{"orders":[{"id":1,"status":"shipped"}]}\n'; }
-    }
-}
-EOF
-} >"$work/upstream.conf"
+start_upstream "$P_UP"
 
 # The same proxying on the cleartext (b) and the TLS (t) server.
 proxy_location='        location / {
@@ -117,7 +107,6 @@ $proxy_location
 EOF
 } >"$work/nginx.conf"
 
-start_nginx upstream
 start_nginx nginx
 
 # --- providers ------------------------------------------------------------------------------------

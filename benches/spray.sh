@@ -52,18 +52,7 @@ source "$here/common.sh"
 
 read -r P_UP P_TG P_TG_ADM < <(free_ports 3)
 [[ -n ${P_TG_ADM:-} ]] || die "not enough free loopback ports"
-{
-  nginx_common upstream
-  cat <<EOF
-    server {
-        listen 127.0.0.1:$P_UP;
-        default_type application/json;
-        location / { return 200 '{"orders":[{"id":1,"status":"shipped"}]}\n'; }
-    }
-}
-EOF
-} >"$work/upstream.conf"
-start_nginx upstream
+start_upstream "$P_UP"
 
 say "starting the test OpenID provider"
 start_node idp "$root/tests/idp/server.mjs" '{"accessTokenFormat":"opaque"}'

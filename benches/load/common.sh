@@ -1,4 +1,4 @@
-# Shared by benches/load.sh and benches/abuse.sh; sourced, not run.
+# Shared by the benchmark scripts (benches/*.sh); sourced, not run.
 #
 # The sourcing script sets, before sourcing: root (the repository), work (its work directory),
 # KEEP, and optionally TOLLGATE_BIN. This file sets started and pids (every process started here,
@@ -163,6 +163,23 @@ start_nginx() {
   nginx -p "$work/$name" -e "$work/$name/error.log" -c "$work/$name.conf" >"$work/$name.log" 2>&1 &
   pids+=($!)
   eval "PID_${name^^}=$!"
+}
+
+# start_upstream PORT: the upstream the benchmarks proxy to, nginx answering `return 200` with a
+# small JSON body on 127.0.0.1:PORT; sets PID_UPSTREAM.
+start_upstream() {
+  {
+    nginx_common upstream
+    cat <<EOF
+    server {
+        listen 127.0.0.1:$1;
+        default_type application/json;
+        location / { return 200 '{"orders":[{"id":1,"status":"shipped"}]}\n'; }
+    }
+}
+EOF
+  } >"$work/upstream.conf"
+  start_nginx upstream
 }
 
 # The machine, for a report: CPUs, model, memory, kernel.
