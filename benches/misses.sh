@@ -70,12 +70,7 @@ fake() { curl -sS -f ${2:+-X POST} "http://127.0.0.1:$PORT_FAKE/$1"; }
 fake "__delay?ms=$DELAY_MS" post >/dev/null
 
 say "building the generator (cargo build --release --bench misses)"
-# Built first, then asked for its path (a no-op build): nothing reads cargo's output while it compiles.
-(cd "$root" && cargo build --release --bench misses) >"$work/gen-build.log" 2>&1 ||
-  die "building the generator failed: see $work/gen-build.log"
-generator=$(cd "$root" && cargo build --release --bench misses --message-format=json 2>>"$work/gen-build.log" |
-  python3 "$here/report.py" executable misses) || die "finding the generator failed: see $work/gen-build.log"
-[[ -x $generator ]] || die "no generator built: see $work/gen-build.log"
+generator=$(bench_binary misses)
 
 # tollgate_conf MAX_ENTRIES [PROVIDER LINES]
 tollgate_conf() {

@@ -182,6 +182,18 @@ EOF
   start_nginx upstream
 }
 
+# bench_binary NAME: builds the release binary of `[[bench]] NAME` and prints its path.
+bench_binary() {
+  local name=$1 log=$work/build-$1.log path
+  # Built first, then asked for its path (a no-op build): nothing reads cargo's output while it compiles.
+  (cd "$root" && cargo build --release --bench "$name") >"$log" 2>&1 ||
+    die "building bench $name failed: see $log"
+  path=$(cd "$root" && cargo build --release --bench "$name" --message-format=json 2>>"$log" |
+    python3 "$root/benches/load/report.py" executable "$name") || die "finding bench $name failed: see $log"
+  [[ -x $path ]] || die "no bench $name built: see $log"
+  echo "$path"
+}
+
 # The machine, for a report: CPUs, model, memory, kernel.
 machine() {
   echo "$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM, Linux $(uname -r)"
