@@ -29,6 +29,8 @@
 #   VARIANTS [default tuned]  TUNED_INFLIGHT [128]: max_inflight of variant `tuned`
 #   PROFILE [0]: 1 adds, per variant and rate, a perf profile of tollgate over one more miss phase
 #   TOLLGATE_BIN: a tollgate binary to use instead of `cargo build --release`
+#   BASELINE_BIN: a second tollgate binary (e.g. an older commit's); each variant then runs first
+#   with it (rows VARIANT-baseline), then with tollgate, in the same run
 #   KEEP [0]: 1 keeps the work directory (configs, logs, raw generator outputs)
 #
 # Needs nginx (installed with apt-get when missing and running as root), Node.js, Python 3 and curl.
@@ -46,6 +48,7 @@ MAX_CONNECTIONS=${MAX_CONNECTIONS:-512}
 VARIANTS=${VARIANTS:-default tuned}
 TUNED_INFLIGHT=${TUNED_INFLIGHT:-128}
 PROFILE=${PROFILE:-0}
+BASELINE_BIN=${BASELINE_BIN:-}
 KEEP=${KEEP:-0}
 for n in $RATES $DURATION $WARMUP $DELAY_MS $MAX_CONNECTIONS $TUNED_INFLIGHT; do
   [[ $n =~ ^[0-9]+$ ]] || { echo "RATES, DURATION, WARMUP, DELAY_MS, MAX_CONNECTIONS and TUNED_INFLIGHT are whole numbers" >&2; exit 2; }
@@ -153,13 +156,15 @@ profile_misses() {
   } >>"$work/profiles.md"
 }
 
-# run_variant VARIANT RATE: a fresh tollgate, a warm-up with other tokens, the miss and hit phases.
+# run_variant VARIANT RATE [BINARY]: a fresh tollgate, a warm-up with other tokens, the miss and hit
+# phases. With BINARY (BASELINE_BIN) the rows are labelled VARIANT-baseline.
 run_variant() {
-  local variant=$1 rate=$2 lines="" pid
+  local variant=$1 rate=$2 bin=${3:-$tollgate} lines="" pid
   if [[ $variant == tuned ]]; then lines="max_inflight = $TUNED_INFLIGHT"; fi
+  if [[ -n ${3:-} ]]; then variant=$variant-baseline; fi
   # Room for the warm-up's and the phase's tokens, and some.
   tollgate_conf $((rate * (DURATION + WARMUP) * 2 + 10000)) "$lines" >"$work/tollgate-$variant-$rate.toml"
-  "$tollgate" run --config "$work/tollgate-$variant-$rate.toml" >"$work/tollgate-$variant-$rate.log" 2>&1 &
+  "$bin" run --config "$work/tollgate-$variant-$rate.toml" >"$work/tollgate-$variant-$rate.log" 2>&1 &
   pids+=($!)
   pid=$!
   wait_ready "http://127.0.0.1:$P_TG_ADM/readyz" "$pid" "tollgate-$variant-$rate"
@@ -186,6 +191,7 @@ nonce=$RANDOM$RANDOM
 for rate in $RATES; do
   for variant in $VARIANTS; do
     [[ $variant == default || $variant == tuned ]] || die "unknown variant $variant (default, tuned)"
+    if [[ -n $BASELINE_BIN ]]; then run_variant "$variant" "$rate" "$BASELINE_BIN"; fi
     run_variant "$variant" "$rate"
   done
 done
@@ -194,7 +200,7 @@ done
   echo "### Misses: run of $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
   echo "- machine: $(machine)"
-  echo "- versions: $(nginx -v 2>&1 | sed 's/.*: //'), node $(node -v), tollgate $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')${TOLLGATE_BIN:+ (TOLLGATE_BIN)}"
+  echo "- versions: $(nginx -v 2>&1 | sed 's/.*: //'), node $(node -v), tollgate $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')${TOLLGATE_BIN:+ (TOLLGATE_BIN)}${BASELINE_BIN:+, and a baseline binary (BASELINE_BIN)}"
   echo "- command: \`RATES=\"$RATES\" DURATION=$DURATION DELAY_MS=$DELAY_MS MAX_CONNECTIONS=$MAX_CONNECTIONS VARIANTS=\"$VARIANTS\" TUNED_INFLIGHT=$TUNED_INFLIGHT bash benches/misses.sh\`"
   echo "- provider answering in $DELAY_MS ms; variant default: every provider default (max_inflight 32); tuned: max_inflight = $TUNED_INFLIGHT; both: cache.max_entries sized to the run; the generator, tollgate, nginx and the fake share the $(nproc) CPUs"
   echo
