@@ -4,7 +4,10 @@
 # KEEP, and optionally TOLLGATE_BIN. This file sets started and pids (every process started here,
 # stopped on exit), installs the EXIT trap that stops them, finds the tools (wrk and nginx-light
 # installed with apt-get when missing and running as root), sets tollgate (the binary: TOLLGATE_BIN
-# or a fresh `cargo build --release`) and clk_tck, and defines the helpers below.
+# or a fresh `cargo build --release`) and clk_tck, and defines the helpers below. A script that sets
+# with_bench (a `[[bench]]` name) builds tollgate with that bench instead (`bench_binary NAME
+# tollgate`): cargo builds a bench with the dev-dependencies' features, so a separate
+# `--bin tollgate` build would recompile the crate on every run, once for each feature set.
 # shellcheck shell=bash
 started=$(date +%s)
 pids=()
@@ -51,13 +54,14 @@ if [[ ! -d $root/tests/idp/node_modules/oidc-provider ]]; then
 fi
 if [[ -n ${TOLLGATE_BIN:-} ]]; then
   tollgate=$TOLLGATE_BIN
-else
+  [[ -x $tollgate ]] || die "no tollgate binary at $tollgate"
+elif [[ -z ${with_bench:-} ]]; then
   say "cargo build --release"
   (cd "$root" && cargo build --release --bin tollgate) >"$work/build.log" 2>&1 ||
     die "cargo build --release failed: see $work/build.log"
   tollgate=$root/target/release/tollgate
+  [[ -x $tollgate ]] || die "no tollgate binary at $tollgate"
 fi
-[[ -x $tollgate ]] || die "no tollgate binary at $tollgate"
 
 clk_tck=$(getconf CLK_TCK)
 
@@ -182,15 +186,16 @@ EOF
   start_nginx upstream
 }
 
-# bench_binary NAME: builds the release binary of `[[bench]] NAME` and prints its path.
+# bench_binary NAME [TARGET]: builds the release binary of `[[bench]] NAME` and prints its path, or
+# that of TARGET built with it (`tollgate`: the gateway, as cargo builds it for benches).
 bench_binary() {
-  local name=$1 log=$work/build-$1.log path
+  local name=$1 target=${2:-$1} log=$work/build-$1.log path
   # Built first, then asked for its path (a no-op build): nothing reads cargo's output while it compiles.
   (cd "$root" && cargo build --release --bench "$name") >"$log" 2>&1 ||
     die "building bench $name failed: see $log"
   path=$(cd "$root" && cargo build --release --bench "$name" --message-format=json 2>>"$log" |
-    python3 "$root/benches/load/report.py" executable "$name") || die "finding bench $name failed: see $log"
-  [[ -x $path ]] || die "no bench $name built: see $log"
+    python3 "$root/benches/load/report.py" executable "$target") || die "finding $target failed: see $log"
+  [[ -x $path ]] || die "no $target built: see $log"
   echo "$path"
 }
 

@@ -53,6 +53,7 @@ def per_request(r):
 
 
 def main(path):
+    """Prints the report; exits 1 when a phase broke one call per miss (after printing it)."""
     rs = rows(path)
     print("| variant | phase | rate asked → achieved (/s) | p50 / p90 / p99 / max (ms) | 200 | non-2xx | errors "
           "| provider calls | distinct at the fake | one call per miss | new provider connections "
@@ -85,6 +86,10 @@ def main(path):
         why += "" if kept_up else f"; {g['rate']:.0f}/s achieved"
         print(f"- target, {variant}: p99 < {TARGET_P99_MS} ms at {TARGET_RATE:,} new tokens/s: "
               f"**{'met' if met else 'missed'}**, p99 {g['p99_ms']:.1f} ms{why}")
+    broken = [r for r in rs if not check(r).startswith("ok")]
+    if broken:
+        print(f"- **one call per miss broken** in {len(broken)} phase(s): see the table")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
