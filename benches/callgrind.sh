@@ -46,7 +46,7 @@ fi
 read -r P_UP P_NGX P_TG P_TG_ADM < <(free_ports 4)
 [[ -n ${P_TG_ADM:-} ]] || die "not enough free loopback ports"
 
-start_upstream
+start_upstream "$P_UP"
 
 # The proxy under callgrind: one process, one worker, the same proxying as load.sh's case (b).
 {

@@ -71,6 +71,7 @@ tls_cases=0
 # nginx's TLS server reads these files even when no TLS case runs.
 make_certificate "$work/tls" "$KEY_TYPE"
 
+start_upstream "$P_UP"
 
 {
   nginx_common nginx
@@ -97,7 +98,6 @@ $proxy_location
 EOF
 } >"$work/nginx.conf"
 
-start_upstream
 start_nginx nginx
 
 # --- providers ------------------------------------------------------------------------------------
@@ -282,12 +282,7 @@ run_handshakes() {
 hs_results=$work/handshakes.tsv
 if ((tls_cases)); then
   say "building the handshake client (cargo build --release --bench handshakes)"
-  # Built first, then asked for its path (a no-op build): nothing reads cargo's output while it compiles.
-  (cd "$root" && cargo build --release --bench handshakes) >"$work/hs-build.log" 2>&1 ||
-    die "building the handshake client failed: see $work/hs-build.log"
-  handshakes=$(cd "$root" && cargo build --release --bench handshakes --message-format=json 2>>"$work/hs-build.log" |
-    python3 "$here/report.py" executable handshakes) || die "finding the handshake client failed: see $work/hs-build.log"
-  [[ -x $handshakes ]] || die "no handshake client built: see $work/hs-build.log"
+  handshakes=$(bench_binary handshakes)
   echo "server mode round connections seconds resumed failures non2xx cpu_us" >"$hs_results"
   for ((r = 1; r <= ROUNDS; r++)); do
     for run in "t full" "u full" "t resumed" "u resumed"; do

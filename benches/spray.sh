@@ -52,7 +52,7 @@ source "$here/common.sh"
 
 read -r P_UP P_TG P_TG_ADM < <(free_ports 3)
 [[ -n ${P_TG_ADM:-} ]] || die "not enough free loopback ports"
-start_upstream
+start_upstream "$P_UP"
 
 say "starting the test OpenID provider"
 start_node idp "$root/tests/idp/server.mjs" '{"accessTokenFormat":"opaque"}'

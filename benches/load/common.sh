@@ -1,10 +1,13 @@
-# Shared by benches/load.sh and benches/abuse.sh; sourced, not run.
+# Shared by the benchmark scripts (benches/*.sh); sourced, not run.
 #
 # The sourcing script sets, before sourcing: root (the repository), work (its work directory),
 # KEEP, and optionally TOLLGATE_BIN. This file sets started and pids (every process started here,
 # stopped on exit), installs the EXIT trap that stops them, finds the tools (wrk and nginx-light
 # installed with apt-get when missing and running as root), sets tollgate (the binary: TOLLGATE_BIN
-# or a fresh `cargo build --release`) and clk_tck, and defines the helpers below.
+# or a fresh `cargo build --release`) and clk_tck, and defines the helpers below. A script that sets
+# with_bench (a `[[bench]]` name) builds tollgate with that bench instead (`bench_binary NAME
+# tollgate`): cargo builds a bench with the dev-dependencies' features, so a separate
+# `--bin tollgate` build would recompile the crate on every run, once for each feature set.
 # shellcheck shell=bash
 started=$(date +%s)
 pids=()
@@ -51,13 +54,14 @@ if [[ ! -d $root/tests/idp/node_modules/oidc-provider ]]; then
 fi
 if [[ -n ${TOLLGATE_BIN:-} ]]; then
   tollgate=$TOLLGATE_BIN
-else
+  [[ -x $tollgate ]] || die "no tollgate binary at $tollgate"
+elif [[ -z ${with_bench:-} ]]; then
   say "cargo build --release"
   (cd "$root" && cargo build --release --bin tollgate) >"$work/build.log" 2>&1 ||
     die "cargo build --release failed: see $work/build.log"
   tollgate=$root/target/release/tollgate
+  [[ -x $tollgate ]] || die "no tollgate binary at $tollgate"
 fi
-[[ -x $tollgate ]] || die "no tollgate binary at $tollgate"
 
 clk_tck=$(getconf CLK_TCK)
 
@@ -165,12 +169,41 @@ start_nginx() {
   eval "PID_${name^^}=$!"
 }
 
+# start_upstream PORT: the upstream the benchmarks proxy to, nginx answering `return 200` with a
+# small JSON body on 127.0.0.1:PORT; sets PID_UPSTREAM.
+start_upstream() {
+  {
+    nginx_common upstream
+    cat <<EOF
+    server {
+        listen 127.0.0.1:$1;
+        default_type application/json;
+        location / { return 200 '{"orders":[{"id":1,"status":"shipped"}]}\n'; }
+    }
+}
+EOF
+  } >"$work/upstream.conf"
+  start_nginx upstream
+}
+
+# bench_binary NAME [TARGET]: builds the release binary of `[[bench]] NAME` and prints its path, or
+# that of TARGET built with it (`tollgate`: the gateway, as cargo builds it for benches).
+bench_binary() {
+  local name=$1 target=${2:-$1} log=$work/build-$1.log path
+  # Built first, then asked for its path (a no-op build): nothing reads cargo's output while it compiles.
+  (cd "$root" && cargo build --release --bench "$name") >"$log" 2>&1 ||
+    die "building bench $name failed: see $log"
+  path=$(cd "$root" && cargo build --release --bench "$name" --message-format=json 2>>"$log" |
+    python3 "$root/benches/load/report.py" executable "$target") || die "finding $target failed: see $log"
+  [[ -x $path ]] || die "no $target built: see $log"
+  echo "$path"
+}
+
 # The machine, for a report: CPUs, model, memory, kernel.
 machine() {
   echo "$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM, Linux $(uname -r)"
 }
 
-# The introspection API in front of the upstream on port $P_UP, as a config block to append.
 # nginx as a bare reverse proxy to the upstream (a server block's location), the baseline of
 # every comparison: keep-alive to the upstream, the forwarding headers tollgate sets too.
 proxy_location='        location / {
@@ -181,23 +214,6 @@ proxy_location='        location / {
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $host;
         }'
-
-# The upstream every benchmark proxies to: nginx answering `return 200` with a small JSON body on
-# 127.0.0.1:$P_UP, started (its pid in PID_UPSTREAM).
-start_upstream() {
-  {
-    nginx_common upstream
-    cat <<EOF
-    server {
-        listen 127.0.0.1:$P_UP;
-        default_type application/json;
-        location / { return 200 '{"orders":[{"id":1,"status":"shipped"}]}\n'; }
-    }
-}
-EOF
-  } >"$work/upstream.conf"
-  start_nginx upstream
-}
 
 # API blocks of a tollgate config, in front of the upstream: a public route, a JWT API, and
 # (below) an introspection API.
@@ -227,6 +243,7 @@ scopes = ["mulescope"]
 clients = ["orders-app"]
 EOF
 }
+# The introspection API in front of the upstream on port $P_UP, as a config block to append.
 api_introspection() {
   cat <<EOF
 

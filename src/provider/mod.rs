@@ -126,6 +126,9 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Idle connections kept to the provider, at least (see `Provider::new`).
+const MIN_IDLE_CONNECTIONS: usize = 64;
+
 /// The provider as the gateway sees it: its settings, a pooled HTTP client, and the endpoints once
 /// resolved (readiness).
 pub struct Provider {
@@ -156,7 +159,10 @@ impl Provider {
             .connect_timeout(settings.request_timeout)
             // Keep-alive connections to the provider: one TLS handshake, many introspections.
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
+            // One idle connection per introspection slot: with fewer, a burst of misses above
+            // that many closes connections as its calls end, and the next burst pays a TCP and
+            // TLS handshake on each miss again. At least 64 for the other, unbudgeted calls.
+            .pool_max_idle_per_host(settings.budget.max_inflight.max(MIN_IDLE_CONNECTIONS))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
             .build()
