@@ -283,7 +283,7 @@ fn budget_settings(
     raw: &RawProvider,
     key: &dyn Fn(&str) -> String,
 ) -> Result<BudgetSettings, ConfigError> {
-    let max_inflight = raw.max_inflight.unwrap_or(32);
+    let max_inflight = raw.max_inflight.unwrap_or(64);
     if !(1..=10_000).contains(&max_inflight) {
         return Err(ConfigError::at(
             key("max_inflight"),

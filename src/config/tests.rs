@@ -403,7 +403,7 @@ fn a_fully_qualified_host_is_the_same_host() {
 fn the_provider_budget_is_checked_and_defaulted() {
     let s = parse(&format!("{PROVIDER}{API}"), &env()).unwrap();
     let b = &s.providers[0].budget;
-    assert_eq!(b.max_inflight, 32);
+    assert_eq!(b.max_inflight, 64);
     assert_eq!((b.rate, b.misses_per_client), (None, None));
     assert_eq!(b.wait, Duration::from_secs(1));
     let with = |lines: &str| format!("{PROVIDER}{lines}\n{API}");
