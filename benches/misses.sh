@@ -18,8 +18,8 @@
 # and that the hit phase made none (exit status 1, after the report, when either does not hold),
 # and gives the target line: p99 < 60 ms at 2,000 new tokens/s.
 #
-# Variants: `default` (every provider default: max_inflight 32, which at 20 ms a call allows
-# 32 / 0.02 s = 1,600 calls a second at most) and `tuned` (max_inflight = TUNED_INFLIGHT). Both
+# Variants: `default` (every provider default: max_inflight 64, which at 20 ms a call allows
+# 64 / 0.02 s = 3,200 calls a second at most) and `tuned` (max_inflight = TUNED_INFLIGHT). Both
 # set cache.max_entries to hold every token of a run (its default, 10,000, holds 5 s of 2,000 new
 # tokens a second, and the hit phase would be misses again).
 #
@@ -206,7 +206,7 @@ done
   echo "- machine: $(machine)"
   echo "- versions: $(nginx -v 2>&1 | sed 's/.*: //'), node $(node -v), tollgate $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')${TOLLGATE_BIN:+ (TOLLGATE_BIN)}${BASELINE_BIN:+, and a baseline binary (BASELINE_BIN)}"
   echo "- command: \`RATES=\"$RATES\" DURATION=$DURATION DELAY_MS=$DELAY_MS MAX_CONNECTIONS=$MAX_CONNECTIONS VARIANTS=\"$VARIANTS\" TUNED_INFLIGHT=$TUNED_INFLIGHT bash benches/misses.sh\`"
-  echo "- provider answering in $DELAY_MS ms; variant default: every provider default (max_inflight 32); tuned: max_inflight = $TUNED_INFLIGHT; both: cache.max_entries sized to the run; the generator, tollgate, nginx and the fake share the $(nproc) CPUs"
+  echo "- provider answering in $DELAY_MS ms; variant default: every provider default (max_inflight 64); tuned: max_inflight = $TUNED_INFLIGHT; both: cache.max_entries sized to the run; the generator, tollgate, nginx and the fake share the $(nproc) CPUs"
   echo
   python3 "$root/benches/misses/report.py" "$work/rows.tsv"
   cat "$work/profiles.md"
