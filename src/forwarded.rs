@@ -364,6 +364,24 @@ mod tests {
         assert_eq!(h[X_REAL_IP], "10.0.0.1");
     }
 
+    /// The shortcut for requests that carry no forwarding header must write what the general
+    /// path writes: a routing header that only the general path removes changes nothing else.
+    #[test]
+    fn the_shortcut_writes_what_the_general_path_writes() {
+        for (peer, trusted) in [
+            ("192.0.2.7:5000", &[][..]),
+            ("10.0.0.1:5000", &["10.0.0.0/8"][..]),
+            ("[2001:db8::7]:5000", &[][..]),
+        ] {
+            let sent = [("accept", "*/*")];
+            let shortcut = rewritten(peer, trusted, &sent);
+            let general = rewritten(peer, trusted, &[sent[0], ("x-original-url", "/admin")]);
+            assert!(!general.contains_key(X_ORIGINAL_URL));
+            assert_eq!(shortcut, general, "{peer} trusted {trusted:?}");
+            assert_eq!(shortcut.len(), 6, "{shortcut:?}");
+        }
+    }
+
     #[test]
     fn no_client_means_no_forwarding_claims_pass() {
         let mut h = HeaderMap::new();
