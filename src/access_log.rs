@@ -76,14 +76,10 @@ pub fn write(line: &AccessLine<'_>) {
     LINE.with_borrow_mut(|buf| {
         buf.clear();
         // `2026-12-02T03:40:00.123456Z`, as tracing-subscriber's `SystemTime` timer writes it.
-        let _ = write!(
-            buf,
-            "{}",
-            humantime::format_rfc3339_micros(SystemTime::now())
-        );
+        let stamp = humantime::format_rfc3339_micros(SystemTime::now());
         match log.format {
-            LogFormat::Json => json(buf, line),
-            LogFormat::Text => text(buf, line, log.ansi),
+            LogFormat::Json => json(buf, stamp, line),
+            LogFormat::Text => text(buf, stamp, line, log.ansi),
         }
         buf.push('\n');
         // A failed write has nowhere to be reported but the log itself.
@@ -94,11 +90,8 @@ pub fn write(line: &AccessLine<'_>) {
     });
 }
 
-fn json(buf: &mut String, line: &AccessLine<'_>) {
-    // The timestamp is in `buf` already; it becomes the first member.
-    let stamp = std::mem::take(buf);
-    buf.push_str("{\"timestamp\":\"");
-    buf.push_str(&stamp);
+fn json(buf: &mut String, stamp: impl std::fmt::Display, line: &AccessLine<'_>) {
+    let _ = write!(buf, "{{\"timestamp\":\"{stamp}");
     buf.push_str("\",\"level\":\"INFO\",\"message\":\"request\"");
     json_member(buf, "api", line.api.unwrap_or("-"));
     json_member(buf, "method", line.method);
@@ -150,7 +143,8 @@ fn json_string(buf: &mut String, value: &str) {
 
 /// The text format tracing-subscriber writes for an event: `TIMESTAMP  INFO target: message
 /// name=value ...`, strings quoted and escaped as `Debug` does, the method and path bare.
-fn text(buf: &mut String, line: &AccessLine<'_>, ansi: bool) {
+fn text(buf: &mut String, stamp: impl std::fmt::Display, line: &AccessLine<'_>, ansi: bool) {
+    let _ = write!(buf, "{stamp}");
     if ansi {
         buf.push_str(" \x1b[32m INFO\x1b[0m \x1b[2mtollgate::access\x1b[0m\x1b[2m:\x1b[0m request");
     } else {

@@ -17,8 +17,8 @@ fn line() -> AccessLine<'static> {
 
 #[test]
 fn json_lines_parse_with_every_documented_field() {
-    let mut buf = String::from("2026-12-02T03:40:00.123456Z");
-    json(&mut buf, &line());
+    let mut buf = String::new();
+    json(&mut buf, "2026-12-02T03:40:00.123456Z", &line());
     let v: serde_json::Value = serde_json::from_str(&buf).expect("a JSON object");
     assert_eq!(v["timestamp"], "2026-12-02T03:40:00.123456Z");
     assert_eq!(v["level"], "INFO");
@@ -41,6 +41,7 @@ fn json_lines_mark_missing_values_and_carry_grpc_status() {
     let mut buf = String::new();
     json(
         &mut buf,
+        "2026-12-02T03:40:00.123456Z",
         &AccessLine {
             api: None,
             client: None,
@@ -79,8 +80,8 @@ fn json_strings_escape_what_a_path_may_carry() {
 
 #[test]
 fn text_lines_read_as_tracing_subscribers_do() {
-    let mut buf = String::from("2026-12-02T03:40:00.123456Z");
-    text(&mut buf, &line(), false);
+    let mut buf = String::new();
+    text(&mut buf, "2026-12-02T03:40:00.123456Z", &line(), false);
     assert_eq!(
         buf,
         "2026-12-02T03:40:00.123456Z  INFO tollgate::access: request api=\"orders\" method=GET \
@@ -118,4 +119,12 @@ fn text_quoting_is_debugs() {
         text_quoted(&mut buf, "f", s);
         assert_eq!(buf, format!(" f={s:?}"));
     }
+}
+
+#[test]
+fn the_timestamp_is_tracing_subscribers_shape() {
+    let stamp = humantime::format_rfc3339_micros(
+        SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_646_800_123_456),
+    );
+    assert_eq!(stamp.to_string(), "2025-12-02T03:40:00.123456Z");
 }
