@@ -51,12 +51,8 @@ start_upstream "$P_UP"
 # The proxy under callgrind: one process, one worker, the same proxying as load.sh's case (b).
 {
   nginx_common nginx | sed -e 's/^master_process on;/master_process off;/' -e 's/^worker_processes 2;/worker_processes 1;/'
+  nginx_backend
   cat <<EOF
-    upstream backend {
-        server 127.0.0.1:$P_UP;
-        keepalive 64;
-        keepalive_requests 1000000;
-    }
     server {
         listen 127.0.0.1:$P_NGX;
 $proxy_location

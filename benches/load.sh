@@ -75,12 +75,8 @@ start_upstream "$P_UP"
 
 {
   nginx_common nginx
+  nginx_backend
   cat <<EOF
-    upstream backend {
-        server 127.0.0.1:$P_UP;
-        keepalive 64;
-        keepalive_requests 1000000;
-    }
     server {
         listen 127.0.0.1:$P_NGX;
 $proxy_location

@@ -65,14 +65,12 @@ pub fn enabled() -> bool {
     ACCESS_LOG.get().is_some() && tracing::enabled!(target: TARGET, tracing::Level::INFO)
 }
 
-/// Writes the line (when [`enabled`]). A full queue drops it and counts the drop, as for any line.
+/// Writes the line; the caller asked [`enabled`] when the request arrived (the filter is fixed
+/// for the process's life). A full queue drops it and counts the drop, as for any line.
 pub fn write(line: &AccessLine<'_>) {
     let Some(log) = ACCESS_LOG.get() else {
         return;
     };
-    if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
-        return;
-    }
     LINE.with_borrow_mut(|buf| {
         buf.clear();
         // `2026-12-02T03:40:00.123456Z`, as tracing-subscriber's `SystemTime` timer writes it.

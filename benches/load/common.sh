@@ -169,6 +169,17 @@ start_nginx() {
   eval "PID_${name^^}=$!"
 }
 
+# The upstream as nginx's keep-alive pool `backend` (the bare proxy's side of every comparison).
+nginx_backend() {
+  cat <<EOF
+    upstream backend {
+        server 127.0.0.1:$P_UP;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+EOF
+}
+
 # start_upstream PORT: the upstream the benchmarks proxy to, nginx answering `return 200` with a
 # small JSON body on 127.0.0.1:PORT; sets PID_UPSTREAM.
 start_upstream() {
