@@ -26,9 +26,9 @@ pub enum BodyError {
     /// reset stream.
     #[error("the client's body could not be read: {0}")]
     Client(#[source] hyper::Error),
-    /// The upstream's response body could not be read.
+    /// The upstream's response body could not be read (its framing broke, it was cut short).
     #[error("the upstream's body could not be read: {0}")]
-    Upstream(#[source] hyper::Error),
+    Upstream(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// No byte arrived for `stream_idle_timeout`.
     #[error("no body bytes for {0:?}")]
     Stalled(Duration),

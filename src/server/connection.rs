@@ -559,7 +559,11 @@ fn switch(
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         return response;
     }
-    match (client, response.extensions_mut().remove::<OnUpgrade>()) {
+    let upstream = response
+        .extensions_mut()
+        .remove::<crate::upstream::Switched>()
+        .and_then(|switched| switched.take());
+    match (client, upstream) {
         (Some(client), Some(upstream)) => {
             tunnels.open(client, upstream);
             response

@@ -15,6 +15,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
+
+use crate::upstream::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
@@ -23,7 +25,7 @@ use tokio::time::Instant;
 /// Both halves of a switched connection, waiting to be joined.
 pub struct Tunnel {
     client: OnUpgrade,
-    upstream: OnUpgrade,
+    upstream: Upgraded,
 }
 
 /// Where a connection's service leaves the tunnel its last response opened, for the connection's
@@ -52,8 +54,8 @@ struct Counted<IO> {
 
 impl TunnelSlot {
     /// Keeps the tunnel a 101 response opened: the client's upgrade (taken from its request) and
-    /// the upstream's (taken from the response).
-    pub fn open(&self, client: OnUpgrade, upstream: OnUpgrade) {
+    /// the upstream's switched connection (taken from the response).
+    pub fn open(&self, client: OnUpgrade, upstream: Upgraded) {
         *self.lock() = Some(Tunnel { client, upstream });
     }
 
@@ -90,14 +92,17 @@ impl Tunnel {
     }
 
     async fn join(self, idle: Duration, read: &Arc<AtomicU64>) -> (Ended, u64, u64) {
-        let (Ok(client), Ok(upstream)) = tokio::join!(self.client, self.upstream) else {
+        let Ok(client) = self.client.await else {
             return (Ended::NotUpgraded, 0, 0);
         };
-        let counted = |io| Counted {
-            inner: TokioIo::new(io),
+        let mut client = Counted {
+            inner: TokioIo::new(client),
             read: read.clone(),
         };
-        let (mut client, mut upstream) = (counted(client), counted(upstream));
+        let mut upstream = Counted {
+            inner: self.upstream,
+            read: read.clone(),
+        };
         let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
         tokio::pin!(copy);
         // Sampled at a quarter of the bound, like the connection watchdog: no timer per read.

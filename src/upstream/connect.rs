@@ -1,18 +1,19 @@
-//! Making one upstream connection: TCP, then TLS for `https://`, then the HTTP handshake, HTTP/1.1
-//! or HTTP/2 as `upstream_protocol` and ALPN decide. The one place a client connection is made.
+//! Making one upstream connection: TCP, then TLS for `https://`, then HTTP/1.1 (`h1`, nothing to
+//! exchange before the first request) or the HTTP/2 handshake, as `upstream_protocol` and ALPN
+//! decide. The one place a client connection is made.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::{Endpoint, Protocol, Upstream, UpstreamError};
+use super::{Endpoint, Protocol, Upstream, UpstreamError, h1};
 use crate::body::ProxyBody;
 
 /// How long a new connection may take to be established, TLS handshake included.
@@ -25,12 +26,12 @@ const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A new connection's request handle.
 pub(super) enum Conn {
-    H1(http1::SendRequest<ProxyBody>),
+    H1(h1::Conn),
     H2(http2::SendRequest<ProxyBody>),
 }
 
 /// The bytes under an upstream connection.
-enum Stream {
+pub(super) enum Stream {
     Plain(TcpStream),
     // Boxed: a TLS session is large, and most connections are plain.
     Tls(Box<TlsStream<TcpStream>>),
@@ -44,8 +45,8 @@ pub(super) async fn connect(
     let (stream, h2) = tokio::time::timeout(CONNECT_TIMEOUT, open(upstream, endpoint))
         .await
         .map_err(|_| UpstreamError::ConnectTimeout(CONNECT_TIMEOUT))??;
-    let io = TokioIo::new(stream);
     if h2 {
+        let io = TokioIo::new(stream);
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(H2_PING_INTERVAL)
@@ -59,14 +60,7 @@ pub(super) async fn connect(
         });
         return Ok(Conn::H2(sender));
     }
-    let (sender, connection) = http1::Builder::new().handshake(io).await?;
-    tokio::spawn(async move {
-        // With upgrades: after a 101 the socket is handed to the tunnel (`server::tunnel`).
-        if let Err(e) = connection.with_upgrades().await {
-            tracing::debug!(error = %e, "upstream connection ended with an error");
-        }
-    });
-    Ok(Conn::H1(sender))
+    Ok(Conn::H1(h1::Conn::new(stream)))
 }
 
 /// TCP (and TLS); whether the connection speaks HTTP/2.

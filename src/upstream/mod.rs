@@ -1,7 +1,8 @@
 //! Upstreams: where `forward` sends an allowed request, and how. An API's [`Upstream`] is its
 //! endpoints (one or several, HTTP or HTTPS), the protocol it speaks to them (HTTP/1.1, or HTTP/2:
 //! over TLS by ALPN, on cleartext by prior knowledge, h2c), and the TLS settings, all compiled
-//! with the config. Each worker's [`UpstreamPool`] holds its connections.
+//! with the config. Each worker's [`UpstreamPool`] holds its connections. HTTP/1.1 is the
+//! gateway's own (`h1`: the serving task writes and reads the socket itself); HTTP/2 is hyper's.
 //!
 //! A request goes to one endpoint (`balance`); an endpoint that fails to connect rests a while.
 //! Retries never send a body twice: a request is sent again only if it never left (the pooled
@@ -11,6 +12,7 @@
 
 mod balance;
 mod connect;
+mod h1;
 mod pool;
 pub mod tls;
 
@@ -19,12 +21,12 @@ use std::time::Duration;
 
 use http::header::{HOST, TE};
 use http::uri::Scheme;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
-use http_body::Body;
+use http::{HeaderValue, Method, Request, Response, Uri, Version};
 
 pub use balance::Endpoint;
 use balance::{InFlight, Picker, connect_failed};
 use connect::{Conn, connect};
+pub use h1::{Switched, Upgraded};
 pub use pool::UpstreamPool;
 use pool::{Pooled, returning_h2};
 
@@ -41,7 +43,9 @@ pub enum UpstreamError {
     /// The TLS handshake failed: the certificate did not verify, or the upstream refused ours.
     #[error("TLS: {0}")]
     Tls(#[source] std::io::Error),
-    #[error("HTTP: {0}")]
+    #[error("HTTP/1.1: {0}")]
+    H1(#[from] h1::Error),
+    #[error("HTTP/2: {0}")]
     Http(#[from] hyper::Error),
 }
 
@@ -82,20 +86,6 @@ enum Failure {
     Unsent(UpstreamError, Box<Request<ProxyBody>>),
     Sent(UpstreamError),
 }
-
-/// A bodiless request's head, kept to send it again.
-struct Head {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-}
-
-/// A bodiless idempotent request on a pooled HTTP/1.1 connection idle this long is kept (its head
-/// copied) to be sent again should the upstream close the connection under it. An upstream closes
-/// idle connections after its own timeout (seconds); one closing at once after each answer has
-/// its FIN seen before the next request leaves (hyper hands such a request back unsent). Below
-/// this, on a busy worker, the copy would cost every request and buy nothing.
-const REPLAY_AFTER_IDLE: Duration = Duration::from_micros(100);
 
 const TE_TRAILERS: HeaderValue = HeaderValue::from_static("trailers");
 
@@ -215,13 +205,33 @@ impl UpstreamPool {
         let _in_flight = InFlight::new(&upstream.endpoints, index);
         endpoint.count_request();
         while let Some(pooled) = self.checkout(&endpoint.key) {
-            match self.on_pooled(upstream, endpoint, pooled, req, how).await {
-                Reused::Answered(response) => return response,
-                Reused::Unsent(unsent) => req = unsent,
-                // Once, on a new connection: the next failure is the upstream's answer.
-                Reused::Replay(again) => {
-                    req = again;
-                    break;
+            match pooled {
+                Pooled::H1(conn) => {
+                    for_h1(&mut req, endpoint);
+                    match conn.send(req, how.stall, self.release(endpoint)).await {
+                        Ok(response) => return Ok(response),
+                        // Bodiless, idempotent, and the connection closed before any answer: the
+                        // upstream closed it as the request left. Once more, on a new connection:
+                        // the next failure is the upstream's answer.
+                        Err(h1::Failed {
+                            error: h1::Error::Closed,
+                            request: Some(again),
+                        }) if is_idempotent(again.method()) => {
+                            req = again;
+                            break;
+                        }
+                        Err(failed) => return Err(Failure::Sent(failed.error.into())),
+                    }
+                }
+                Pooled::H2(sender, slot) => {
+                    match self
+                        .on_pooled_h2(upstream, endpoint, sender, slot, req, how)
+                        .await
+                    {
+                        Ok(answered) => return answered,
+                        // It never left: the connection was closing. Another may do.
+                        Err(unsent) => req = unsent,
+                    }
                 }
             }
         }
@@ -246,16 +256,11 @@ impl UpstreamPool {
             }
         };
         let response = match conn {
-            Conn::H1(mut sender) => {
+            Conn::H1(conn) => {
                 for_h1(&mut req, endpoint);
-                // A choice of endpoints: a bodiless idempotent request may try the next one if
-                // this one hangs up unanswered.
-                let head = (upstream.endpoints.len() > 1)
-                    .then(|| Head::keep(&req))
-                    .flatten();
-                match sender.send_request(req).await {
-                    Ok(response) => self.returning_h1(&endpoint.key, sender, response, how.stall),
-                    Err(e) => return Err(fresh_failed(upstream, index, e, head)),
+                match conn.send(req, how.stall, self.release(endpoint)).await {
+                    Ok(response) => response,
+                    Err(failed) => return Err(fresh_failed(upstream, index, failed)),
                 }
             }
             Conn::H2(mut sender) => {
@@ -269,98 +274,52 @@ impl UpstreamPool {
         Ok(response)
     }
 
-    async fn on_pooled(
-        &self,
-        upstream: &Upstream,
-        endpoint: &Endpoint,
-        pooled: Pooled,
-        mut req: Request<ProxyBody>,
-        how: Sending,
-    ) -> Reused {
-        match pooled {
-            Pooled::H1(sender, idle) => self.on_pooled_h1(endpoint, sender, idle, req, how).await,
-            Pooled::H2(mut sender, slot) => {
-                if sender.ready().await.is_err() {
-                    return Reused::Unsent(req);
-                }
-                for_h2(&mut req, upstream, endpoint, how.te_trailers);
-                match sender.try_send_request(req).await {
-                    Ok(response) => Reused::Answered(Ok(returning_h2(slot, response, how.stall))),
-                    Err(mut failed) => match failed.take_message() {
-                        Some(unsent) => Reused::Unsent(unsent),
-                        None => Reused::Answered(Err(Failure::Sent(failed.into_error().into()))),
-                    },
-                }
-            }
+    /// Where an HTTP/1.1 connection to `endpoint` goes when its exchange ends cleanly.
+    fn release(&self, endpoint: &Endpoint) -> h1::Release {
+        h1::Release {
+            pool: self.clone(),
+            key: endpoint.key.clone(),
         }
     }
 
-    async fn on_pooled_h1(
+    /// A request on a shared HTTP/2 connection; the request back when it never left.
+    async fn on_pooled_h2(
         &self,
+        upstream: &Upstream,
         endpoint: &Endpoint,
-        mut sender: hyper::client::conn::http1::SendRequest<ProxyBody>,
-        idle: Duration,
+        mut sender: hyper::client::conn::http2::SendRequest<ProxyBody>,
+        slot: pool::StreamSlot,
         mut req: Request<ProxyBody>,
         how: Sending,
-    ) -> Reused {
+    ) -> Result<Result<Response<ProxyBody>, Failure>, Request<ProxyBody>> {
         if sender.ready().await.is_err() {
-            return Reused::Unsent(req);
+            return Err(req);
         }
-        for_h1(&mut req, endpoint);
-        // Only a connection that sat idle can be closing under the request; one handed
-        // straight on (the busy case) costs no copy.
-        let head = (idle >= REPLAY_AFTER_IDLE)
-            .then(|| Head::keep(&req))
-            .flatten();
+        for_h2(&mut req, upstream, endpoint, how.te_trailers);
         match sender.try_send_request(req).await {
-            Ok(response) => Reused::Answered(Ok(self.returning_h1(
-                &endpoint.key,
-                sender,
-                response,
-                how.stall,
-            ))),
+            Ok(response) => Ok(Ok(returning_h2(slot, response, how.stall))),
             Err(mut failed) => match failed.take_message() {
-                // It never left: the connection was closing. Another may do.
-                Some(unsent) => Reused::Unsent(unsent),
-                None => {
-                    let error = failed.into_error();
-                    match head {
-                        Some(head) if closed_unanswered(&error) => {
-                            Reused::Replay(head.into_request())
-                        }
-                        _ => Reused::Answered(Err(Failure::Sent(error.into()))),
-                    }
-                }
+                Some(unsent) => Err(unsent),
+                None => Ok(Err(Failure::Sent(failed.into_error().into()))),
             },
         }
     }
 }
 
 /// A new connection that closed before any answer counts as a failure to connect (an upstream
-/// that accepts and hangs up serves nobody); the request may go on if it can be sent again.
-fn fresh_failed(
-    upstream: &Upstream,
-    index: usize,
-    error: hyper::Error,
-    head: Option<Head>,
-) -> Failure {
-    if !closed_unanswered(&error) {
-        return Failure::Sent(error.into());
+/// that accepts and hangs up serves nobody); the request may go on if it can be sent again
+/// (bodiless: `send` checks it is idempotent too).
+fn fresh_failed(upstream: &Upstream, index: usize, failed: h1::Failed) -> Failure {
+    if !matches!(failed.error, h1::Error::Closed) {
+        return Failure::Sent(failed.error.into());
     }
     connect_failed(&upstream.endpoints, index, &upstream.scheme);
-    match head {
-        Some(head) => Failure::Unsent(error.into(), Box::new(head.into_request())),
-        None => Failure::Sent(error.into()),
+    match failed.request {
+        Some(req) if upstream.endpoints.len() > 1 => {
+            Failure::Unsent(failed.error.into(), Box::new(req))
+        }
+        _ => Failure::Sent(failed.error.into()),
     }
-}
-
-/// What became of a request on a pooled connection.
-enum Reused {
-    Answered(Result<Response<ProxyBody>, Failure>),
-    /// It never left: try the next connection.
-    Unsent(Request<ProxyBody>),
-    /// It left, bodiless and idempotent, and the connection closed unanswered: send it again.
-    Replay(Request<ProxyBody>),
 }
 
 impl From<hyper::Error> for Failure {
@@ -377,54 +336,12 @@ impl Failure {
     }
 }
 
-// === impl Head ===
-
-impl Head {
-    /// A copy of a request that may be sent again: idempotent and bodiless. A POST is never
-    /// replayed: its upstream may have acted on it before the connection closed.
-    fn keep(req: &Request<ProxyBody>) -> Option<Head> {
-        (is_idempotent(req.method()) && req.body().is_end_stream()).then(|| Head {
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            headers: req.headers().clone(),
-        })
-    }
-
-    fn into_request(self) -> Request<ProxyBody> {
-        let mut req = Request::new(crate::body::empty());
-        *req.method_mut() = self.method;
-        *req.uri_mut() = self.uri;
-        *req.headers_mut() = self.headers;
-        req
-    }
-}
-
 /// RFC 9110 §9.2.2.
 fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     )
-}
-
-/// The connection ended before any of the response arrived: closed, reset, or cut mid-write.
-fn closed_unanswered(error: &hyper::Error) -> bool {
-    if error.is_incomplete_message() || error.is_canceled() {
-        return true;
-    }
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = next {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::ConnectionAborted
-            );
-        }
-        next = e.source();
-    }
-    false
 }
 
 /// HTTP/1.1: origin-form target and the endpoint's `Host` (RFC 9112 §3.2).

@@ -1,10 +1,12 @@
 //! One worker's upstream connections. Each worker thread has its own [`UpstreamPool`], so a
-//! request, its upstream connection and that connection's task stay on one thread, and the pool
-//! is a short list behind an uncontended lock, not a shared map keyed by hashing.
+//! request and its upstream connection stay on one thread, and the pool is a short list behind
+//! an uncontended lock, not a shared map keyed by hashing.
 //!
 //! HTTP/1.1 connections are kept idle, newest first, and lent to one request at a time: one goes
 //! back when the response body it carries has been read to its end; one whose body was abandoned,
-//! or which failed, is dropped (and closed). HTTP/2 connections are shared: every request to the
+//! or which failed, is dropped (and closed). No task watches an idle one: it is checked, without
+//! a syscall unless its socket had an event, when it is taken out, and the oldest are checked as
+//! others go back. HTTP/2 connections are shared: every request to the
 //! endpoint clones the handle of a live one with a free stream, and a new one is made when all are
 //! closed or full. A response body that stalls for the listener's `stream_idle_timeout` is cut off
 //! (its connection closed, or its stream reset), so an upstream that sends a head and then nothing
@@ -21,8 +23,9 @@ use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 
+use super::h1;
 use crate::body::{BodyError, IdleBound, ProxyBody};
 
 /// An idle connection older than this is not reused. Upstreams close idle connections themselves
@@ -45,7 +48,7 @@ pub struct UpstreamPool {
 /// The connections to one endpoint (by its key), the most recently used HTTP/1.1 one last.
 struct Entry {
     key: Arc<str>,
-    h1: Vec<(http1::SendRequest<ProxyBody>, Instant)>,
+    h1: Vec<(h1::Conn, Instant)>,
     h2: Vec<Shared>,
 }
 
@@ -60,19 +63,8 @@ pub(super) struct StreamSlot(Arc<AtomicUsize>);
 
 /// A connection lent from the pool.
 pub(super) enum Pooled {
-    /// With how long it sat idle.
-    H1(http1::SendRequest<ProxyBody>, Duration),
+    H1(h1::Conn),
     H2(http2::SendRequest<ProxyBody>, StreamSlot),
-}
-
-/// What a response body does when it ends: an HTTP/1.1 connection goes back to the pool, an
-/// HTTP/2 stream gives back its slot.
-enum Release {
-    H1(UpstreamPool, Arc<str>, http1::SendRequest<ProxyBody>),
-    /// Held for its drop.
-    H2 {
-        _slot: StreamSlot,
-    },
 }
 
 // === impl UpstreamPool ===
@@ -91,10 +83,9 @@ impl UpstreamPool {
             c.streams.fetch_add(1, Ordering::Relaxed);
             return Some(Pooled::H2(c.sender.clone(), StreamSlot(c.streams.clone())));
         }
-        while let Some((sender, since)) = entry.h1.pop() {
-            let idle = since.elapsed();
-            if !sender.is_closed() && idle < IDLE_TIMEOUT {
-                return Some(Pooled::H1(sender, idle));
+        while let Some((mut conn, since)) = entry.h1.pop() {
+            if since.elapsed() < IDLE_TIMEOUT && conn.is_usable() {
+                return Some(Pooled::H1(conn));
             }
         }
         None
@@ -115,13 +106,20 @@ impl UpstreamPool {
         StreamSlot(streams)
     }
 
-    fn checkin(&self, key: &Arc<str>, sender: http1::SendRequest<ProxyBody>) {
-        if sender.is_closed() {
-            return;
-        }
+    /// Keeps an HTTP/1.1 connection whose exchange ended cleanly, newest last. Nothing watches
+    /// an idle connection (no task per connection): the oldest ones are checked here, so those
+    /// the upstream closed or that aged out do not pile up as sockets.
+    pub(super) fn checkin_h1(&self, key: &Arc<str>, conn: h1::Conn) {
         self.with_entry(key, |entry| {
+            let now = Instant::now();
+            while let Some((oldest, since)) = entry.h1.first_mut() {
+                if now.duration_since(*since) < IDLE_TIMEOUT && oldest.is_usable() {
+                    break;
+                }
+                entry.h1.remove(0);
+            }
             if entry.h1.len() < MAX_IDLE {
-                entry.h1.push((sender, Instant::now()));
+                entry.h1.push((conn, now));
             }
         });
     }
@@ -133,9 +131,7 @@ impl UpstreamPool {
         }
         // A new endpoint (or the same one after a reload changed its settings): entries whose
         // connections have all closed go first, so reloads do not grow the list.
-        idle.retain(|e| {
-            e.h1.iter().any(|(s, _)| !s.is_closed()) || e.h2.iter().any(|c| !c.sender.is_closed())
-        });
+        idle.retain(|e| !e.h1.is_empty() || e.h2.iter().any(|c| !c.sender.is_closed()));
         let mut entry = Entry {
             key: key.clone(),
             h1: Vec::new(),
@@ -143,22 +139,6 @@ impl UpstreamPool {
         };
         f(&mut entry);
         idle.push(entry);
-    }
-
-    /// The response of an HTTP/1.1 exchange, whose body returns the connection to the pool when
-    /// read to its end, and fails after `stall` without a byte.
-    pub(super) fn returning_h1(
-        &self,
-        key: &Arc<str>,
-        sender: http1::SendRequest<ProxyBody>,
-        response: Response<Incoming>,
-        stall: Duration,
-    ) -> Response<ProxyBody> {
-        releasing(
-            Release::H1(self.clone(), key.clone(), sender),
-            response,
-            stall,
-        )
     }
 }
 
@@ -168,27 +148,15 @@ pub(super) fn returning_h2(
     response: Response<Incoming>,
     stall: Duration,
 ) -> Response<ProxyBody> {
-    releasing(Release::H2 { _slot: slot }, response, stall)
-}
-
-fn releasing(
-    release: Release,
-    response: Response<Incoming>,
-    stall: Duration,
-) -> Response<ProxyBody> {
     let (parts, incoming) = response.into_parts();
     let mut body = ReturnAtEnd {
         incoming,
-        release: Some(release),
+        slot: Some(slot),
         idle: IdleBound::new(stall),
     };
-    if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
-        // The connection now carries the upgraded protocol (`server::tunnel`), never another
-        // request.
-        body.release = None;
-    } else if body.incoming.is_end_stream() {
+    if body.incoming.is_end_stream() {
         // No body to read (204, 304, HEAD, Content-Length: 0): free at once.
-        body.give_back();
+        body.slot = None;
     }
     Response::from_parts(parts, body.boxed())
 }
@@ -204,21 +172,11 @@ impl Drop for StreamSlot {
     }
 }
 
-/// A response body that hands its connection back (or frees its stream) once read to the end.
+/// An HTTP/2 response body that frees its stream slot once read to the end (or dropped).
 struct ReturnAtEnd {
     incoming: Incoming,
-    release: Option<Release>,
+    slot: Option<StreamSlot>,
     idle: IdleBound,
-}
-
-impl ReturnAtEnd {
-    fn give_back(&mut self) {
-        match self.release.take() {
-            Some(Release::H1(pool, key, sender)) => pool.checkin(&key, sender),
-            // Dropping the slot frees it.
-            Some(Release::H2 { .. }) | None => {}
-        }
-    }
 }
 
 impl Body for ReturnAtEnd {
@@ -233,23 +191,22 @@ impl Body for ReturnAtEnd {
         // Frame by frame, trailers included: gRPC's status travels in them.
         match Pin::new(&mut this.incoming).poll_frame(cx) {
             Poll::Ready(None) => {
-                this.give_back();
+                this.slot = None;
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Ok(frame))) => {
                 if this.incoming.is_end_stream() {
-                    this.give_back();
+                    this.slot = None;
                 }
                 this.idle.progressed();
                 Poll::Ready(Some(Ok(frame)))
             }
-            // An error: the connection is not reusable; dropping it closes it.
             Poll::Ready(Some(Err(e))) => {
-                this.release = None;
-                Poll::Ready(Some(Err(BodyError::Upstream(e))))
+                this.slot = None;
+                Poll::Ready(Some(Err(BodyError::Upstream(Box::new(e)))))
             }
             Poll::Pending if this.idle.expired(cx) => {
-                this.release = None;
+                this.slot = None;
                 Poll::Ready(Some(Err(BodyError::Stalled(this.idle.limit()))))
             }
             Poll::Pending => Poll::Pending,

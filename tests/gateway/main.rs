@@ -44,6 +44,7 @@ mod troubleshoot;
 mod trust;
 mod upstream_balance;
 mod upstream_failure_log;
+mod upstream_framing;
 mod upstream_tls;
 mod verdicts;
 mod websocket;

@@ -281,7 +281,13 @@ pub fn raw_request(
     headers: &[&str],
     body: &[u8],
 ) -> Vec<u8> {
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {}\r\n", gateway.proxy);
+    let head = format!("{method} {target} HTTP/1.1\r\nHost: {}\r\n", gateway.proxy);
+    framed_request(head, headers, body, "Connection: close\r\n")
+}
+
+/// `head` (request line and first fields), then `headers`, a `Content-Length` for `body` unless
+/// `headers` frame it already, `last` (whole lines), the blank line and `body`.
+pub fn framed_request(mut head: String, headers: &[&str], body: &[u8], last: &str) -> Vec<u8> {
     for line in headers {
         head.push_str(line);
         head.push_str("\r\n");
@@ -294,7 +300,8 @@ pub fn raw_request(
     if !body.is_empty() && !framed {
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
-    head.push_str("Connection: close\r\n\r\n");
+    head.push_str(last);
+    head.push_str("\r\n");
     let mut request = head.into_bytes();
     request.extend_from_slice(body);
     request
