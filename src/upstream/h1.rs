@@ -47,6 +47,8 @@ const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// Request body bytes gathered before they are written.
 const WRITE_BATCH: usize = 64 * 1024;
 
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
 /// One HTTP/1.1 connection to an upstream, with its buffers (kept for its life, so a request
 /// reuses them).
 pub(super) struct Conn {
@@ -428,14 +430,36 @@ impl Conn {
             }));
         }
         let mut headers = HeaderMap::with_capacity(count);
+        let mut close = false;
         for &(ns, ne, vs, ve) in &fields[..count] {
             let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
                 .map_err(|_| Error::Head("bad header name"))?;
+            let value = &head[vs as usize..ve as usize];
+            // This hop's own: `Keep-Alive`, and a `Connection` that names no field (the usual
+            // `keep-alive` or `close`), are read here and go no further. One naming fields is
+            // kept for the forwarder, which removes it and them.
+            if name == KEEP_ALIVE {
+                continue;
+            }
+            if name == CONNECTION {
+                let mut names_fields = false;
+                for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
+                        names_fields = true;
+                    }
+                }
+                if !names_fields && status != StatusCode::SWITCHING_PROTOCOLS {
+                    continue;
+                }
+            }
             let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
                 .map_err(|_| Error::Head("bad header value"))?;
             headers.append(name, value);
         }
         let (decoder, reusable) = framing(status, version, &mut headers, head_only)?;
+        let reusable = reusable && !close;
         Ok(Some(Head {
             status,
             headers,
@@ -589,26 +613,36 @@ fn framing(
     headers: &mut HeaderMap,
     head_only: bool,
 ) -> Result<(Decoder, bool), Error> {
-    let mut reusable = version == Version::HTTP_11 && !has_token(headers, CONNECTION, "close");
+    let mut reusable = version == Version::HTTP_11
+        && !(headers.contains_key(CONNECTION) && has_token(headers, CONNECTION, "close"));
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Ok((Decoder::Done, false));
     }
+    // The codings are this hop's: the gateway frames the body again for its client. How many
+    // times chunked is applied, and whether it is the last.
+    let codings = match headers.entry(TRANSFER_ENCODING) {
+        http::header::Entry::Occupied(entry) => {
+            let mut chunked = 0;
+            let mut last_chunked = false;
+            for value in entry.remove_entry_mult().1 {
+                let codings = value
+                    .as_bytes()
+                    .split(|&b| b == b',')
+                    .map(<[u8]>::trim_ascii)
+                    .filter(|c| !c.is_empty());
+                for coding in codings {
+                    last_chunked = coding.eq_ignore_ascii_case(b"chunked");
+                    chunked += usize::from(last_chunked);
+                }
+            }
+            Some((chunked, last_chunked))
+        }
+        http::header::Entry::Vacant(_) => None,
+    };
     if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok((Decoder::Done, reusable));
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        let mut codings = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|c| !c.is_empty());
-        let mut chunked = 0;
-        let mut last_chunked = false;
-        for coding in codings.by_ref() {
-            last_chunked = coding.eq_ignore_ascii_case(b"chunked");
-            chunked += usize::from(last_chunked);
-        }
+    if let Some((chunked, last_chunked)) = codings {
         if chunked > 1 || (chunked == 1 && !last_chunked) {
             return Err(Error::Framing(
                 "chunked applied more than once, or not last",

@@ -253,6 +253,42 @@ async fn a_chunked_answer_with_trailers_is_decoded_and_its_connection_kept() {
 }
 
 #[tokio::test]
+async fn this_hops_fields_stay_here() {
+    let (conn, _server) = exchange(
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+          Transfer-Encoding: chunked\r\nX-Kept: 1\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        false,
+    )
+    .await;
+    let pool = UpstreamPool::default();
+    let key: Arc<str> = "k".into();
+    let (_, headers, body, _) = answer(conn, get("/"), &pool, &key).await;
+    assert_eq!(body, b"ok");
+    assert_eq!(headers.len(), 1, "{headers:?}");
+    assert!(headers.contains_key("x-kept"));
+    assert!(pool.checkout(&key).is_some());
+
+    // `Connection: close` is heeded though not passed on; one naming a field is passed on, for
+    // the forwarder to remove it and the field.
+    let (conn, _server) = exchange(
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        false,
+    )
+    .await;
+    let (_, headers, _, _) = answer(conn, get("/"), &pool, &key).await;
+    assert!(!headers.contains_key(CONNECTION), "{headers:?}");
+    assert!(pool.checkout(&key).is_none(), "closed after its answer");
+    let (conn, _server) = exchange(
+        b"HTTP/1.1 200 OK\r\nConnection: x-hop, close\r\nX-Hop: 1\r\nContent-Length: 0\r\n\r\n",
+        false,
+    )
+    .await;
+    let (_, headers, _, _) = answer(conn, get("/"), &pool, &key).await;
+    assert!(headers.contains_key(CONNECTION) && headers.contains_key("x-hop"));
+    assert!(pool.checkout(&key).is_none(), "closed after its answer");
+}
+
+#[tokio::test]
 async fn informational_answers_are_skipped() {
     let (conn, _server) = exchange(
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n\
