@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
+use futures_util::future::Either;
 use http::header::{
     AUTHORIZATION, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
@@ -125,64 +127,97 @@ impl Forwarder {
         }
     }
 
-    /// Sends an allowed request upstream as `plan` says.
-    pub async fn forward(
+    /// Sends an allowed request upstream as `plan` says. The request is made ready here, before
+    /// the future: the future keeps only what crosses its wait (futures are moved, and copied
+    /// into the request's box, at their full size).
+    pub fn forward(
         &self,
         req: Request<ProxyBody>,
         plan: ForwardPlan,
-    ) -> Result<Response<ProxyBody>, ForwardError> {
-        let pool = &self.pool;
-        let (mut parts, body) = req.into_parts();
-        let mut headers = std::mem::take(&mut parts.headers);
-        let (upgrade, te_trailers) = request_hygiene(&parts, &mut headers, &body);
-        let timeout = deadline(&plan, &mut headers);
-        if timeout.is_zero() {
-            // The call's deadline passed while it was being authorised: not worth sending.
-            return Err(ForwardError::Timeout);
-        }
-        strip_prefixed(&mut headers, &plan.strip_header_prefix);
-        // Always, whatever the API: only the listener's verified certificate may speak here (the
-        // policy adds those to `identity`).
-        strip_prefixed(&mut headers, crate::client_cert::HEADER_PREFIX);
-        headers.remove(HOST);
-        if !plan.forward_authorization {
-            headers.remove(AUTHORIZATION);
-        }
-        set_forwarding_headers(
-            &mut headers,
-            parts.extensions.get::<ClientAddr>(),
-            plan.original_host.clone(),
-        );
-        for (name, value) in plan.identity {
-            headers.append(name, value);
-        }
-        let mut upstream_req = Request::new(body);
-        *upstream_req.method_mut() = parts.method;
-        // Origin-form: the upstream is the server, not a proxy.
-        *upstream_req.uri_mut() = Uri::from(plan.path_and_query);
-        *upstream_req.version_mut() = Version::HTTP_11;
-        *upstream_req.headers_mut() = headers;
-        let asked = std::time::Instant::now();
-        let how = Sending {
-            stall: plan.stream_idle,
-            te_trailers,
+    ) -> impl Future<Output = Result<Response<ProxyBody>, ForwardError>> + Send + '_ {
+        let Prepared {
+            req,
+            upstream,
+            how,
+            timeout,
+            upgrade,
+        } = match prepare(req, plan) {
+            Ok(prepared) => prepared,
+            Err(e) => return Either::Left(std::future::ready(Err(e))),
         };
-        let sent = pool.send(&plan.upstream, upstream_req, how);
-        let response = tokio::time::timeout(timeout, sent)
-            .await
-            .map_err(|_| ForwardError::Timeout)?
-            .map_err(|e| {
+        let asked = std::time::Instant::now();
+        let sent = tokio::time::timeout(timeout, self.pool.send(upstream, req, how));
+        // A combinator, not an `async` block: one awaiting a future it captured would hold it
+        // twice.
+        Either::Right(sent.map(move |sent| {
+            let response = sent.map_err(|_| ForwardError::Timeout)?.map_err(|e| {
                 let kind = ForwardError::of(e.last());
                 if kind == ForwardError::Unreachable {
                     log_unreachable(&e);
                 }
                 kind
             })?;
-        let (mut parts, body) = response.into_parts();
-        response_hygiene(&mut parts, upgrade)?;
-        parts.extensions.insert(UpstreamTime(asked.elapsed()));
-        Ok(Response::from_parts(parts, body))
+            let (mut parts, body) = response.into_parts();
+            response_hygiene(&mut parts, upgrade)?;
+            parts.extensions.insert(UpstreamTime(asked.elapsed()));
+            Ok(Response::from_parts(parts, body))
+        }))
     }
+}
+
+/// A request ready for its upstream, and how to send it.
+struct Prepared {
+    req: Request<ProxyBody>,
+    upstream: std::sync::Arc<crate::upstream::Upstream>,
+    how: Sending,
+    timeout: Duration,
+    /// It is a WebSocket upgrade.
+    upgrade: bool,
+}
+
+/// The upstream request: hop-by-hop headers, client copies of the gateway's own headers and
+/// (unless forwarded) `Authorization` removed, then the forwarding and identity headers added.
+fn prepare(req: Request<ProxyBody>, plan: ForwardPlan) -> Result<Prepared, ForwardError> {
+    let (mut parts, body) = req.into_parts();
+    let mut headers = std::mem::take(&mut parts.headers);
+    let (upgrade, te_trailers) = request_hygiene(&parts, &mut headers, &body);
+    let timeout = deadline(&plan, &mut headers);
+    if timeout.is_zero() {
+        // The call's deadline passed while it was being authorised: not worth sending.
+        return Err(ForwardError::Timeout);
+    }
+    strip_prefixed(&mut headers, &plan.strip_header_prefix);
+    // Always, whatever the API: only the listener's verified certificate may speak here (the
+    // policy adds those to `identity`).
+    strip_prefixed(&mut headers, crate::client_cert::HEADER_PREFIX);
+    headers.remove(HOST);
+    if !plan.forward_authorization {
+        headers.remove(AUTHORIZATION);
+    }
+    set_forwarding_headers(
+        &mut headers,
+        parts.extensions.get::<ClientAddr>(),
+        plan.original_host,
+    );
+    for (name, value) in plan.identity {
+        headers.append(name, value);
+    }
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method;
+    // Origin-form: the upstream is the server, not a proxy.
+    *req.uri_mut() = Uri::from(plan.path_and_query);
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
+    Ok(Prepared {
+        req,
+        upstream: plan.upstream,
+        how: Sending {
+            stall: plan.stream_idle,
+            te_trailers,
+        },
+        timeout,
+        upgrade,
+    })
 }
 
 /// Names the endpoint that failed (and the retry's), never the API's whole list: the address to

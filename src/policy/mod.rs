@@ -18,6 +18,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, TRANSFER_ENCODING};
 use http::{HeaderName, HeaderValue, Method, Request, Response};
@@ -103,7 +104,7 @@ impl<F: Forward> Service<Request<ProxyBody>> for PolicyService<F> {
             let (api, mut response) = match decide(&runtime, req, dialect).await {
                 Ok(Decision::Forward(allowed)) => {
                     let api = allowed.api.clone();
-                    (api, forward(forwarder, allowed, dialect).await)
+                    (api, forward(&forwarder, allowed, dialect).await)
                 }
                 // Complete as it is, CORS headers included.
                 Ok(Decision::Answered(response)) => return Ok(response),
@@ -124,12 +125,13 @@ impl<F: Forward> Service<Request<ProxyBody>> for PolicyService<F> {
     }
 }
 
-/// Sends an allowed request upstream; an upstream failure is rendered as a refusal.
-async fn forward<F: Forward>(
-    forwarder: F,
+/// Sends an allowed request upstream; an upstream failure is rendered as a refusal. What the
+/// answer needs is taken out here, before the future, which keeps only that and the sending.
+fn forward<'a, F: Forward>(
+    forwarder: &'a F,
     allowed: Allowed,
     dialect: Dialect,
-) -> Response<ProxyBody> {
+) -> impl Future<Output = Response<ProxyBody>> + Send + 'a {
     let Allowed {
         api,
         principal,
@@ -139,27 +141,32 @@ async fn forward<F: Forward>(
     let client_id = principal
         .as_ref()
         .and_then(|p| p.client_id().map(str::to_owned));
-    match forwarder.forward(request, plan).await {
-        Ok(mut response) => {
-            response.extensions_mut().insert(AccessRecord {
-                api: Some(api.name.clone()),
-                decision: if principal.is_some() {
-                    "allowed"
-                } else {
-                    "public"
-                },
-                reason: "-",
-                client_id,
-            });
-            response
-        }
-        Err(failure) => {
-            let rejection = Rejection::from(failure);
-            metrics::counter!(crate::measure::UPSTREAM_ERRORS, "api" => api.name.to_string(), "kind" => rejection.reason())
-                .increment(1);
-            rejection.render(Some(&api.name), client_id, dialect)
-        }
-    }
+    let decision = if principal.is_some() {
+        "allowed"
+    } else {
+        "public"
+    };
+    drop(principal);
+    // A combinator, not an `async` block: one awaiting a future it captured would hold it twice.
+    forwarder
+        .forward(request, plan)
+        .map(move |forwarded| match forwarded {
+            Ok(mut response) => {
+                response.extensions_mut().insert(AccessRecord {
+                    api: Some(api.name.clone()),
+                    decision,
+                    reason: "-",
+                    client_id,
+                });
+                response
+            }
+            Err(failure) => {
+                let rejection = Rejection::from(failure);
+                metrics::counter!(crate::measure::UPSTREAM_ERRORS, "api" => api.name.to_string(), "kind" => rejection.reason())
+                    .increment(1);
+                rejection.render(Some(&api.name), client_id, dialect)
+            }
+        })
 }
 
 /// What the policy made of a request.

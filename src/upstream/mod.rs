@@ -156,10 +156,11 @@ impl UpstreamPool {
     /// endpoint once.
     pub async fn send(
         &self,
-        upstream: &Upstream,
+        upstream: Arc<Upstream>,
         req: Request<ProxyBody>,
         how: Sending,
     ) -> Result<Response<ProxyBody>, SendError> {
+        let upstream = &*upstream;
         let first = upstream.picker.pick(&upstream.endpoints, None);
         let failure = match self.send_to(upstream, first, req, how).await {
             Ok(response) => return Ok(response),
@@ -235,7 +236,10 @@ impl UpstreamPool {
                 }
             }
         }
-        self.send_fresh(upstream, (index, endpoint), req, how).await
+        // Boxed: a new connection is the rare case, and its future (the handshake, the first
+        // exchange) is larger than the reused one's; inline, every request's future would carry
+        // and move its space.
+        Box::pin(self.send_fresh(upstream, (index, endpoint), req, how)).await
     }
 
     /// On a new connection to `endpoint`, the `index`th of `upstream`.
@@ -246,9 +250,7 @@ impl UpstreamPool {
         mut req: Request<ProxyBody>,
         how: Sending,
     ) -> Result<Response<ProxyBody>, Failure> {
-        // Boxed: the connecting future is large and rare; inline, every request's future would
-        // carry (and move) its space.
-        let conn = match Box::pin(connect(upstream, endpoint)).await {
+        let conn = match connect(upstream, endpoint).await {
             Ok(conn) => conn,
             Err(e) => {
                 connect_failed(&upstream.endpoints, index, &upstream.scheme);
