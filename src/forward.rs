@@ -194,14 +194,16 @@ fn prepare(req: Request<ProxyBody>, plan: ForwardPlan) -> Result<Prepared, Forwa
     if !plan.forward_authorization {
         headers.remove(AUTHORIZATION);
     }
+    // Sent after the request's fields: added after every removal, they cannot be removed or
+    // forged by anything the client sent.
+    let mut added = Vec::with_capacity(5 + plan.identity.len());
     set_forwarding_headers(
         &mut headers,
+        &mut added,
         parts.extensions.get::<ClientAddr>(),
         plan.original_host,
     );
-    for (name, value) in plan.identity {
-        headers.append(name, value);
-    }
+    added.extend(plan.identity);
     let mut req = Request::new(body);
     *req.method_mut() = parts.method;
     // Origin-form: the upstream is the server, not a proxy.
@@ -214,6 +216,7 @@ fn prepare(req: Request<ProxyBody>, plan: ForwardPlan) -> Result<Prepared, Forwa
         how: Sending {
             stall: plan.stream_idle,
             te_trailers,
+            added,
         },
         timeout,
         upgrade,

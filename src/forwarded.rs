@@ -4,7 +4,9 @@
 //! some upstream frameworks obey (`X-Original-URL`, `X-Rewrite-URL`) never pass, and the other
 //! forwarding claims frameworks build URLs from (`X-Forwarded-Port`, `-Prefix`, ...) pass only
 //! from a trusted proxy. `forward` calls
-//! [`set_forwarding_headers`] after its own removals and before the identity headers.
+//! [`set_forwarding_headers`] after its own removals and before the identity headers; when the
+//! request carries none of these, the gateway's own are handed back to be sent after the request's
+//! fields rather than inserted among them.
 
 use http::header::FORWARDED;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -35,24 +37,28 @@ const CLAIMS_FROM_PROXIES: [HeaderName; 6] = [
 /// forwarding header is dropped rather than passed.
 pub fn set_forwarding_headers(
     headers: &mut HeaderMap,
+    added: &mut Vec<(HeaderName, HeaderValue)>,
     client: Option<&ClientAddr>,
     host: Option<HeaderValue>,
 ) {
     // Usually a request carries none of these: one pass over its names tells, and then the
-    // gateway's own are only added (no removal, no lookup of what a client sent).
+    // gateway's own go into `added`, the fields the upstream request carries after its map (no
+    // removal, no lookup of what a client sent, no insertion).
     if let Some(client) = client
         && !headers.keys().any(is_forwarding)
     {
-        headers.insert(X_FORWARDED_FOR, client.peer_header().clone());
-        headers.insert(
+        added.push((X_FORWARDED_FOR, client.peer_header().clone()));
+        added.push((
             X_FORWARDED_PROTO,
             HeaderValue::from_static(client.scheme().as_str()),
-        );
+        ));
         if let Some(host) = &host {
-            headers.insert(X_FORWARDED_HOST, host.clone());
+            added.push((X_FORWARDED_HOST, host.clone()));
         }
-        set_forwarded(headers, client, false, host.as_ref());
-        headers.insert(X_REAL_IP, client.client_header().clone());
+        if let Some(forwarded) = forwarded_value(headers, client, false, host.as_ref()) {
+            added.push((FORWARDED, forwarded));
+        }
+        added.push((X_REAL_IP, client.client_header().clone()));
         return;
     }
     headers.remove(X_ORIGINAL_URL);
@@ -145,6 +151,19 @@ fn set_forwarded(
     trusted: bool,
     host: Option<&HeaderValue>,
 ) {
+    match forwarded_value(headers, client, trusted, host) {
+        Some(v) => headers.insert(FORWARDED, v),
+        None => headers.remove(FORWARDED),
+    };
+}
+
+/// The `Forwarded` value [`set_forwarded`] sets.
+fn forwarded_value(
+    headers: &HeaderMap,
+    client: &ClientAddr,
+    trusted: bool,
+    host: Option<&HeaderValue>,
+) -> Option<HeaderValue> {
     // Room for this hop's element (`for=[v6];proto=https;host=...`) without growing.
     let mut value = Vec::with_capacity(96);
     if trusted {
@@ -168,10 +187,7 @@ fn set_forwarded(
         push_value(&mut value, host.as_bytes());
     }
     // The vector's own bytes, not a copy.
-    match HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
-        Ok(v) => headers.insert(FORWARDED, v),
-        Err(_) => headers.remove(FORWARDED),
-    };
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).ok()
 }
 
 /// RFC 7239 §6: an IPv6 node is bracketed, and so must be quoted; an IPv4 one is a token.
@@ -347,7 +363,12 @@ mod tests {
         let client = ClientAddr::for_connection(peer.parse().unwrap(), Scheme::Http, &trust)
             .for_request(&headers, &trust);
         let host = HeaderValue::from_static("shop.example");
-        set_forwarding_headers(&mut headers, Some(&client), Some(host));
+        let mut added = Vec::new();
+        set_forwarding_headers(&mut headers, &mut added, Some(&client), Some(host));
+        for (name, value) in added {
+            assert!(!headers.contains_key(&name), "{name} is set once");
+            headers.append(name, value);
+        }
         headers
     }
 
@@ -388,8 +409,9 @@ mod tests {
         h.insert(X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
         h.insert(FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
         h.insert(X_REAL_IP, HeaderValue::from_static("6.6.6.6"));
-        set_forwarding_headers(&mut h, None, None);
-        assert!(h.is_empty(), "{h:?}");
+        let mut added = Vec::new();
+        set_forwarding_headers(&mut h, &mut added, None, None);
+        assert!(h.is_empty() && added.is_empty(), "{h:?} {added:?}");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -132,6 +132,14 @@ struct Head {
     reusable: bool,
 }
 
+/// The fields written after the request's own: the endpoint's `Host`, then the gateway's (see
+/// `Sending::added`).
+#[derive(Clone, Copy)]
+pub(super) struct Added<'a> {
+    pub host: &'a HeaderValue,
+    pub fields: &'a [(HeaderName, HeaderValue)],
+}
+
 /// Where a finished connection goes: its worker's pool, under its endpoint's key.
 pub(super) struct Release {
     pub pool: UpstreamPool,
@@ -187,18 +195,19 @@ impl Conn {
             .is_pending()
     }
 
-    /// Sends `req` (origin-form, with its `Host`) and reads the response head. The response body
-    /// returns the connection to `release` once read to its end; it fails after `stall` without
-    /// a byte.
+    /// Sends `req` (origin-form, without `Host`) with the `added` fields and reads the response
+    /// head. The response body returns the connection to `release` once read to its end; it
+    /// fails after `stall` without a byte.
     pub(super) async fn send(
         mut self,
         req: Request<ProxyBody>,
+        added: Added<'_>,
         stall: Duration,
         release: Release,
     ) -> Result<Response<ProxyBody>, Failed> {
         let (parts, body) = req.into_parts();
         let bodiless = body.is_end_stream();
-        let framing = self.encode_head(&parts, &body);
+        let framing = self.encode_head(&parts, added, &body);
         let mut pump = framing.map(|framing| Pump {
             body,
             framing,
@@ -224,7 +233,12 @@ impl Conn {
     /// Writes the request head into the write buffer; returns how the body is framed, `None`
     /// when there is none. The framing headers are the connection's own: any `Content-Length` or
     /// `Transfer-Encoding` among `parts`' headers is replaced.
-    fn encode_head(&mut self, parts: &http::request::Parts, body: &ProxyBody) -> Option<Outgoing> {
+    fn encode_head(
+        &mut self,
+        parts: &http::request::Parts,
+        added: Added<'_>,
+        body: &ProxyBody,
+    ) -> Option<Outgoing> {
         let w = &mut self.write;
         w.clear();
         self.written = 0;
@@ -233,20 +247,20 @@ impl Conn {
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         w.extend_from_slice(target.as_bytes());
         w.extend_from_slice(b" HTTP/1.1\r\n");
+        put_field(w, "host", added.host);
         let mut declared = None;
         for (name, value) in &parts.headers {
             if *name == CONTENT_LENGTH {
                 declared = declared.or(Some(parse_length(value.as_bytes())));
                 continue;
             }
-            if *name == TRANSFER_ENCODING {
+            if *name == TRANSFER_ENCODING || *name == HOST {
                 continue;
             }
-            // Names and values are validated by `http`: no CR, LF or NUL can reach the wire.
-            w.extend_from_slice(name.as_str().as_bytes());
-            w.extend_from_slice(b": ");
-            w.extend_from_slice(value.as_bytes());
-            w.extend_from_slice(b"\r\n");
+            put_field(w, name.as_str(), value);
+        }
+        for (name, value) in added.fields {
+            put_field(w, name.as_str(), value);
         }
         let framing = if body.is_end_stream() {
             // A request that declared an empty body keeps saying so.
@@ -684,6 +698,15 @@ fn framing(
     Ok((Decoder::Close, false))
 }
 
+/// One header field line. Names and values are validated by `http`: no CR, LF or NUL can reach
+/// the wire.
+fn put_field(w: &mut Vec<u8>, name: &str, value: &HeaderValue) {
+    w.extend_from_slice(name.as_bytes());
+    w.extend_from_slice(b": ");
+    w.extend_from_slice(value.as_bytes());
+    w.extend_from_slice(b"\r\n");
+}
+
 /// A Content-Length value: 1 to 19 decimal digits, nothing else.
 fn parse_length(bytes: &[u8]) -> Option<u64> {
     if bytes.is_empty() || bytes.len() > 19 || !bytes.iter().all(u8::is_ascii_digit) {
@@ -779,10 +802,7 @@ impl Pump {
             Outgoing::Chunked => {
                 w.extend_from_slice(b"0\r\n");
                 for (name, value) in self.trailers.iter().flatten() {
-                    w.extend_from_slice(name.as_str().as_bytes());
-                    w.extend_from_slice(b": ");
-                    w.extend_from_slice(value.as_bytes());
-                    w.extend_from_slice(b"\r\n");
+                    put_field(w, name.as_str(), value);
                 }
                 w.extend_from_slice(b"\r\n");
                 Ok(())

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use http::header::{HOST, TE};
 use http::uri::Scheme;
-use http::{HeaderValue, Method, Request, Response, Uri, Version};
+use http::{HeaderName, HeaderValue, Method, Request, Response, Uri, Version};
 
 pub use balance::Endpoint;
 use balance::{InFlight, Picker, connect_failed};
@@ -69,13 +69,17 @@ pub struct Upstream {
 }
 
 /// How to send one request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Sending {
     /// The longest gap allowed between the response body's bytes.
     pub stall: Duration,
     /// The client sent `TE: trailers`: an HTTP/2 upstream gets it too (gRPC requires it); it is
     /// hop-by-hop on HTTP/1.1.
     pub te_trailers: bool,
+    /// Fields the gateway adds after the request's own (forwarding, identity), once the
+    /// request's copies are removed: HTTP/1.1 writes them after the request's fields, HTTP/2
+    /// appends them to its map.
+    pub added: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// A request that failed, and whether it can still be sent elsewhere.
@@ -162,7 +166,7 @@ impl UpstreamPool {
     ) -> Result<Response<ProxyBody>, SendError> {
         let upstream = &*upstream;
         let first = upstream.picker.pick(&upstream.endpoints, None);
-        let failure = match self.send_to(upstream, first, req, how).await {
+        let failure = match self.send_to(upstream, first, req, &how).await {
             Ok(response) => return Ok(response),
             Err(failure) => failure,
         };
@@ -177,7 +181,7 @@ impl UpstreamPool {
                 if upstream.endpoints.len() > 1 && is_idempotent(req.method()) =>
             {
                 let second = upstream.picker.pick(&upstream.endpoints, Some(first));
-                let retried = self.send_to(upstream, second, *req, how).await;
+                let retried = self.send_to(upstream, second, *req, &how).await;
                 retried.map_err(|again| SendError {
                     endpoint: at(first),
                     error,
@@ -197,7 +201,7 @@ impl UpstreamPool {
         upstream: &Upstream,
         index: usize,
         mut req: Request<ProxyBody>,
-        how: Sending,
+        how: &Sending,
     ) -> Result<Response<ProxyBody>, Failure> {
         let Some(endpoint) = upstream.endpoints.get(index) else {
             // The picker only returns indexes of endpoints; an API has at least one.
@@ -208,8 +212,15 @@ impl UpstreamPool {
         while let Some(pooled) = self.checkout(&endpoint.key) {
             match pooled {
                 Pooled::H1(conn) => {
-                    for_h1(&mut req, endpoint);
-                    match conn.send(req, how.stall, self.release(endpoint)).await {
+                    for_h1(&mut req);
+                    let fields = h1::Added {
+                        host: &endpoint.host,
+                        fields: &how.added,
+                    };
+                    match conn
+                        .send(req, fields, how.stall, self.release(endpoint))
+                        .await
+                    {
                         Ok(response) => return Ok(response),
                         // Bodiless, idempotent, and the connection closed before any answer: the
                         // upstream closed it as the request left. Once more, on a new connection:
@@ -248,7 +259,7 @@ impl UpstreamPool {
         upstream: &Upstream,
         (index, endpoint): (usize, &Endpoint),
         mut req: Request<ProxyBody>,
-        how: Sending,
+        how: &Sending,
     ) -> Result<Response<ProxyBody>, Failure> {
         let conn = match connect(upstream, endpoint).await {
             Ok(conn) => conn,
@@ -259,15 +270,22 @@ impl UpstreamPool {
         };
         let response = match conn {
             Conn::H1(conn) => {
-                for_h1(&mut req, endpoint);
-                match conn.send(req, how.stall, self.release(endpoint)).await {
+                for_h1(&mut req);
+                let fields = h1::Added {
+                    host: &endpoint.host,
+                    fields: &how.added,
+                };
+                match conn
+                    .send(req, fields, how.stall, self.release(endpoint))
+                    .await
+                {
                     Ok(response) => response,
                     Err(failed) => return Err(fresh_failed(upstream, index, failed)),
                 }
             }
             Conn::H2(mut sender) => {
                 let slot = self.add_h2(&endpoint.key, sender.clone());
-                for_h2(&mut req, upstream, endpoint, how.te_trailers);
+                for_h2(&mut req, upstream, endpoint, how);
                 returning_h2(slot, sender.send_request(req).await?, how.stall)
             }
         };
@@ -292,12 +310,12 @@ impl UpstreamPool {
         mut sender: hyper::client::conn::http2::SendRequest<ProxyBody>,
         slot: pool::StreamSlot,
         mut req: Request<ProxyBody>,
-        how: Sending,
+        how: &Sending,
     ) -> Result<Result<Response<ProxyBody>, Failure>, Request<ProxyBody>> {
         if sender.ready().await.is_err() {
             return Err(req);
         }
-        for_h2(&mut req, upstream, endpoint, how.te_trailers);
+        for_h2(&mut req, upstream, endpoint, how);
         match sender.try_send_request(req).await {
             Ok(response) => Ok(Ok(returning_h2(slot, response, how.stall))),
             Err(mut failed) => match failed.take_message() {
@@ -346,19 +364,19 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// HTTP/1.1: origin-form target and the endpoint's `Host` (RFC 9112 §3.2).
-fn for_h1(req: &mut Request<ProxyBody>, endpoint: &Endpoint) {
+/// HTTP/1.1: origin-form target (RFC 9112 §3.2); `h1` writes the endpoint's `Host`.
+fn for_h1(req: &mut Request<ProxyBody>) {
     *req.version_mut() = Version::HTTP_11;
     if req.uri().authority().is_some() {
         let origin = req.uri().path_and_query().cloned();
         *req.uri_mut() = origin.map_or_else(|| Uri::from_static("/"), Uri::from);
     }
-    req.headers_mut().insert(HOST, endpoint.host.clone());
 }
 
 /// HTTP/2: the authority and scheme go in pseudo-headers (RFC 9113 §8.3.1), taken from the
-/// target, and no `Host`; `TE: trailers` is the one `TE` allowed (§8.2.2).
-fn for_h2(req: &mut Request<ProxyBody>, upstream: &Upstream, endpoint: &Endpoint, te: bool) {
+/// target, and no `Host`; `TE: trailers` is the one `TE` allowed (§8.2.2). The gateway's added
+/// fields join the map.
+fn for_h2(req: &mut Request<ProxyBody>, upstream: &Upstream, endpoint: &Endpoint, how: &Sending) {
     *req.version_mut() = Version::HTTP_2;
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(upstream.scheme.clone());
@@ -369,7 +387,10 @@ fn for_h2(req: &mut Request<ProxyBody>, upstream: &Upstream, endpoint: &Endpoint
     }
     let headers = req.headers_mut();
     headers.remove(HOST);
-    if te {
+    if how.te_trailers {
         headers.insert(TE, TE_TRAILERS);
+    }
+    for (name, value) in &how.added {
+        headers.append(name.clone(), value.clone());
     }
 }

@@ -185,9 +185,27 @@ async fn exchange(answer: &'static [u8], close: bool) -> (Conn, tokio::task::Joi
 fn get(target: &str) -> Request<ProxyBody> {
     let mut req = Request::new(crate::body::empty());
     *req.uri_mut() = target.parse().unwrap();
+    // The endpoint's Host is the connection's to write: one in the map is never sent.
     req.headers_mut()
-        .insert(http::header::HOST, HeaderValue::from_static("up.example"));
+        .insert(HOST, HeaderValue::from_static("client.example"));
     req
+}
+
+const UP: HeaderValue = HeaderValue::from_static("up.example");
+
+fn added() -> Added<'static> {
+    static FIELDS: std::sync::LazyLock<Vec<(HeaderName, HeaderValue)>> =
+        std::sync::LazyLock::new(|| {
+            vec![(
+                HeaderName::from_static("x-added"),
+                HeaderValue::from_static("1"),
+            )]
+        });
+    static HOST_VALUE: HeaderValue = UP;
+    Added {
+        host: &HOST_VALUE,
+        fields: &FIELDS,
+    }
 }
 
 /// One exchange on `conn`, its connection released to a pool of its own.
@@ -196,7 +214,8 @@ async fn send(conn: Conn, req: Request<ProxyBody>) -> Result<Response<ProxyBody>
         pool: UpstreamPool::default(),
         key: "k".into(),
     };
-    conn.send(req, Duration::from_secs(5), release).await
+    conn.send(req, added(), Duration::from_secs(5), release)
+        .await
 }
 
 async fn answer(
@@ -209,7 +228,10 @@ async fn answer(
         pool: pool.clone(),
         key: key.clone(),
     };
-    let response = match conn.send(req, Duration::from_secs(5), release).await {
+    let response = match conn
+        .send(req, added(), Duration::from_secs(5), release)
+        .await
+    {
         Ok(response) => response,
         Err(failed) => panic!("exchange failed: {}", failed.error),
     };
@@ -246,6 +268,11 @@ async fn a_chunked_answer_with_trailers_is_decoded_and_its_connection_kept() {
     let request = String::from_utf8(request).unwrap();
     assert!(request.starts_with("GET /a?b=c HTTP/1.1\r\n"), "{request}");
     assert!(request.contains("\r\nhost: up.example\r\n"), "{request}");
+    assert!(!request.contains("client.example"), "{request}");
+    assert!(
+        request.ends_with("\r\nx-added: 1\r\n\r\n"),
+        "added last: {request}"
+    );
     assert!(
         !request.to_ascii_lowercase().contains("content-length"),
         "{request}"
@@ -341,7 +368,7 @@ async fn a_connection_closed_unanswered_gives_back_a_bodiless_request() {
     assert!(matches!(failed.error, Error::Closed), "{}", failed.error);
     let again = failed.request.expect("bodiless: it may be sent again");
     assert_eq!(again.uri(), "/again");
-    assert_eq!(again.headers().get("host").unwrap(), "up.example");
+    assert_eq!(again.headers().len(), 1, "the request's own fields, whole");
 }
 
 #[tokio::test]
