@@ -213,12 +213,8 @@ impl UpstreamPool {
             match pooled {
                 Pooled::H1(conn) => {
                     for_h1(&mut req);
-                    let fields = h1::Added {
-                        host: &endpoint.host,
-                        fields: &how.added,
-                    };
                     match conn
-                        .send(req, fields, how.stall, self.release(endpoint))
+                        .send(req, added(endpoint, how), how.stall, self.release(endpoint))
                         .await
                     {
                         Ok(response) => return Ok(response),
@@ -271,12 +267,8 @@ impl UpstreamPool {
         let response = match conn {
             Conn::H1(conn) => {
                 for_h1(&mut req);
-                let fields = h1::Added {
-                    host: &endpoint.host,
-                    fields: &how.added,
-                };
                 match conn
-                    .send(req, fields, how.stall, self.release(endpoint))
+                    .send(req, added(endpoint, how), how.stall, self.release(endpoint))
                     .await
                 {
                     Ok(response) => response,
@@ -362,6 +354,14 @@ fn is_idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     )
+}
+
+/// What HTTP/1.1 writes after the request's fields: the endpoint's `Host`, the gateway's own.
+fn added<'a>(endpoint: &'a Endpoint, how: &'a Sending) -> h1::Added<'a> {
+    h1::Added {
+        host: &endpoint.host,
+        fields: &how.added,
+    }
 }
 
 /// HTTP/1.1: origin-form target (RFC 9112 §3.2); `h1` writes the endpoint's `Host`.
