@@ -32,7 +32,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tollgate::body::{ProxyBody, empty, full};
 use tollgate::clock::SystemClock;
 use tollgate::config;
-use tollgate::forward::{Forward, ForwardError, ForwardPlan};
+use tollgate::forward::{Forward, ForwardError, ForwardPlan, Forwarded, UpstreamTime};
 use tollgate::policy::{PolicyLayer, PolicyService};
 use tollgate::registry::{ApprovedContract, ContractIndex};
 use tollgate::runtime::{Runtime, RuntimeHandle};
@@ -49,8 +49,8 @@ impl Forward for Answer {
         &self,
         _: Request<ProxyBody>,
         _: ForwardPlan,
-    ) -> impl std::future::Future<Output = Result<Response<ProxyBody>, ForwardError>> + Send {
-        ready(Ok(Response::new(empty())))
+    ) -> impl std::future::Future<Output = Result<Forwarded, ForwardError>> + Send {
+        ready(Ok((Response::new(empty()), UpstreamTime(Duration::ZERO))))
     }
 }
 

@@ -76,9 +76,13 @@ impl ForwardError {
 }
 
 /// How long the upstream took to answer (to its response head): the part of a request's latency
-/// that is not tollgate's.
+/// that is not tollgate's. Returned beside the response (not in its extensions: one box and one
+/// map insertion fewer per request).
 #[derive(Debug, Clone, Copy)]
 pub struct UpstreamTime(pub Duration);
+
+/// An upstream's answer, and how long it took.
+pub type Forwarded = (Response<ProxyBody>, UpstreamTime);
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -105,7 +109,7 @@ pub trait Forward: Clone + Send + Sync + 'static {
         &self,
         req: Request<ProxyBody>,
         plan: ForwardPlan,
-    ) -> impl Future<Output = Result<Response<ProxyBody>, ForwardError>> + Send;
+    ) -> impl Future<Output = Result<Forwarded, ForwardError>> + Send;
 }
 
 /// The upstream client: one per worker thread, with that worker's connections.
@@ -134,7 +138,7 @@ impl Forwarder {
         &self,
         req: Request<ProxyBody>,
         plan: ForwardPlan,
-    ) -> impl Future<Output = Result<Response<ProxyBody>, ForwardError>> + Send + '_ {
+    ) -> impl Future<Output = Result<Forwarded, ForwardError>> + Send + '_ {
         let Prepared {
             req,
             upstream,
@@ -159,8 +163,10 @@ impl Forwarder {
             })?;
             let (mut parts, body) = response.into_parts();
             response_hygiene(&mut parts, upgrade)?;
-            parts.extensions.insert(UpstreamTime(asked.elapsed()));
-            Ok(Response::from_parts(parts, body))
+            Ok((
+                Response::from_parts(parts, body),
+                UpstreamTime(asked.elapsed()),
+            ))
         }))
     }
 }
@@ -283,7 +289,7 @@ impl Forward for Forwarder {
         &self,
         req: Request<ProxyBody>,
         plan: ForwardPlan,
-    ) -> impl Future<Output = Result<Response<ProxyBody>, ForwardError>> + Send {
+    ) -> impl Future<Output = Result<Forwarded, ForwardError>> + Send {
         Forwarder::forward(self, req, plan)
     }
 }

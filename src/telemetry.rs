@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io::IsTerminal;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::{Request, Response};
 use tower::{Layer, Service};
@@ -17,7 +17,6 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use crate::access_log::{self, AccessLine, Sink};
 use crate::body::ProxyBody;
 use crate::config::{LogFormat, LogSettings};
-use crate::forward::UpstreamTime;
 use crate::measure;
 use crate::policy::{AccessRecord, GrpcRefusal};
 use crate::trust::ClientAddr;
@@ -190,10 +189,7 @@ where
         let grpc = response.extensions().get::<GrpcRefusal>().copied();
         let status = grpc.map_or(response.status(), |g| g.stands_for).as_u16();
         let elapsed = self.started.elapsed();
-        let upstream = response
-            .extensions()
-            .get::<UpstreamTime>()
-            .map_or(Duration::ZERO, |t| t.0);
+        let upstream = record.upstream_time;
         measure::record_request(
             record.api.as_ref(),
             record.decision,

@@ -100,6 +100,7 @@ pub(super) fn answer_preflight(
         decision: "preflight",
         reason: "-",
         client_id: None,
+        upstream_time: std::time::Duration::ZERO,
     });
     response
 }

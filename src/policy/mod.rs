@@ -151,12 +151,13 @@ fn forward<'a, F: Forward>(
     forwarder
         .forward(request, plan)
         .map(move |forwarded| match forwarded {
-            Ok(mut response) => {
+            Ok((mut response, upstream_time)) => {
                 response.extensions_mut().insert(AccessRecord {
                     api: Some(api.name.clone()),
                     decision,
                     reason: "-",
                     client_id,
+                    upstream_time: upstream_time.0,
                 });
                 response
             }

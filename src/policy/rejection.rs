@@ -68,6 +68,9 @@ pub struct AccessRecord {
     pub decision: &'static str,
     pub reason: &'static str,
     pub client_id: Option<String>,
+    /// How long the upstream took to its response head (zero when it was not asked): the part
+    /// of the latency that is not tollgate's.
+    pub upstream_time: std::time::Duration,
 }
 
 impl Rejection {
@@ -378,6 +381,7 @@ impl Rejection {
             decision: "rejected",
             reason: self.reason(),
             client_id,
+            upstream_time: std::time::Duration::ZERO,
         });
         response
     }
