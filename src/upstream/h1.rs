@@ -58,6 +58,8 @@ pub(super) struct Conn {
     /// Bytes to write, and how many of them are written.
     write: Vec<u8>,
     written: usize,
+    /// A write failed: the connection carries no other exchange.
+    broken: bool,
 }
 
 /// Why an exchange failed.
@@ -176,6 +178,7 @@ impl Conn {
             read: BytesMut::new(),
             write: Vec::new(),
             written: 0,
+            broken: false,
         }
     }
 
@@ -184,7 +187,7 @@ impl Conn {
     /// confused), and the request should take another. Costs no syscall when the socket has had
     /// no event since its last read.
     pub(super) fn is_usable(&mut self) -> bool {
-        if !self.read.is_empty() {
+        if self.broken || !self.read.is_empty() {
             return false;
         }
         let mut cx = Context::from_waker(std::task::Waker::noop());
@@ -339,6 +342,7 @@ impl Conn {
     }
 
     fn stop_sending(&mut self, pump: &mut Option<Pump>) {
+        self.broken = true;
         *pump = None;
         self.write.clear();
         self.written = 0;
@@ -821,8 +825,11 @@ impl IncomingBody {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        let clean =
-            self.reusable && self.pump.is_none() && !conn.sending(&None) && conn.read.is_empty();
+        let clean = self.reusable
+            && self.pump.is_none()
+            && !conn.sending(&None)
+            && !conn.broken
+            && conn.read.is_empty();
         self.pump = None;
         if let (true, Some(release)) = (clean, self.release.take()) {
             release.pool.checkin_h1(&release.key, conn);
