@@ -15,12 +15,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
-
-use crate::upstream::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::upstream::Upgraded;
 
 /// Both halves of a switched connection, waiting to be joined.
 pub struct Tunnel {

@@ -142,6 +142,15 @@ pub(super) struct Added<'a> {
     pub fields: &'a [(HeaderName, HeaderValue)],
 }
 
+/// What the read buffer holds at its start.
+enum Parsed {
+    /// Not a whole head yet.
+    Partial,
+    /// A 1xx, taken out.
+    Informational,
+    Final(Head),
+}
+
 /// Where a finished connection goes: its worker's pool, under its endpoint's key.
 pub(super) struct Release {
     pub pool: UpstreamPool,
@@ -308,13 +317,6 @@ impl Conn {
             if !self.read.is_empty() {
                 *answered = true;
                 match self.parse_head(head_only)? {
-                    Some(head)
-                        if head.status.is_informational()
-                            && head.status != StatusCode::SWITCHING_PROTOCOLS =>
-                    {
-                        // 100 Continue, 103 Early Hints: the final answer follows.
-                        continue;
-                    }
                     Some(mut head) => {
                         // A request still being sent when the answer came: the connection is
                         // left mid-message.
@@ -397,9 +399,21 @@ impl Conn {
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
     }
 
-    /// Parses a response head at the start of the read buffer and takes it out: `None` until
+    /// Parses the final response head at the start of the read buffer and takes it out, with
+    /// any 1xx before it (100 Continue, 103 Early Hints: dropped, RFC 9110 §15.2): `None` until
     /// it is whole.
     fn parse_head(&mut self, head_only: bool) -> Result<Option<Head>, Error> {
+        loop {
+            match self.parse_one(head_only)? {
+                Parsed::Final(head) => return Ok(Some(head)),
+                Parsed::Partial => return Ok(None),
+                Parsed::Informational => {}
+            }
+        }
+    }
+
+    /// One head at the start of the read buffer.
+    fn parse_one(&mut self, head_only: bool) -> Result<Parsed, Error> {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut []);
         let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -409,7 +423,7 @@ impl Conn {
         );
         let len = match parsed {
             Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Ok(None),
+            Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
             Err(httparse::Error::TooManyHeaders) => return Err(Error::Head("too many headers")),
             Err(_) => return Err(Error::Head("not an HTTP/1.1 response head")),
         };
@@ -440,12 +454,7 @@ impl Conn {
         }
         let head = self.read.split_to(len).freeze();
         if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(Some(Head {
-                status,
-                headers: HeaderMap::new(),
-                decoder: Decoder::Done,
-                reusable: false,
-            }));
+            return Ok(Parsed::Informational);
         }
         let mut headers = HeaderMap::with_capacity(count);
         let mut close = false;
@@ -478,7 +487,7 @@ impl Conn {
         }
         let (decoder, reusable) = framing(status, version, &mut headers, head_only)?;
         let reusable = reusable && !close;
-        Ok(Some(Head {
+        Ok(Parsed::Final(Head {
             status,
             headers,
             decoder,
