@@ -25,7 +25,7 @@ pub enum BodyError {
     /// The client's request body could not be read: broken chunked framing, a truncated body, a
     /// reset stream.
     #[error("the client's body could not be read: {0}")]
-    Client(#[source] hyper::Error),
+    Client(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The upstream's response body could not be read (its framing broke, it was cut short).
     #[error("the upstream's body could not be read: {0}")]
     Upstream(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -72,7 +72,7 @@ pub fn empty() -> ProxyBody {
 
 /// A client's request body as the proxy reads it.
 pub fn from_client(incoming: hyper::body::Incoming) -> ProxyBody {
-    incoming.map_err(BodyError::Client).boxed()
+    incoming.map_err(|e| BodyError::Client(Box::new(e))).boxed()
 }
 
 /// Bounds the gap between a body's frames. The timer is made only when the body first has to

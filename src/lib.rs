@@ -20,7 +20,7 @@ pub mod dev;
 pub mod explain;
 pub mod forward;
 pub mod forwarded;
-pub mod framing;
+pub mod http1;
 pub mod measure;
 pub mod policy;
 pub mod provider;

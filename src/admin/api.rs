@@ -5,7 +5,6 @@
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -25,7 +24,7 @@ const IDEMPOTENCY_TTL_SECS: i64 = 24 * 3600;
 const MAX_KEY_CHARS: usize = 255;
 
 /// Answers one `/v1/*` request.
-pub async fn answer(req: Request<Incoming>, runtime: &Runtime) -> Response<ProxyBody> {
+pub async fn answer(req: Request<ProxyBody>, runtime: &Runtime) -> Response<ProxyBody> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let response = match admitted(req, runtime).await {
@@ -38,7 +37,7 @@ pub async fn answer(req: Request<Incoming>, runtime: &Runtime) -> Response<Proxy
 }
 
 async fn admitted(
-    req: Request<Incoming>,
+    req: Request<ProxyBody>,
     runtime: &Runtime,
 ) -> Result<Response<ProxyBody>, Problem> {
     let token = runtime.admin_token.as_ref().ok_or_else(|| {
@@ -108,7 +107,7 @@ fn registry(runtime: &Runtime) -> Result<&Registry, Problem> {
 }
 
 /// The body, at most [`MAX_BODY_BYTES`]; a non-empty one must be JSON.
-async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Vec<u8>, Problem> {
+async fn read_body(headers: &HeaderMap, body: ProxyBody) -> Result<Vec<u8>, Problem> {
     let too_large = || {
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,

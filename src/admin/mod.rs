@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::body::{ProxyBody, full};
@@ -24,7 +23,7 @@ use crate::runtime::{Runtime, RuntimeHandle};
 /// scrapes and probes need few, and a flood of them must not take the process's file descriptors.
 pub async fn serve(listener: TcpListener, runtime: RuntimeHandle, draining: Arc<AtomicBool>) {
     let settings = runtime.current().listen.clone();
-    let handle = move |req: Request<Incoming>| {
+    let handle = move |req: Request<ProxyBody>| {
         let current = runtime.current();
         let draining = draining.load(Ordering::SeqCst);
         async move {
@@ -44,7 +43,7 @@ pub async fn serve(listener: TcpListener, runtime: RuntimeHandle, draining: Arc<
     .await;
 }
 
-fn answer(req: &Request<Incoming>, current: &Runtime, draining: bool) -> Response<ProxyBody> {
+fn answer(req: &Request<ProxyBody>, current: &Runtime, draining: bool) -> Response<ProxyBody> {
     let (status, body): (StatusCode, String) = match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "ok\n".into()),
         (&Method::GET | &Method::HEAD, "/readyz") => {

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -55,7 +54,7 @@ pub async fn serve(listener: TcpListener) {
     serve_http(listener, echo).await;
 }
 
-async fn echo(req: Request<Incoming>) -> Response<ProxyBody> {
+async fn echo(req: Request<ProxyBody>) -> Response<ProxyBody> {
     let (parts, mut body) = req.into_parts();
     // Drained frame by frame and only counted: the echo never holds a body, however large.
     let mut body_bytes: u64 = 0;

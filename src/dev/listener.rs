@@ -4,7 +4,6 @@
 use std::future::Future;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::body::ProxyBody;
@@ -17,7 +16,7 @@ const MAX_CONNECTIONS: usize = 256;
 /// gateway's accept loop and connection deadlines (their defaults).
 pub(crate) async fn serve_http<H, F>(listener: TcpListener, handle: H)
 where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<ProxyBody>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     crate::server::serve_plain(

@@ -1,14 +1,14 @@
-//! One client connection's life, whatever the listener: hyper serves it (HTTP/1.1 or HTTP/2, chosen
-//! by the first bytes), and a watchdog bounds each state it can sit in.
+//! One client connection's life, whatever the listener: the gateway's own HTTP/1.1 server (`h1`)
+//! or hyper's HTTP/2 serves it (chosen by the first bytes, or by ALPN over TLS), and a watchdog
+//! bounds each state it can sit in.
 //!
 //! - Before its first request: from accept to the first complete request head (HTTP/1) or the
-//!   preface and SETTINGS (HTTP/2), at most `header_read_timeout`. hyper's own head timer starts
-//!   only once it has chosen HTTP/1 and runs again whenever a keep-alive connection waits, so it
-//!   is off; this covers protocol detection too.
+//!   preface and SETTINGS (HTTP/2), at most `header_read_timeout`; this covers protocol
+//!   detection too.
 //! - Idle: no request in flight (HTTP/1: none whose response head is still to come, and no bytes
 //!   written; HTTP/2: no open stream), at most `idle_timeout`, then a graceful close.
-//! - A later head begun but not finished (the gateway's HTTP/1 framing watcher reports it): at
-//!   most `header_read_timeout`.
+//! - A later head begun but not finished (the HTTP/1.1 server reports it): at most
+//!   `header_read_timeout`.
 //! - A write to a client that has stopped reading: at most `stream_idle_timeout`. On HTTP/2 the
 //!   socket need not block for that: a client that grants no flow-control window (RFC 9113
 //!   §5.2) leaves hyper waiting for capacity without polling the response body, so the upstream
@@ -34,31 +34,31 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
-use http::header::UPGRADE;
-use http::{Request, Response, StatusCode, Version};
+use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
-use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::tunnel::TunnelSlot;
-use crate::body::{BodyError, ProxyBody};
+use super::h1::{self, Ended};
+use super::tunnel::Tunnel;
+use crate::body::{BodyError, ProxyBody, from_client};
 use crate::config::ConnectionLimits;
+use crate::http1::Rewound;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4), which a SETTINGS frame must follow.
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const FRAME_HEADER: usize = 9;
 const SETTINGS: u8 = 0x4;
 
-/// What a connection's IO, service and framing watcher tell its watchdog. Written on the request
+/// What a connection's IO, service and HTTP/1.1 server tell its watchdog. Written on the request
 /// path with relaxed stores (each field has one writer at a time: the connection's own task).
 #[derive(Debug)]
 pub struct ConnectionState {
@@ -129,7 +129,7 @@ impl ConnectionState {
         (stamp != 0).then(|| self.origin + Duration::from_nanos(stamp - 1))
     }
 
-    /// A request head arrived whole (the framing watcher): the head timer stops.
+    /// A request head arrived whole (the HTTP/1.1 server): the head timer stops.
     pub fn head_complete(&self) {
         self.started.store(true, Ordering::Relaxed);
         if self.head_partial.load(Ordering::Relaxed) != 0 {
@@ -137,7 +137,7 @@ impl ConnectionState {
         }
     }
 
-    /// A read ended inside a request head (the framing watcher): its timer starts, once.
+    /// A read ended inside a request head (the HTTP/1.1 server): its timer starts, once.
     pub fn head_partial(&self) {
         if self.head_partial.load(Ordering::Relaxed) == 0 {
             self.head_partial.store(self.stamp(), Ordering::Relaxed);
@@ -145,7 +145,7 @@ impl ConnectionState {
     }
 
     /// A request begins; it is open until the returned guard is dropped.
-    fn begin(self: &Arc<Self>) -> OpenRequest {
+    pub(super) fn begin(self: &Arc<Self>) -> OpenRequest {
         self.started.store(true, Ordering::Relaxed);
         bump(&self.requests);
         self.open.fetch_add(1, Ordering::Relaxed);
@@ -159,7 +159,7 @@ fn bump(counter: &AtomicU64) {
 }
 
 /// A request in flight, counted in [`ConnectionState::open`] while it lives.
-struct OpenRequest(Arc<ConnectionState>);
+pub(super) struct OpenRequest(Arc<ConnectionState>);
 
 impl Drop for OpenRequest {
     fn drop(&mut self) {
@@ -204,7 +204,7 @@ impl<IO> TrackedIo<IO> {
             bytes = &bytes[take..];
             let n = preface.seen.len().min(H2_PREFACE.len());
             if preface.seen[..n] != H2_PREFACE[..n] {
-                // HTTP/1: its first head is reported by the service (or the framing watcher).
+                // HTTP/1: its heads are reported by the HTTP/1.1 server.
                 self.preface = None;
                 return;
             }
@@ -294,24 +294,52 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for TrackedIo<IO> {
     }
 }
 
-/// The hyper builder every listener uses, with the limits applied.
-pub fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // The watchdog bounds heads (see the module's docs); hyper's timer would also cut
-        // keep-alive connections at the head timeout instead of the idle timeout.
-        .header_read_timeout(None)
-        .max_buf_size(limits.max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .keep_alive_interval(limits.http2_keepalive_interval)
-        .keep_alive_timeout(limits.http2_keepalive_timeout);
-    builder
+/// How a connection's protocol is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// By the first bytes: the HTTP/2 preface, or else HTTP/1.1 (cleartext: h2c prior knowledge).
+    Detect,
+    /// ALPN chose.
+    Http1,
+    Http2,
+}
+
+/// The protocol settings every listener uses, with the limits applied: hyper serves HTTP/2, the
+/// gateway's own `h1` HTTP/1.1.
+pub struct Http {
+    h2: http2::Builder<TokioExecutor>,
+    max_head: usize,
+}
+
+impl Http {
+    pub fn new(limits: &ConnectionLimits) -> Self {
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .keep_alive_interval(limits.http2_keepalive_interval)
+            .keep_alive_timeout(limits.http2_keepalive_timeout);
+        Http {
+            h2,
+            max_head: limits.max_header_bytes,
+        }
+    }
+}
+
+/// Asks a connection to finish what is in flight and close: HTTP/1.1 after the response under
+/// way, HTTP/2 with GOAWAY. Raised and read in the connection's own task, which polls the
+/// connection again right after raising it, so it needs no waker.
+#[derive(Debug, Default)]
+pub struct Closing(AtomicBool);
+
+impl Closing {
+    fn raise(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// Why the watchdog ended a connection (for the debug log and the metric).
@@ -328,48 +356,26 @@ enum Ending {
 pub async fn serve<IO, H, F>(
     io: IO,
     state: Arc<ConnectionState>,
-    builder: &auto::Builder<TokioExecutor>,
+    http: &Http,
+    protocol: Protocol,
     limits: &ConnectionLimits,
     handle: H,
     mut stop: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    H: Fn(Request<ProxyBody>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    let counting = state.clone();
-    let tunnels = Arc::new(TunnelSlot::default());
-    let opening = tunnels.clone();
-    let service = service_fn(move |mut req: Request<Incoming>| {
-        let open = counting.begin();
-        let http2 = req.version() == Version::HTTP_2;
-        // Only an HTTP/1.1 request may switch protocols; its socket is kept for a 101.
-        let client_upgrade = (req.version() == Version::HTTP_11
-            && req.headers().contains_key(UPGRADE))
-        .then(|| hyper::upgrade::on(&mut req));
-        let answer = handle(req);
-        let opening = opening.clone();
-        async move {
-            let response = switch(answer.await, client_upgrade, &opening);
-            Ok::<_, Infallible>(finish(open, http2, response))
-        }
-    });
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(TrackedIo::new(io, state.clone())), service);
-    let evicting = state.clone();
+    let closing = Closing::default();
+    let io = TrackedIo::new(io, state.clone());
+    let conn = drive(io, &state, http, protocol, &closing, handle);
     tokio::pin!(conn);
-    let mut watchdog = Watchdog::new(state, limits);
+    let mut watchdog = Watchdog::new(state.clone(), limits);
     let timer = tokio::time::sleep_until(watchdog.next_wake(Instant::now()));
     tokio::pin!(timer);
-    let mut closing = false;
-    loop {
+    let tunnel = loop {
         tokio::select! {
-            ended = conn.as_mut() => {
-                if let Err(e) = ended {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-                break;
-            }
+            tunnel = conn.as_mut() => break tunnel,
             () = &mut timer => {
                 let now = Instant::now();
                 match watchdog.check(now) {
@@ -378,30 +384,116 @@ pub async fn serve<IO, H, F>(
                         metrics::counter!(crate::measure::CONNECTIONS_CLOSED, "reason" => why).increment(1);
                         return;
                     }
-                    Some(Ending::Graceful(why)) if !closing => {
+                    Some(Ending::Graceful(why)) if !closing.is_raised() => {
                         tracing::debug!(reason = why, "closing connection gracefully");
                         metrics::counter!(crate::measure::CONNECTIONS_CLOSED, "reason" => why).increment(1);
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
+                        closing.raise();
                     }
                     Some(Ending::Graceful(_)) | None => {}
                 }
                 timer.as_mut().reset(watchdog.next_wake(now));
             }
-            () = Shed(&evicting) => {
+            () = Shed(&state) => {
                 tracing::debug!("closing connection: its slot is needed (max_connections)");
                 metrics::counter!(crate::measure::CONNECTIONS_CLOSED, "reason" => "shed_at_capacity").increment(1);
                 return;
             }
-            _ = stop.wait_for(|stop| *stop), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
+            _ = stop.wait_for(|stop| *stop), if !closing.is_raised() => closing.raise(),
+        }
+    };
+    if let Some(tunnel) = tunnel {
+        tunnel.run(limits.idle_timeout, stop).await;
+    }
+}
+
+/// Chooses the protocol and serves it; a 101 leaves the tunnel to run.
+async fn drive<IO, H, F>(
+    mut io: IO,
+    state: &Arc<ConnectionState>,
+    http: &Http,
+    protocol: Protocol,
+    closing: &Closing,
+    handle: H,
+) -> Option<Tunnel<IO>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<ProxyBody>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let mut read = BytesMut::new();
+    let http2 = match protocol {
+        Protocol::Http1 => false,
+        Protocol::Http2 => true,
+        Protocol::Detect => detect(&mut io, &mut read).await.ok()?,
+    };
+    if http2 {
+        let io = Rewound::new(read.freeze(), io);
+        serve_h2(io, &http.h2, state, closing, handle).await;
+        return None;
+    }
+    match h1::serve(io, read, http.max_head, state, closing, &handle).await {
+        Ended::Closed => None,
+        Ended::Switched { client, upstream } => Some(Tunnel::new(client, upstream)),
+    }
+}
+
+/// Reads until the first bytes are, or cannot be, the HTTP/2 preface: `true` for HTTP/2.
+async fn detect<IO: AsyncRead + Unpin>(io: &mut IO, read: &mut BytesMut) -> io::Result<bool> {
+    loop {
+        let n = read.len().min(H2_PREFACE.len());
+        if read[..n] != H2_PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(true);
+        }
+        read.reserve(8 * 1024);
+        if io.read_buf(read).await? == 0 {
+            return Ok(false);
         }
     }
-    // hyper lets go of the socket after a 101: the tunnel takes it over here.
-    if let Some(tunnel) = tunnels.take() {
-        tunnel.run(limits.idle_timeout, stop).await;
+}
+
+/// HTTP/2, by hyper, until the client ends it or `closing` sends GOAWAY and it drains.
+async fn serve_h2<IO, H, F>(
+    io: IO,
+    builder: &http2::Builder<TokioExecutor>,
+    state: &Arc<ConnectionState>,
+    closing: &Closing,
+    handle: H,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<ProxyBody>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let counting = state.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let open = counting.begin();
+        let answer = handle(req.map(from_client));
+        async move {
+            let mut response = answer.await;
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                // HTTP/2 has no 101 (RFC 9113 §8.6); extended CONNECT is not offered.
+                tracing::warn!("a 101 on HTTP/2");
+                response = Response::new(ProxyBody::default());
+                *response.status_mut() = StatusCode::BAD_GATEWAY;
+            }
+            Ok::<_, Infallible>(finish(open, response))
+        }
+    });
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut graceful = false;
+    let ended = std::future::poll_fn(|cx| {
+        if !graceful && closing.is_raised() {
+            graceful = true;
+            conn.as_mut().graceful_shutdown();
+        }
+        conn.as_mut().poll(cx)
+    })
+    .await;
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
@@ -547,43 +639,9 @@ pub async fn until_shed(state: &ConnectionState) {
     Shed(state).await;
 }
 
-/// A 101 from the upstream opens a tunnel, once hyper has sent it: both sides' upgrades are left
-/// in `tunnels` for the connection's task. A 101 without both (never from the forwarder, which
-/// only lets through the upgrade the client asked for) would leave the client waiting on a
-/// protocol nobody speaks: it becomes a 502.
-fn switch(
-    mut response: Response<ProxyBody>,
-    client: Option<OnUpgrade>,
-    tunnels: &TunnelSlot,
-) -> Response<ProxyBody> {
-    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return response;
-    }
-    let upstream = response
-        .extensions_mut()
-        .remove::<crate::upstream::Switched>()
-        .and_then(|switched| switched.take());
-    match (client, upstream) {
-        (Some(client), Some(upstream)) => {
-            tunnels.open(client, upstream);
-            response
-        }
-        (None, _) | (_, None) => {
-            tracing::warn!("a 101 without both sides of an upgrade");
-            let mut refused = Response::new(ProxyBody::default());
-            *refused.status_mut() = StatusCode::BAD_GATEWAY;
-            refused
-        }
-    }
-}
-
-/// Marks a response to a request begun with [`ConnectionState::begin`]: an HTTP/1 request is done
-/// once its head is out; an HTTP/2 stream stays open until its body has been sent (or dropped).
-fn finish(open: OpenRequest, http2: bool, response: Response<ProxyBody>) -> Response<ProxyBody> {
-    if !http2 {
-        drop(open);
-        return response;
-    }
+/// Marks a response to an HTTP/2 request begun with [`ConnectionState::begin`]: the stream stays
+/// open until its body has been sent (or dropped).
+fn finish(open: OpenRequest, response: Response<ProxyBody>) -> Response<ProxyBody> {
     response.map(|body| {
         StreamBody {
             body,

@@ -5,6 +5,7 @@
 
 pub mod accept;
 pub mod connection;
+pub mod h1;
 pub mod tls;
 pub mod tunnel;
 
@@ -14,10 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use http::{Request, Response, Version};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
+use http::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, watch};
@@ -25,13 +23,12 @@ use tokio::task::JoinSet;
 use tower::{ServiceBuilder, ServiceExt};
 
 use self::accept::{Admission, Drain, accept_loop, spawn_connection};
-use self::connection::ConnectionState;
+use self::connection::{ConnectionState, Http, Protocol};
 use crate::admin;
-use crate::body::{ProxyBody, from_client};
+use crate::body::ProxyBody;
 use crate::client_cert::ClientCertificate;
 use crate::config::{ConnectionLimits, ListenSettings};
 use crate::forward::Forwarder;
-use crate::framing::{AmbiguousFraming, FramingGuard, FramingLog};
 use crate::policy::{PolicyLayer, PolicyService};
 use crate::runtime::RuntimeHandle;
 use crate::telemetry::{AccessLogLayer, AccessLogService};
@@ -345,11 +342,7 @@ impl Worker {
 /// shared by its listeners.
 struct GatewayServer {
     stack: GatewayStack,
-    /// HTTP/1.1 or HTTP/2 by the first bytes (cleartext: h2c prior knowledge).
-    auto: Arc<auto::Builder<TokioExecutor>>,
-    /// Over TLS, ALPN has chosen.
-    http1: Arc<auto::Builder<TokioExecutor>>,
-    http2: Arc<auto::Builder<TokioExecutor>>,
+    http: Arc<Http>,
     limits: ConnectionLimits,
     trusted: TrustedProxies,
 }
@@ -371,9 +364,7 @@ impl GatewayServer {
         let limits = settings.connection;
         GatewayServer {
             stack,
-            auto: Arc::new(connection::builder(&limits)),
-            http1: Arc::new(connection::builder(&limits).http1_only()),
-            http2: Arc::new(connection::builder(&limits).http2_only()),
+            http: Arc::new(Http::new(&limits)),
             limits,
             trusted: settings.trusted_proxies.clone(),
         }
@@ -401,12 +392,12 @@ impl GatewayServer {
                     connection: ClientAddr::for_connection(remote, Scheme::Http, &served.trusted),
                     client_cert: None,
                 };
-                let builder = self.auto.clone();
-                spawn_connection(ticket, served.run(stream, facts, builder));
+                let run = served.run(stream, facts, self.http.clone(), Protocol::Detect);
+                spawn_connection(ticket, run);
                 return;
             };
             let acceptor = endpoint.acceptor();
-            let (http1, http2) = (self.http1.clone(), self.http2.clone());
+            let http = self.http.clone();
             spawn_connection(ticket, async move {
                 let timeout = served.limits.header_read_timeout;
                 let handshake = tls::handshake(acceptor, stream, &served.state, timeout);
@@ -417,8 +408,13 @@ impl GatewayServer {
                     connection: ClientAddr::for_connection(remote, Scheme::Https, &served.trusted),
                     client_cert: done.client_cert,
                 };
-                let builder = if done.http2 { http2 } else { http1 };
-                served.run(done.stream, facts, builder).await;
+                // ALPN has chosen.
+                let protocol = if done.http2 {
+                    Protocol::Http2
+                } else {
+                    Protocol::Http1
+                };
+                served.run(done.stream, facts, http, protocol).await;
             });
         })
         .await;
@@ -435,14 +431,10 @@ struct Served {
 }
 
 impl Served {
-    /// Serves the (decrypted) stream: the framing watcher on it, and on every request the
-    /// client's address and certificate, then the tower stack.
-    async fn run<IO>(
-        self,
-        stream: IO,
-        facts: ConnectionFacts,
-        builder: Arc<auto::Builder<TokioExecutor>>,
-    ) where
+    /// Serves the (decrypted) stream: on every request the client's address and certificate,
+    /// then the tower stack.
+    async fn run<IO>(self, stream: IO, facts: ConnectionFacts, http: Arc<Http>, protocol: Protocol)
+    where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let Served {
@@ -452,25 +444,11 @@ impl Served {
             state,
             signal,
         } = self;
-        let framing = Arc::new(FramingLog::default());
-        let io = FramingGuard::new(
-            stream,
-            limits.max_header_bytes,
-            framing.clone(),
-            state.clone(),
-        );
-        let handle = move |req: Request<Incoming>| {
-            let mut req = req.map(from_client);
+        let handle = move |mut req: Request<ProxyBody>| {
             let client = facts.connection.for_request(req.headers(), &trusted);
             req.extensions_mut().insert(client);
             if let Some(cert) = &facts.client_cert {
                 req.extensions_mut().insert(cert.clone());
-            }
-            // HTTP/1 requests arrive in the order their heads were read.
-            if req.version() < Version::HTTP_2
-                && let Some(reason) = framing.next_verdict()
-            {
-                req.extensions_mut().insert(AmbiguousFraming(reason));
             }
             let stack = stack.clone();
             async move {
@@ -480,7 +458,7 @@ impl Served {
                     .unwrap_or_else(|never| match never {})
             }
         };
-        connection::serve(io, state, &builder, &limits, handle, signal).await;
+        connection::serve(stream, state, &http, protocol, &limits, handle, signal).await;
     }
 }
 
@@ -493,11 +471,11 @@ pub async fn serve_plain<H, F>(
     limits: ConnectionLimits,
     handle: H,
 ) where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<ProxyBody>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let admission = Admission::new(max_connections, 0, limits.header_read_timeout);
-    let builder = Arc::new(connection::builder(&limits));
+    let http = Arc::new(Http::new(&limits));
     // Nothing waits for these connections to drain: they end with the listener's task.
     let drain = Drain::default();
     let mut connections = JoinSet::new();
@@ -505,10 +483,20 @@ pub async fn serve_plain<H, F>(
         // Reap finished connections so the set does not grow for the life of the server.
         while connections.try_join_next().is_some() {}
         let handle = handle.clone();
-        let builder = builder.clone();
+        let http = http.clone();
         let signal = drain.signal();
         connections.spawn(async move {
-            connection::serve(stream, ticket.state(), &builder, &limits, handle, signal).await;
+            let state = ticket.state();
+            connection::serve(
+                stream,
+                state,
+                &http,
+                Protocol::Detect,
+                &limits,
+                handle,
+                signal,
+            )
+            .await;
             drop(ticket);
         });
     })

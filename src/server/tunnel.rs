@@ -9,29 +9,24 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::http1::Rewound;
 use crate::upstream::Upgraded;
 
-/// Both halves of a switched connection, waiting to be joined.
-pub struct Tunnel {
-    client: OnUpgrade,
+/// Both halves of a switched connection, waiting to be joined: the client's socket (with what
+/// was read past the request head) and the upstream's.
+pub struct Tunnel<IO> {
+    client: Rewound<IO>,
     upstream: Upgraded,
 }
-
-/// Where a connection's service leaves the tunnel its last response opened, for the connection's
-/// task to run once hyper has let go of the socket.
-#[derive(Default)]
-pub struct TunnelSlot(Mutex<Option<Tunnel>>);
 
 /// Why a tunnel ended, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +35,6 @@ enum Ended {
     Closed,
     IdleTimeout,
     Shutdown,
-    /// A side's upgrade never completed.
-    NotUpgraded,
 }
 
 /// Counts the bytes read through it: the tunnel's sign of life.
@@ -50,29 +43,13 @@ struct Counted<IO> {
     read: Arc<AtomicU64>,
 }
 
-// === impl TunnelSlot ===
-
-impl TunnelSlot {
-    /// Keeps the tunnel a 101 response opened: the client's upgrade (taken from its request) and
-    /// the upstream's switched connection (taken from the response).
-    pub fn open(&self, client: OnUpgrade, upstream: Upgraded) {
-        *self.lock() = Some(Tunnel { client, upstream });
-    }
-
-    pub fn take(&self) -> Option<Tunnel> {
-        self.lock().take()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Tunnel>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
 // === impl Tunnel ===
 
-impl Tunnel {
+impl<IO: AsyncRead + AsyncWrite + Unpin> Tunnel<IO> {
+    pub fn new(client: Rewound<IO>, upstream: Upgraded) -> Self {
+        Tunnel { client, upstream }
+    }
+
     /// Joins the two sides until one closes, nothing moves for `idle`, or `stop` turns true.
     pub async fn run(self, idle: Duration, mut stop: watch::Receiver<bool>) {
         let since = Instant::now();
@@ -92,11 +69,8 @@ impl Tunnel {
     }
 
     async fn join(self, idle: Duration, read: &Arc<AtomicU64>) -> (Ended, u64, u64) {
-        let Ok(client) = self.client.await else {
-            return (Ended::NotUpgraded, 0, 0);
-        };
         let mut client = Counted {
-            inner: TokioIo::new(client),
+            inner: self.client,
             read: read.clone(),
         };
         let mut upstream = Counted {

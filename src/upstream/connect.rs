@@ -31,7 +31,7 @@ pub(super) enum Conn {
 }
 
 /// The bytes under an upstream connection.
-pub(super) enum Stream {
+pub enum Stream {
     Plain(TcpStream),
     // Boxed: a TLS session is large, and most connections are plain.
     Tls(Box<TlsStream<TcpStream>>),

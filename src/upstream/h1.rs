@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
@@ -35,6 +35,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::UpstreamPool;
 use super::connect::Stream;
 use crate::body::{BodyError, IdleBound, ProxyBody};
+use crate::http1::{
+    Codings, Decoder, Lengths, Rewound, Step, has_token, parse_length, put_chunk, put_field,
+    put_last_chunk,
+};
 
 /// The longest response head (or trailer section) read; past it the response is refused.
 const MAX_HEAD: usize = 64 * 1024;
@@ -42,8 +46,6 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
 /// Room made in the read buffer before each read.
 const READ_SPACE: usize = 8 * 1024;
-/// The longest chunk-size line, extensions included.
-const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// Request body bytes gathered before they are written.
 const WRITE_BATCH: usize = 64 * 1024;
 
@@ -109,23 +111,6 @@ struct Pump {
     trailers: Option<HeaderMap>,
 }
 
-/// Where the response body's end is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Decoder {
-    Length(u64),
-    /// Before a chunk-size line.
-    ChunkSize,
-    /// Inside a chunk's data, with this much left.
-    ChunkData(u64),
-    /// The CRLF after a chunk's data.
-    ChunkEnd,
-    /// After the last chunk: trailer fields, then an empty line.
-    Trailers,
-    /// Until the upstream closes.
-    Close,
-    Done,
-}
-
 /// A parsed response head.
 struct Head {
     status: StatusCode,
@@ -173,10 +158,7 @@ struct IncomingBody {
 pub struct Switched(Arc<Mutex<Option<Upgraded>>>);
 
 /// A switched connection: the bytes read past the 101's head first, then the socket.
-pub struct Upgraded {
-    io: Stream,
-    read: Bytes,
-}
+pub type Upgraded = Rewound<Stream>;
 
 // === impl Conn ===
 
@@ -508,10 +490,7 @@ impl Conn {
         *response.status_mut() = head.status;
         *response.headers_mut() = head.headers;
         if head.status == StatusCode::SWITCHING_PROTOCOLS {
-            let upgraded = Upgraded {
-                read: self.read.freeze(),
-                io: self.io,
-            };
+            let upgraded = Rewound::new(self.read.freeze(), self.io);
             response
                 .extensions_mut()
                 .insert(Switched(Arc::new(Mutex::new(Some(upgraded)))));
@@ -541,56 +520,10 @@ impl Conn {
         decoder: &mut Decoder,
     ) -> Poll<Result<Option<Frame<Bytes>>, Error>> {
         loop {
-            match *decoder {
-                Decoder::Done => return Poll::Ready(Ok(None)),
-                Decoder::Length(0) => {
-                    *decoder = Decoder::Done;
-                    return Poll::Ready(Ok(None));
-                }
-                Decoder::Length(left) | Decoder::ChunkData(left) if !self.read.is_empty() => {
-                    let n = left.min(self.read.len() as u64);
-                    let data = self.read.split_to(n as usize).freeze();
-                    *decoder = match *decoder {
-                        Decoder::Length(_) if n == left => Decoder::Done,
-                        Decoder::Length(_) => Decoder::Length(left - n),
-                        _ if n == left => Decoder::ChunkEnd,
-                        _ => Decoder::ChunkData(left - n),
-                    };
-                    return Poll::Ready(Ok(Some(Frame::data(data))));
-                }
-                Decoder::Close if !self.read.is_empty() => {
-                    let data = self.read.split().freeze();
-                    return Poll::Ready(Ok(Some(Frame::data(data))));
-                }
-                Decoder::ChunkSize => match chunk_size(&self.read)? {
-                    Some((line, 0)) => {
-                        self.read.advance(line);
-                        *decoder = Decoder::Trailers;
-                        continue;
-                    }
-                    Some((line, size)) => {
-                        self.read.advance(line);
-                        *decoder = Decoder::ChunkData(size);
-                        continue;
-                    }
-                    None => {}
-                },
-                Decoder::ChunkEnd if self.read.len() >= 2 => {
-                    if self.read[..2] != *b"\r\n" {
-                        return Poll::Ready(Err(Error::Framing("no CRLF after a chunk")));
-                    }
-                    self.read.advance(2);
-                    *decoder = Decoder::ChunkSize;
-                    continue;
-                }
-                Decoder::Trailers => {
-                    if let Some(trailers) = self.parse_trailers()? {
-                        *decoder = Decoder::Done;
-                        return Poll::Ready(Ok(trailers.map(Frame::trailers)));
-                    }
-                }
-                Decoder::Length(_) | Decoder::ChunkData(_) | Decoder::ChunkEnd | Decoder::Close => {
-                }
+            match decoder.decode(&mut self.read).map_err(Error::Framing)? {
+                Step::Frame(frame) => return Poll::Ready(Ok(Some(frame))),
+                Step::End => return Poll::Ready(Ok(None)),
+                Step::More => {}
             }
             match ready!(self.poll_fill(cx)) {
                 Ok(0) if *decoder == Decoder::Close => {
@@ -601,33 +534,6 @@ impl Conn {
                 Ok(_) => {}
                 Err(e) => return Poll::Ready(Err(Error::Io(e))),
             }
-        }
-    }
-
-    /// The trailer section after the last chunk, once whole: `Some(None)` when it is empty.
-    fn parse_trailers(&mut self) -> Result<Option<Option<HeaderMap>>, Error> {
-        let mut slots = [httparse::EMPTY_HEADER; 32];
-        match httparse::parse_headers(&self.read, &mut slots) {
-            Ok(httparse::Status::Complete((len, fields))) => {
-                let trailers = if fields.is_empty() {
-                    None
-                } else {
-                    let mut map = HeaderMap::with_capacity(fields.len());
-                    for field in fields {
-                        let name = HeaderName::from_bytes(field.name.as_bytes())
-                            .map_err(|_| Error::Framing("bad trailer name"))?;
-                        let value = HeaderValue::from_bytes(field.value)
-                            .map_err(|_| Error::Framing("bad trailer value"))?;
-                        map.append(name, value);
-                    }
-                    Some(map)
-                };
-                self.read.advance(len);
-                Ok(Some(trailers))
-            }
-            Ok(httparse::Status::Partial) if self.read.len() < MAX_HEAD => Ok(None),
-            Ok(httparse::Status::Partial) => Err(Error::Framing("trailers too large")),
-            Err(_) => Err(Error::Framing("malformed trailers")),
         }
     }
 }
@@ -645,32 +551,17 @@ fn framing(
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Ok((Decoder::Done, false));
     }
-    // The codings are this hop's: the gateway frames the body again for its client. How many
-    // times chunked is applied, and whether it is the last.
-    let codings = match headers.entry(TRANSFER_ENCODING) {
-        http::header::Entry::Occupied(entry) => {
-            let mut chunked = 0;
-            let mut last_chunked = false;
-            for value in entry.remove_entry_mult().1 {
-                let codings = value
-                    .as_bytes()
-                    .split(|&b| b == b',')
-                    .map(<[u8]>::trim_ascii)
-                    .filter(|c| !c.is_empty());
-                for coding in codings {
-                    last_chunked = coding.eq_ignore_ascii_case(b"chunked");
-                    chunked += usize::from(last_chunked);
-                }
-            }
-            Some((chunked, last_chunked))
-        }
-        http::header::Entry::Vacant(_) => None,
-    };
+    // The codings are this hop's: the gateway frames the body again for its client.
+    let mut codings = Codings::default();
+    for value in headers.get_all(TRANSFER_ENCODING) {
+        codings.add(value.as_bytes());
+    }
+    headers.remove(TRANSFER_ENCODING);
     if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok((Decoder::Done, reusable));
     }
-    if let Some((chunked, last_chunked)) = codings {
-        if chunked > 1 || (chunked == 1 && !last_chunked) {
+    if codings.present {
+        if codings.chunked > 1 || (codings.chunked == 1 && !codings.last_chunked) {
             return Err(Error::Framing(
                 "chunked applied more than once, or not last",
             ));
@@ -678,94 +569,24 @@ fn framing(
         // Beside a Content-Length, Transfer-Encoding wins and the length goes (§6.3 ¶3, an
         // intermediary removes it), and the connection is not trusted with another message.
         reusable &= headers.remove(CONTENT_LENGTH).is_none();
-        if !last_chunked {
+        if !codings.last_chunked {
             return Ok((Decoder::Close, false));
         }
         return Ok((Decoder::ChunkSize, reusable));
     }
     if headers.contains_key(CONTENT_LENGTH) {
-        let mut length = None;
-        let mut values = 0;
+        let mut lengths = Lengths::default();
         for value in headers.get_all(CONTENT_LENGTH) {
-            for item in value.as_bytes().split(|&b| b == b',') {
-                let n = parse_length(item.trim_ascii())
-                    .ok_or(Error::Framing("Content-Length is not a number"))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(Error::Framing("differing Content-Length values"));
-                }
-                length = Some(n);
-                values += 1;
-            }
+            lengths.add(value.as_bytes()).map_err(Error::Framing)?;
         }
+        let Lengths { length, values } = lengths;
         let length = length.ok_or(Error::Framing("empty Content-Length"))?;
         if values > 1 {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
         }
-        let decoder = if length == 0 {
-            Decoder::Done
-        } else {
-            Decoder::Length(length)
-        };
-        return Ok((decoder, reusable));
+        return Ok((Decoder::length(length), reusable));
     }
     Ok((Decoder::Close, false))
-}
-
-/// One header field line. Names and values are validated by `http`: no CR, LF or NUL can reach
-/// the wire.
-fn put_field(w: &mut Vec<u8>, name: &str, value: &HeaderValue) {
-    w.extend_from_slice(name.as_bytes());
-    w.extend_from_slice(b": ");
-    w.extend_from_slice(value.as_bytes());
-    w.extend_from_slice(b"\r\n");
-}
-
-/// A Content-Length value: 1 to 19 decimal digits, nothing else.
-fn parse_length(bytes: &[u8]) -> Option<u64> {
-    if bytes.is_empty() || bytes.len() > 19 || !bytes.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(bytes.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
-}
-
-/// A chunk-size line at the start of `buf` (RFC 9112 §7.1): hex digits, optional extensions
-/// (ignored), CRLF. Returns the line's length and the size, `None` until the line is whole.
-fn chunk_size(buf: &[u8]) -> Result<Option<(usize, u64)>, Error> {
-    let Some(lf) = buf.iter().take(MAX_CHUNK_LINE).position(|&b| b == b'\n') else {
-        return if buf.len() >= MAX_CHUNK_LINE {
-            Err(Error::Framing("chunk-size line too long"))
-        } else {
-            Ok(None)
-        };
-    };
-    let line = buf[..lf]
-        .strip_suffix(b"\r")
-        .ok_or(Error::Framing("chunk-size line without CRLF"))?;
-    let digits = line
-        .iter()
-        .position(|b| !b.is_ascii_hexdigit())
-        .unwrap_or(line.len());
-    if digits == 0 || digits > 16 {
-        return Err(Error::Framing("bad chunk size"));
-    }
-    let rest = line[digits..].trim_ascii_start();
-    if !rest.is_empty() && rest[0] != b';' {
-        return Err(Error::Framing("bad chunk size"));
-    }
-    let size = line[..digits].iter().fold(0u64, |n, &d| {
-        // ASCII hex digits only, at most 16 of them: no overflow.
-        n << 4 | u64::from((d as char).to_digit(16).unwrap_or(0))
-    });
-    Ok(Some((lf + 1, size)))
-}
-
-/// Whether a comma-separated header (e.g. `Connection`) holds `token`, in any case.
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
 fn is_reset(e: &io::Error) -> bool {
@@ -798,11 +619,7 @@ impl Pump {
         match self.framing {
             Outgoing::Length(length) if self.sent > length => return Err(Error::RequestLength),
             Outgoing::Length(_) => w.extend_from_slice(&data),
-            Outgoing::Chunked => {
-                let _ = write!(w, "{:x}\r\n", data.len());
-                w.extend_from_slice(&data);
-                w.extend_from_slice(b"\r\n");
-            }
+            Outgoing::Chunked => put_chunk(w, &data),
         }
         Ok(())
     }
@@ -813,11 +630,7 @@ impl Pump {
             Outgoing::Length(length) if self.sent != length => Err(Error::RequestLength),
             Outgoing::Length(_) => Ok(()),
             Outgoing::Chunked => {
-                w.extend_from_slice(b"0\r\n");
-                for (name, value) in self.trailers.iter().flatten() {
-                    put_field(w, name.as_str(), value);
-                }
-                w.extend_from_slice(b"\r\n");
+                put_last_chunk(w, self.trailers.as_ref());
                 Ok(())
             }
         }
@@ -907,11 +720,9 @@ impl Body for IncomingBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.decoder {
-            Decoder::Length(left) => SizeHint::with_exact(left),
-            Decoder::Done => SizeHint::with_exact(0),
-            _ => SizeHint::default(),
-        }
+        self.decoder
+            .remaining()
+            .map_or_else(SizeHint::default, SizeHint::with_exact)
     }
 }
 
@@ -927,42 +738,6 @@ impl Switched {
 impl std::fmt::Debug for Switched {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Switched")
-    }
-}
-
-// === impl Upgraded ===
-
-impl AsyncRead for Upgraded {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.read.is_empty() {
-            let n = this.read.len().min(buf.remaining());
-            buf.put_slice(&this.read.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Upgraded {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 

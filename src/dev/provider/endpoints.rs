@@ -7,7 +7,6 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -38,7 +37,7 @@ struct RegistrationRequest {
 }
 
 /// Answers one request; never fails, never panics: a refusal is a response.
-pub(super) async fn answer(req: Request<Incoming>, state: &DevState) -> Response<ProxyBody> {
+pub(super) async fn answer(req: Request<ProxyBody>, state: &DevState) -> Response<ProxyBody> {
     match route(req, state).await {
         Ok(response) => response,
         Err(error) => {
@@ -51,7 +50,7 @@ pub(super) async fn answer(req: Request<Incoming>, state: &DevState) -> Response
 }
 
 async fn route(
-    req: Request<Incoming>,
+    req: Request<ProxyBody>,
     state: &DevState,
 ) -> Result<Response<ProxyBody>, OAuthError> {
     let path = req.uri().path();
@@ -132,7 +131,7 @@ fn metadata(state: &DevState) -> Value {
 
 /// RFC 6749 §4.4.2–§4.4.3: client credentials in, access token out (`Cache-Control: no-store`).
 async fn token(
-    req: Request<Incoming>,
+    req: Request<ProxyBody>,
     state: &DevState,
 ) -> Result<Response<ProxyBody>, OAuthError> {
     let (parts, body) = req.into_parts();
@@ -162,7 +161,7 @@ async fn token(
 /// RFC 7662 §2: any known client may ask; a token that is unknown, expired, foreign or garbage is
 /// simply `{"active": false}` (§2.2), never an error.
 async fn introspect(
-    req: Request<Incoming>,
+    req: Request<ProxyBody>,
     state: &DevState,
 ) -> Result<Response<ProxyBody>, OAuthError> {
     let (parts, body) = req.into_parts();
@@ -180,7 +179,7 @@ async fn introspect(
 
 /// RFC 7591 §3: open registration (development only, loopback only) of a client-credentials client.
 async fn register(
-    req: Request<Incoming>,
+    req: Request<ProxyBody>,
     state: &DevState,
 ) -> Result<Response<ProxyBody>, OAuthError> {
     let body = read_body(req.into_body()).await?;
@@ -237,7 +236,7 @@ fn authenticate(
 }
 
 /// A form body (RFC 6749 Appendix B); another media type is `invalid_request`.
-async fn read_form(headers: &HeaderMap, body: Incoming) -> Result<Form, OAuthError> {
+async fn read_form(headers: &HeaderMap, body: ProxyBody) -> Result<Form, OAuthError> {
     let media_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -252,7 +251,7 @@ async fn read_form(headers: &HeaderMap, body: Incoming) -> Result<Form, OAuthErr
 }
 
 /// The whole body, up to [`MAX_BODY`].
-async fn read_body(body: Incoming) -> Result<Bytes, OAuthError> {
+async fn read_body(body: ProxyBody) -> Result<Bytes, OAuthError> {
     match Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::http1::{MAX_CHUNK_LINE, chunk_size};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
