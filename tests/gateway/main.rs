@@ -16,6 +16,7 @@ mod postgres_harness;
 mod admin_api;
 mod budget;
 mod cli;
+mod client_framing;
 mod connections;
 mod cors;
 mod credentials;
