@@ -245,7 +245,7 @@ async fn allowed(service: &Policy, req: Request<ProxyBody>) {
         .clone()
         .oneshot(req)
         .await
-        .map(|r| r.status().as_u16());
+        .map(|outcome| outcome.response.status().as_u16());
     assert_eq!(
         status.ok(),
         Some(200),

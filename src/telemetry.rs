@@ -18,7 +18,7 @@ use crate::access_log::{self, AccessLine, Sink};
 use crate::body::ProxyBody;
 use crate::config::{LogFormat, LogSettings};
 use crate::measure;
-use crate::policy::{AccessRecord, GrpcRefusal};
+use crate::policy::{GrpcRefusal, Outcome};
 use crate::trust::ClientAddr;
 
 /// Where log lines are written from.
@@ -119,7 +119,7 @@ pub struct AccessLogService<S> {
 
 impl<S> Service<Request<ProxyBody>> for AccessLogService<S>
 where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible>,
+    S: Service<Request<ProxyBody>, Response = Outcome, Error = Infallible>,
     S::Future: Unpin,
 {
     type Response = Response<ProxyBody>;
@@ -173,16 +173,13 @@ pub struct AccessLogFuture<F> {
 
 impl<F> Future for AccessLogFuture<F>
 where
-    F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Unpin,
+    F: Future<Output = Result<Outcome, Infallible>> + Unpin,
 {
     type Output = Result<Response<ProxyBody>, Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Ok(mut response) = std::task::ready!(Pin::new(&mut self.inner).poll(cx));
-        let record = response
-            .extensions_mut()
-            .remove::<AccessRecord>()
-            .unwrap_or_default();
+        let Ok(Outcome { response, record }) =
+            std::task::ready!(Pin::new(&mut self.inner).poll(cx));
         // A refusal told to a gRPC client went out as 200 + grpc-status: the log and the metric
         // keep the HTTP status it stands for, so refusals count as refusals whatever the client
         // spoke.

@@ -82,10 +82,29 @@ struct Allowed {
     plan: ForwardPlan,
 }
 
+/// The policy's answer, and beside it what the access log needs to know of it (not in the
+/// response's extensions: on the forwarded path that would be a map and two boxes a request).
+pub struct Outcome {
+    pub response: Response<ProxyBody>,
+    pub record: AccessRecord,
+}
+
+impl Outcome {
+    /// An answer rendered elsewhere (a refusal, a preflight), whose record rides in its
+    /// extensions.
+    fn rendered(mut response: Response<ProxyBody>) -> Outcome {
+        let record = response
+            .extensions_mut()
+            .remove::<AccessRecord>()
+            .unwrap_or_default();
+        Outcome { response, record }
+    }
+}
+
 impl<F: Forward> Service<Request<ProxyBody>> for PolicyService<F> {
-    type Response = Response<ProxyBody>;
+    type Response = Outcome;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
+    type Future = BoxFuture<'static, Result<Outcome, Infallible>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // The forwarder has no readiness of its own: connections are made per request, after
@@ -101,26 +120,27 @@ impl<F: Forward> Service<Request<ProxyBody>> for PolicyService<F> {
             // Kept before the request is consumed: every answer of a CORS API depends on it.
             let origin = cors::single(req.headers(), &ORIGIN).cloned();
             let dialect = Dialect::of(req.method(), req.headers());
-            let (api, mut response) = match decide(&runtime, req, dialect).await {
+            let (api, mut outcome) = match decide(&runtime, req, dialect).await {
                 Ok(Decision::Forward(allowed)) => {
                     let api = allowed.api.clone();
                     (api, forward(&forwarder, allowed, dialect).await)
                 }
                 // Complete as it is, CORS headers included.
-                Ok(Decision::Answered(response)) => return Ok(response),
+                Ok(Decision::Answered(response)) => return Ok(Outcome::rendered(response)),
                 Err((rejection, api)) => {
                     let response = rejection.render(api.as_ref().map(|a| &a.name), None, dialect);
                     match api {
-                        Some(api) => (api, response),
-                        None => return Ok(response),
+                        Some(api) => (api, Outcome::rendered(response)),
+                        None => return Ok(Outcome::rendered(response)),
                     }
                 }
             };
             if let Some(settings) = &api.settings.cors {
                 let grpc = matches!(dialect, Dialect::Grpc(_));
-                cors::decorate(settings, origin.as_ref(), grpc, response.headers_mut());
+                let headers = outcome.response.headers_mut();
+                cors::decorate(settings, origin.as_ref(), grpc, headers);
             }
-            Ok(response)
+            Ok(outcome)
         })
     }
 }
@@ -131,7 +151,7 @@ fn forward<'a, F: Forward>(
     forwarder: &'a F,
     allowed: Allowed,
     dialect: Dialect,
-) -> impl Future<Output = Response<ProxyBody>> + Send + 'a {
+) -> impl Future<Output = Outcome> + Send + 'a {
     let Allowed {
         api,
         principal,
@@ -151,21 +171,21 @@ fn forward<'a, F: Forward>(
     forwarder
         .forward(request, plan)
         .map(move |forwarded| match forwarded {
-            Ok((mut response, upstream_time)) => {
-                response.extensions_mut().insert(AccessRecord {
+            Ok((response, upstream_time)) => Outcome {
+                response,
+                record: AccessRecord {
                     api: Some(api.name.clone()),
                     decision,
                     reason: "-",
                     client_id,
                     upstream_time: upstream_time.0,
-                });
-                response
-            }
+                },
+            },
             Err(failure) => {
                 let rejection = Rejection::from(failure);
                 metrics::counter!(crate::measure::UPSTREAM_ERRORS, "api" => api.name.to_string(), "kind" => rejection.reason())
                     .increment(1);
-                rejection.render(Some(&api.name), client_id, dialect)
+                Outcome::rendered(rejection.render(Some(&api.name), client_id, dialect))
             }
         })
 }
