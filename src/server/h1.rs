@@ -48,8 +48,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use super::connection::{Closing, ConnectionState};
 use crate::body::{BodyError, ProxyBody};
 use crate::http1::{
-    Codings, Decoder, Lengths, Rewound, Step, has_token, parse_length, put_chunk, put_field,
-    put_last_chunk, tokens,
+    Codings, Decoder, Lengths, Rewound, Step, put_chunk, put_field, put_last_chunk, tokens,
 };
 use crate::upstream::{Switched, Upgraded};
 
@@ -299,26 +298,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
         }
         keep_alive &= !closing.is_raised();
         let (parts, body) = response.into_parts();
-        let (mut out, length) =
-            response_framing(parts.status, &parts.headers, &body, head_only, version);
-        keep_alive &= out != Outgoing::Close && !has_token(&parts.headers, CONNECTION, "close");
-        self.encode_head(
-            parts.status,
-            &parts.headers,
-            out,
-            length,
-            keep_alive,
-            version,
-        );
+        let asked = Asked { head_only, version };
+        let (mut out, announced) =
+            self.encode_head(parts.status, &parts.headers, &body, asked, &mut keep_alive);
         let mut body = Some(body);
         // Trailers only to a client that takes them, and only those the response announced
         // (RFC 9110 §6.6.2).
-        let announced = parts.headers.contains_key(TRAILER);
         let mut sending = Sending {
             out: &mut out,
             trailers: None,
-            send_trailers: trailers && announced,
-            announced: parts.headers.get_all(TRAILER).iter().cloned().collect(),
+            send_trailers: trailers && !announced.is_empty(),
+            announced,
         };
         let sent =
             std::future::poll_fn(|cx| self.poll_respond(cx, &mut sending, &mut body, &mut feed))
@@ -367,15 +357,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
             .and_then(|switched| switched.take());
         match upstream {
             Some(upstream) if allowed => {
-                let status = response.status();
-                self.encode_head(
-                    status,
-                    response.headers(),
-                    Outgoing::None,
-                    None,
-                    true,
-                    Version::HTTP_11,
-                );
+                let (status, headers) = (response.status(), response.headers());
+                let asked = Asked {
+                    head_only: true,
+                    version: Version::HTTP_11,
+                };
+                self.encode_head(status, headers, &ProxyBody::default(), asked, &mut true);
                 let written = std::future::poll_fn(|cx| self.poll_write_queued(cx)).await;
                 Some(if written.is_ok() {
                     Next::Switch(upstream)
@@ -391,6 +378,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
             }
         }
     }
+}
+
+/// What of the request shapes its response.
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    /// A HEAD: the response has no body.
+    head_only: bool,
+    version: Version,
 }
 
 /// A response body on its way out.
@@ -512,18 +507,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
         }
     }
 
-    /// Queues the response head. The framing fields are the connection's own: the response's
+    /// Queues the response head, and says how its body is framed and which trailers it
+    /// announced. The framing fields are the connection's own: the response's
     /// `Transfer-Encoding`, `Connection` and `Content-Length` are replaced (a 101 keeps its
-    /// `Connection: upgrade`).
+    /// `Connection: upgrade`). What the fields say is read as they are written, in one pass.
     fn encode_head(
         &mut self,
         status: StatusCode,
         headers: &HeaderMap,
-        out: Outgoing,
-        length: Option<u64>,
-        keep_alive: bool,
-        version: Version,
-    ) {
+        body: &ProxyBody,
+        asked: Asked,
+        keep_alive: &mut bool,
+    ) -> (Outgoing, Vec<HeaderValue>) {
         let w = &mut self.write;
         w.extend_from_slice(b"HTTP/1.1 ");
         w.extend_from_slice(status.as_str().as_bytes());
@@ -531,13 +526,31 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
         w.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
         w.extend_from_slice(b"\r\n");
         let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+        let (mut lengths, mut valid) = (Lengths::default(), true);
+        let (mut dated, mut announced) = (false, Vec::new());
         for (name, value) in headers {
-            let framing = *name == CONTENT_LENGTH || *name == TRANSFER_ENCODING;
-            if framing || (*name == CONNECTION && !switching) {
+            if *name == CONTENT_LENGTH {
+                valid &= lengths.add(value.as_bytes()).is_ok();
                 continue;
+            }
+            if *name == TRANSFER_ENCODING {
+                continue;
+            }
+            if *name == CONNECTION {
+                *keep_alive &= !tokens(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close"));
+                if !switching {
+                    continue;
+                }
+            }
+            dated |= *name == DATE;
+            if *name == TRAILER {
+                announced.push(value.clone());
             }
             put_field(w, name.as_str(), value);
         }
+        let declared = lengths.length.filter(|_| valid);
+        let (out, length) = response_framing(status, declared, body, asked);
+        *keep_alive &= out != Outgoing::Close;
         if let Some(length) = length {
             w.extend_from_slice(b"content-length: ");
             w.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
@@ -547,16 +560,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
             w.extend_from_slice(b"transfer-encoding: chunked\r\n");
         }
         if !switching {
-            if !keep_alive {
+            if !*keep_alive {
                 w.extend_from_slice(b"connection: close\r\n");
-            } else if version == Version::HTTP_10 {
+            } else if asked.version == Version::HTTP_10 {
                 w.extend_from_slice(b"connection: keep-alive\r\n");
             }
         }
-        if !headers.contains_key(DATE) {
+        if !dated {
             put_date(w);
         }
         w.extend_from_slice(b"\r\n");
+        (out, announced)
     }
 
     /// Queues the answer to a head refused before the request path: a short text saying why.
@@ -576,12 +590,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        let length = Some(text.len() as u64);
-        let out = Outgoing::Length {
-            length: text.len() as u64,
-            sent: 0,
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(text.len()));
+        let asked = Asked {
+            head_only: false,
+            version: Version::HTTP_11,
         };
-        self.encode_head(status, &headers, out, length, false, Version::HTTP_11);
+        let body = ProxyBody::default();
+        self.encode_head(status, &headers, &body, asked, &mut false);
         self.write.extend_from_slice(text.as_bytes());
     }
 
@@ -615,22 +630,21 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
     }
 }
 
-/// How the response body is framed, and the `Content-Length` to send (RFC 9112 §6.1–6.3).
+/// How the response body is framed, and the `Content-Length` to send (RFC 9112 §6.1–6.3), from
+/// the response's own `Content-Length` when it is one number (`declared`).
 fn response_framing(
     status: StatusCode,
-    headers: &HeaderMap,
+    declared: Option<u64>,
     body: &ProxyBody,
-    head_only: bool,
-    version: Version,
+    asked: Asked,
 ) -> (Outgoing, Option<u64>) {
     if status.is_informational() || status == StatusCode::NO_CONTENT {
         return (Outgoing::None, None);
     }
-    let declared = declared_length(headers);
     if status == StatusCode::NOT_MODIFIED {
         return (Outgoing::None, declared);
     }
-    if head_only {
+    if asked.head_only {
         // What a GET would have carried, when known.
         let known = declared.or(body.size_hint().exact().filter(|&n| n > 0));
         return (Outgoing::None, known);
@@ -644,18 +658,9 @@ fn response_framing(
     });
     match length {
         Some(length) => (Outgoing::Length { length, sent: 0 }, Some(length)),
-        None if version == Version::HTTP_11 => (Outgoing::Chunked, None),
+        None if asked.version == Version::HTTP_11 => (Outgoing::Chunked, None),
         None => (Outgoing::Close, None),
     }
-}
-
-/// The response's own `Content-Length`, when it is one number.
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    let mut values = headers.get_all(CONTENT_LENGTH).iter();
-    let first = parse_length(values.next()?.as_bytes().trim_ascii())?;
-    values
-        .all(|v| parse_length(v.as_bytes().trim_ascii()) == Some(first))
-        .then_some(first)
 }
 
 fn bad_gateway() -> Response<ProxyBody> {
