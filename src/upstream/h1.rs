@@ -111,6 +111,15 @@ struct Pump {
     trailers: Option<HeaderMap>,
 }
 
+/// Which framing fields a response head has, noted as it is parsed, so those it lacks (most of
+/// them, most of the time) cost no lookup.
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    connection: bool,
+    content_length: bool,
+    transfer_encoding: bool,
+}
+
 /// A parsed response head.
 struct Head {
     status: StatusCode,
@@ -440,9 +449,12 @@ impl Conn {
         }
         let mut headers = HeaderMap::with_capacity(count);
         let mut close = false;
+        let mut seen = Seen::default();
         for &(ns, ne, vs, ve) in &fields[..count] {
             let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
                 .map_err(|_| Error::Head("bad header name"))?;
+            seen.content_length |= name == CONTENT_LENGTH;
+            seen.transfer_encoding |= name == TRANSFER_ENCODING;
             let value = &head[vs as usize..ve as usize];
             // This hop's own: `Keep-Alive`, and a `Connection` that names no field (the usual
             // `keep-alive` or `close`), are read here and go no further. One naming fields is
@@ -462,12 +474,13 @@ impl Conn {
                 if !names_fields && status != StatusCode::SWITCHING_PROTOCOLS {
                     continue;
                 }
+                seen.connection = true;
             }
             let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
                 .map_err(|_| Error::Head("bad header value"))?;
             headers.append(name, value);
         }
-        let (decoder, reusable) = framing(status, version, &mut headers, head_only)?;
+        let (decoder, reusable) = framing(status, version, &mut headers, head_only, seen)?;
         let reusable = reusable && !close;
         Ok(Parsed::Final(Head {
             status,
@@ -545,18 +558,21 @@ fn framing(
     version: Version,
     headers: &mut HeaderMap,
     head_only: bool,
+    seen: Seen,
 ) -> Result<(Decoder, bool), Error> {
     let mut reusable = version == Version::HTTP_11
-        && !(headers.contains_key(CONNECTION) && has_token(headers, CONNECTION, "close"));
+        && !(seen.connection && has_token(headers, CONNECTION, "close"));
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Ok((Decoder::Done, false));
     }
     // The codings are this hop's: the gateway frames the body again for its client.
     let mut codings = Codings::default();
-    for value in headers.get_all(TRANSFER_ENCODING) {
-        codings.add(value.as_bytes());
+    if seen.transfer_encoding {
+        for value in headers.get_all(TRANSFER_ENCODING) {
+            codings.add(value.as_bytes());
+        }
+        headers.remove(TRANSFER_ENCODING);
     }
-    headers.remove(TRANSFER_ENCODING);
     if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok((Decoder::Done, reusable));
     }
@@ -574,7 +590,7 @@ fn framing(
         }
         return Ok((Decoder::ChunkSize, reusable));
     }
-    if headers.contains_key(CONTENT_LENGTH) {
+    if seen.content_length {
         let mut lengths = Lengths::default();
         for value in headers.get_all(CONTENT_LENGTH) {
             lengths.add(value.as_bytes()).map_err(Error::Framing)?;

@@ -1,8 +1,22 @@
 use super::*;
 use crate::http1::{MAX_CHUNK_LINE, chunk_size};
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+/// The response's framing, with the fields it has noted as the head parser would.
+fn framing(
+    status: StatusCode,
+    version: Version,
+    headers: &mut HeaderMap,
+    head_only: bool,
+) -> Result<(Decoder, bool), Error> {
+    let seen = Seen {
+        connection: headers.contains_key(CONNECTION),
+        content_length: headers.contains_key(CONTENT_LENGTH),
+        transfer_encoding: headers.contains_key(TRANSFER_ENCODING),
+    };
+    super::framing(status, version, headers, head_only, seen)
+}
 
 #[test]
 fn chunk_size_lines_are_read_strictly() {
