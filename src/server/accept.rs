@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc};
 use tokio::time::Instant;
 
 use super::connection::ConnectionState;
@@ -190,16 +190,28 @@ impl PerAddress {
 
 /// Tells connections to finish, and waits until they have.
 pub struct Drain {
-    stop: watch::Sender<bool>,
+    watched: Mutex<Watched>,
     alive: mpsc::Sender<()>,
     gone: mpsc::Receiver<()>,
 }
+
+/// The connections a drain will tell to finish.
+#[derive(Default)]
+struct Watched {
+    states: Vec<Weak<ConnectionState>>,
+    /// The list is swept of closed connections when it reaches this length.
+    sweep_at: usize,
+    draining: bool,
+}
+
+/// The least length at which the list of watched connections is swept.
+const SWEEP_AT: usize = 64;
 
 impl Default for Drain {
     fn default() -> Self {
         let (alive, gone) = mpsc::channel(1);
         Drain {
-            stop: watch::channel(false).0,
+            watched: Mutex::default(),
             alive,
             gone,
         }
@@ -207,19 +219,36 @@ impl Default for Drain {
 }
 
 impl Drain {
-    /// What a connection watches to learn it should finish.
-    pub fn signal(&self) -> watch::Receiver<bool> {
-        self.stop.subscribe()
+    /// Tells `state`'s connection when to finish: at once if the drain has begun. Sweeping the
+    /// closed ones when the list has doubled keeps it at most twice the open connections, at a
+    /// constant cost per connection.
+    pub fn watch(&self, state: &Arc<ConnectionState>) {
+        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        if watched.draining {
+            state.drain();
+            return;
+        }
+        if watched.states.len() >= watched.sweep_at.max(SWEEP_AT) {
+            watched.states.retain(|w| w.strong_count() > 0);
+            watched.sweep_at = watched.states.len() * 2;
+        }
+        watched.states.push(Arc::downgrade(state));
     }
 
     /// Asks every connection to finish and waits up to `grace`; `true` if all did.
     pub async fn finish(self, grace: Duration) -> bool {
         let Drain {
-            stop,
+            watched,
             alive,
             mut gone,
         } = self;
-        let _ = stop.send(true);
+        {
+            let mut watched = watched.lock().unwrap_or_else(|e| e.into_inner());
+            watched.draining = true;
+            for state in watched.states.iter().filter_map(Weak::upgrade) {
+                state.drain();
+            }
+        }
         drop(alive);
         // `recv` answers `None` once every connection's ticket (holding a sender) is dropped.
         tokio::time::timeout(grace, gone.recv()).await.is_ok()
@@ -355,4 +384,47 @@ pub fn spawn_connection(ticket: Ticket, connection: impl Future<Output = ()> + S
         connection.await;
         drop(ticket);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+    use crate::server::connection::Raised;
+
+    fn raised(state: &ConnectionState) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        pin!(Raised::draining(state)).poll(&mut cx) == Poll::Ready(())
+    }
+
+    #[tokio::test]
+    async fn a_drain_tells_the_open_connections_and_forgets_the_closed_ones() {
+        let drain = Drain::default();
+        let kept: Vec<_> = (0..10).map(|_| ConnectionState::new()).collect();
+        for state in &kept {
+            drain.watch(state);
+        }
+        for _ in 0..1000 {
+            drain.watch(&ConnectionState::new());
+        }
+        let listed = drain.watched.lock().unwrap().states.len();
+        assert!(listed <= 2 * SWEEP_AT, "swept as it grows: {listed}");
+        assert!(!kept.iter().any(|s| raised(s)));
+        assert!(
+            drain.finish(Duration::from_millis(10)).await,
+            "no ticket held"
+        );
+        assert!(kept.iter().all(|s| raised(s)), "every open connection told");
+    }
+
+    #[test]
+    fn a_connection_watched_after_the_drain_began_is_told_at_once() {
+        let drain = Drain::default();
+        drain.watched.lock().unwrap().draining = true;
+        let late = ConnectionState::new();
+        drain.watch(&late);
+        assert!(raised(&late));
+    }
 }

@@ -44,7 +44,6 @@ use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::h1::{self, Ended};
@@ -84,7 +83,10 @@ pub struct ConnectionState {
     /// Set when the listener, at its connection cap, needs this connection's slot (it has not
     /// started: see `accept`), and the connection's task woken.
     shed: AtomicBool,
-    shed_waker: AtomicWaker,
+    /// Set when the gateway drains (`accept::Drain`), and the connection's task woken.
+    draining: AtomicBool,
+    /// The connection's task, for `shed` and `draining`.
+    waker: AtomicWaker,
 }
 
 impl ConnectionState {
@@ -101,7 +103,8 @@ impl ConnectionState {
             starved: AtomicU32::new(0),
             body_polls: AtomicU64::new(0),
             shed: AtomicBool::new(false),
-            shed_waker: AtomicWaker::new(),
+            draining: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
         })
     }
 
@@ -118,7 +121,13 @@ impl ConnectionState {
     /// Closes the connection at once, to free its slot for a newer one.
     pub fn shed(&self) {
         self.shed.store(true, Ordering::Release);
-        self.shed_waker.wake();
+        self.waker.wake();
+    }
+
+    /// Asks the connection to finish what is in flight and close (the gateway drains).
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.waker.wake();
     }
 
     fn stamp(&self) -> u64 {
@@ -360,7 +369,6 @@ pub async fn serve<IO, H, F>(
     protocol: Protocol,
     limits: &ConnectionLimits,
     handle: H,
-    mut stop: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<ProxyBody>) -> F + Send + Sync + 'static,
@@ -393,16 +401,16 @@ pub async fn serve<IO, H, F>(
                 }
                 timer.as_mut().reset(watchdog.next_wake(now));
             }
-            () = Shed(&state) => {
+            () = Raised::shed(&state) => {
                 tracing::debug!("closing connection: its slot is needed (max_connections)");
                 metrics::counter!(crate::measure::CONNECTIONS_CLOSED, "reason" => "shed_at_capacity").increment(1);
                 return;
             }
-            _ = stop.wait_for(|stop| *stop), if !closing.is_raised() => closing.raise(),
+            () = Raised::draining(&state), if !closing.is_raised() => closing.raise(),
         }
     };
     if let Some(tunnel) = tunnel {
-        tunnel.run(limits.idle_timeout, stop).await;
+        tunnel.run(limits.idle_timeout, &state).await;
     }
 }
 
@@ -609,23 +617,44 @@ impl Watchdog {
     }
 }
 
-/// Completes once the connection is to be shed. Polled on every wake of the connection's task,
-/// so it costs an atomic load and a waker check, not a lock (tokio's `Notify` locks its waiter
-/// list on each poll: with it, load.sh put the cached path at 1.07x the CPU per request of the
-/// commit before the front-door work; with this, 1.03x).
-struct Shed<'a>(&'a ConnectionState);
+/// Completes once a flag of the connection's is raised (shed, or drain). Polled on every wake of
+/// the connection's task, so it costs an atomic load and a waker check, not a lock: tokio's
+/// `Notify`, under both a watch channel's `wait_for` and `Notified`, locks its waiter list on each
+/// poll (with a `Notify` for shedding, load.sh put the cached path at 1.07x the CPU per request of
+/// the commit before the front-door work, with this 1.03x; the drain's watch channel cost about
+/// 260 instructions a request by callgrind).
+pub struct Raised<'a> {
+    flag: &'a AtomicBool,
+    waker: &'a AtomicWaker,
+}
 
-impl Future for Shed<'_> {
+impl<'a> Raised<'a> {
+    fn shed(state: &'a ConnectionState) -> Self {
+        Raised {
+            flag: &state.shed,
+            waker: &state.waker,
+        }
+    }
+
+    pub fn draining(state: &'a ConnectionState) -> Self {
+        Raised {
+            flag: &state.draining,
+            waker: &state.waker,
+        }
+    }
+}
+
+impl Future for Raised<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let state = self.0;
-        if state.shed.load(Ordering::Acquire) {
+        if self.flag.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
-        state.shed_waker.register(cx.waker());
-        // Set between the load and the registration: seen now.
-        if state.shed.load(Ordering::Acquire) {
+        // One task polls these (the connection's), so one waker serves both flags.
+        self.waker.register(cx.waker());
+        // Raised between the load and the registration: seen now.
+        if self.flag.load(Ordering::Acquire) {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -636,7 +665,7 @@ impl Future for Shed<'_> {
 /// Completes once the accept loop sheds the connection: for what runs before [`serve`] (the TLS
 /// handshake).
 pub async fn until_shed(state: &ConnectionState) {
-    Shed(state).await;
+    Raised::shed(state).await;
 }
 
 /// Marks a response to an HTTP/2 request begun with [`ConnectionState::begin`]: the stream stays

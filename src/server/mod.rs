@@ -384,8 +384,8 @@ impl GatewayServer {
                 trusted: self.trusted.clone(),
                 limits: self.limits,
                 state: ticket.state(),
-                signal: drain.signal(),
             };
+            drain.watch(&served.state);
             let Some(endpoint) = &tls else {
                 // Cleartext: this listener's scheme, whatever a request claims.
                 let facts = ConnectionFacts {
@@ -427,7 +427,6 @@ struct Served {
     trusted: TrustedProxies,
     limits: ConnectionLimits,
     state: Arc<ConnectionState>,
-    signal: watch::Receiver<bool>,
 }
 
 impl Served {
@@ -442,7 +441,6 @@ impl Served {
             trusted,
             limits,
             state,
-            signal,
         } = self;
         let handle = move |mut req: Request<ProxyBody>| {
             let client = facts.connection.for_request(req.headers(), &trusted);
@@ -458,7 +456,7 @@ impl Served {
                     .unwrap_or_else(|never| match never {})
             }
         };
-        connection::serve(stream, state, &http, protocol, &limits, handle, signal).await;
+        connection::serve(stream, state, &http, protocol, &limits, handle).await;
     }
 }
 
@@ -484,19 +482,9 @@ pub async fn serve_plain<H, F>(
         while connections.try_join_next().is_some() {}
         let handle = handle.clone();
         let http = http.clone();
-        let signal = drain.signal();
         connections.spawn(async move {
             let state = ticket.state();
-            connection::serve(
-                stream,
-                state,
-                &http,
-                Protocol::Detect,
-                &limits,
-                handle,
-                signal,
-            )
-            .await;
+            connection::serve(stream, state, &http, Protocol::Detect, &limits, handle).await;
             drop(ticket);
         });
     })

@@ -15,9 +15,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::connection::{ConnectionState, Raised};
 use crate::http1::Rewound;
 use crate::upstream::Upgraded;
 
@@ -51,12 +51,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Tunnel<IO> {
     }
 
     /// Joins the two sides until one closes, nothing moves for `idle`, or `stop` turns true.
-    pub async fn run(self, idle: Duration, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, idle: Duration, state: &ConnectionState) {
         let since = Instant::now();
         let read = Arc::new(AtomicU64::new(0));
         let (ended, up, down) = tokio::select! {
             joined = self.join(idle, &read) => joined,
-            _ = stop.wait_for(|stop| *stop) => (Ended::Shutdown, 0, 0),
+            () = Raised::draining(state) => (Ended::Shutdown, 0, 0),
         };
         tracing::info!(
             ended = ?ended,
