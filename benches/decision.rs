@@ -243,7 +243,7 @@ type Policy = PolicyService<Answer>;
 async fn allowed(service: &Policy, req: Request<ProxyBody>) {
     let status = service
         .clone()
-        .oneshot(req)
+        .oneshot(tollgate::arrival::Arrival::bare(req))
         .await
         .map(|outcome| outcome.response.status().as_u16());
     assert_eq!(

@@ -43,6 +43,8 @@ pub struct ForwardPlan {
     pub forward_authorization: bool,
     /// A gRPC call's own deadline (`grpc-timeout`), when sooner than `timeout` allows.
     pub grpc_deadline: Option<std::time::Instant>,
+    /// The client, for the forwarding headers.
+    pub client: Option<ClientAddr>,
 }
 
 /// Why a request got no response from the upstream; the policy renders it. The client's own body
@@ -206,7 +208,7 @@ fn prepare(req: Request<ProxyBody>, plan: ForwardPlan) -> Result<Prepared, Forwa
     set_forwarding_headers(
         &mut headers,
         &mut added,
-        parts.extensions.get::<ClientAddr>(),
+        plan.client.as_ref(),
         plan.original_host,
     );
     added.extend(plan.identity);

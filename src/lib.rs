@@ -10,6 +10,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod arrival;
 pub mod body;
 pub mod client_cert;
 pub mod clock;

@@ -9,17 +9,17 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use http::{Request, Response};
+use http::Response;
 use tower::{Layer, Service};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use crate::access_log::{self, AccessLine, Sink};
+use crate::arrival::Arrival;
 use crate::body::ProxyBody;
 use crate::config::{LogFormat, LogSettings};
 use crate::measure;
 use crate::policy::{GrpcRefusal, Outcome};
-use crate::trust::ClientAddr;
 
 /// Where log lines are written from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,9 +117,9 @@ pub struct AccessLogService<S> {
     inner: S,
 }
 
-impl<S> Service<Request<ProxyBody>> for AccessLogService<S>
+impl<S> Service<Arrival> for AccessLogService<S>
 where
-    S: Service<Request<ProxyBody>, Response = Outcome, Error = Infallible>,
+    S: Service<Arrival, Response = Outcome, Error = Infallible>,
     S::Future: Unpin,
 {
     type Response = Response<ProxyBody>;
@@ -131,17 +131,15 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+    fn call(&mut self, arrival: Arrival) -> Self::Future {
         let started = Instant::now();
         // Taken before the request moves on, and only when the line will be written. The path
         // only: a query may carry an access_token. (Shared clones: no copy.)
         let logged = access_log::enabled().then(|| {
             // The client as `trusted_proxies` resolved it (nginx's `$remote_addr` after realip),
             // rendered once per connection already.
-            let client = req
-                .extensions()
-                .get::<ClientAddr>()
-                .map(|c| c.client_header().clone());
+            let client = arrival.client.as_ref().map(|c| c.client_header().clone());
+            let req = &arrival.request;
             Logged {
                 method: req.method().clone(),
                 uri: req.uri().clone(),
@@ -149,7 +147,7 @@ where
             }
         });
         AccessLogFuture {
-            inner: self.inner.call(req),
+            inner: self.inner.call(arrival),
             started,
             logged,
         }

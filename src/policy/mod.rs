@@ -29,8 +29,8 @@ pub use authorize::{Contracts, authorize};
 pub use matching::{check_method, matching_rule};
 pub use rejection::{AccessRecord, Dialect, GrpcRefusal, Rejection};
 
+use crate::arrival::Arrival;
 use crate::body::{BoundedBody, ProxyBody, full, set_content_length};
-use crate::client_cert::ClientCertificate;
 use crate::config::{ApiSettings, ClientCertificateRule, PolicySettings, TokenSource};
 use crate::forward::{Forward, ForwardPlan, Forwarder};
 use crate::registry::IndexHandle;
@@ -101,7 +101,7 @@ impl Outcome {
     }
 }
 
-impl<F: Forward> Service<Request<ProxyBody>> for PolicyService<F> {
+impl<F: Forward> Service<Arrival> for PolicyService<F> {
     type Response = Outcome;
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Outcome, Infallible>>;
@@ -112,15 +112,16 @@ impl<F: Forward> Service<Request<ProxyBody>> for PolicyService<F> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+    fn call(&mut self, arrival: Arrival) -> Self::Future {
         // The future outlives `&mut self`: it takes its own clone of the forwarder.
         let forwarder = self.forwarder.clone();
         let runtime = self.runtime.current();
         Box::pin(async move {
             // Kept before the request is consumed: every answer of a CORS API depends on it.
+            let req = &arrival.request;
             let origin = cors::single(req.headers(), &ORIGIN).cloned();
             let dialect = Dialect::of(req.method(), req.headers());
-            let (api, mut outcome) = match decide(&runtime, req, dialect).await {
+            let (api, mut outcome) = match decide(&runtime, arrival, dialect).await {
                 Ok(Decision::Forward(allowed)) => {
                     let api = allowed.api.clone();
                     (api, forward(&forwarder, allowed, dialect).await)
@@ -204,9 +205,14 @@ type Refusal = (Rejection, Option<Arc<Api>>);
 /// Everything up to the forwarding decision.
 async fn decide(
     runtime: &Runtime,
-    req: Request<ProxyBody>,
+    arrival: Arrival,
     dialect: Dialect,
 ) -> Result<Decision, Refusal> {
+    let Arrival {
+        request: req,
+        client,
+        client_cert,
+    } = arrival;
     // The caller's clock starts when it sends, so its deadline counts from arrival.
     let arrived = std::time::Instant::now();
     check_framing(&req).map_err(|r| (r, None))?;
@@ -252,7 +258,6 @@ async fn decide(
     };
 
     let rule = matching_rule(settings, req.method(), &path).map(|(_, r)| r);
-    let client_cert = req.extensions().get::<Arc<ClientCertificate>>().cloned();
     // Before the token: a request that can never pass costs no provider call.
     if rule.is_some_and(|r| r.client_certificate == ClientCertificateRule::Required)
         && client_cert.is_none()
@@ -263,7 +268,7 @@ async fn decide(
         (req, None)
     } else {
         let policy = rule.map_or(&settings.policy, |r| &r.policy);
-        let caller = caller_of(&req);
+        let caller = caller_of(client.as_ref());
         let (req, token) = find_token(
             req,
             &api,
@@ -299,6 +304,7 @@ async fn decide(
         request: req,
         plan: ForwardPlan {
             grpc_deadline,
+            client,
             ..plan
         },
     }))
@@ -470,10 +476,8 @@ async fn take_form_token(
 
 /// Who asks, for per-client budgets: the client address the listener found (through
 /// `trusted_proxies`).
-fn caller_of<B>(req: &Request<B>) -> Caller {
-    req.extensions()
-        .get::<ClientAddr>()
-        .map_or(Caller::LOCAL, |c| Caller { client: c.client() })
+fn caller_of(client: Option<&ClientAddr>) -> Caller {
+    client.map_or(Caller::LOCAL, |c| Caller { client: c.client() })
 }
 
 async fn validate_and_authorize(
@@ -565,5 +569,6 @@ fn plan(
         original_host,
         forward_authorization: settings.forward_authorization,
         grpc_deadline: None,
+        client: None,
     })
 }

@@ -25,6 +25,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use self::accept::{Admission, Drain, accept_loop, spawn_connection};
 use self::connection::{ConnectionState, Http, Protocol};
 use crate::admin;
+use crate::arrival::Arrival;
 use crate::body::ProxyBody;
 use crate::client_cert::ClientCertificate;
 use crate::config::{ConnectionLimits, ListenSettings};
@@ -442,16 +443,17 @@ impl Served {
             limits,
             state,
         } = self;
-        let handle = move |mut req: Request<ProxyBody>| {
+        let handle = move |req: Request<ProxyBody>| {
             let client = facts.connection.for_request(req.headers(), &trusted);
-            req.extensions_mut().insert(client);
-            if let Some(cert) = &facts.client_cert {
-                req.extensions_mut().insert(cert.clone());
-            }
+            let arrival = Arrival {
+                request: req,
+                client: Some(client),
+                client_cert: facts.client_cert.clone(),
+            };
             let stack = stack.clone();
             async move {
                 stack
-                    .oneshot(req)
+                    .oneshot(arrival)
                     .await
                     .unwrap_or_else(|never| match never {})
             }
