@@ -24,9 +24,6 @@
 //! path first reads the body, so a request refused before that never sends it. A 101 to an
 //! upgrade the client asked for hands the socket, and anything read past the head, to the tunnel.
 
-#[cfg(test)]
-mod tests;
-
 use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
@@ -1047,3 +1044,6 @@ fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
         *slot = Some(cx.waker().clone());
     }
 }
+
+#[cfg(test)]
+mod tests;
