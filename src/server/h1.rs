@@ -7,7 +7,8 @@
 //! Framing follows RFC 9112 strictly, because a gateway that reads a request's end differently
 //! from its upstream lets one request hide inside another (request smuggling, §11.2):
 //! - a head past `max_header_bytes` or with more than 100 fields is 431; a malformed one is 400;
-//!   a version other than HTTP/1.0 or 1.1 is 505. Each closes the connection.
+//!   HTTP/1.2 to 1.9 are served as 1.1 (RFC 9110 §2.5), any other version but 1.0 is 505. Each
+//!   closes the connection.
 //! - `Transfer-Encoding` must end in `chunked`, applied once (§6.3), else 400. `Content-Length`
 //!   must be decimal digits, all its values the same, else 400.
 //! - What the upstream might read differently is handed to the policy as [`AmbiguousFraming`],
@@ -704,6 +705,10 @@ fn parse_head(read: &mut BytesMut, max_head: usize) -> Result<Option<Head>, Refu
         Err(httparse::Error::TooManyHeaders) => {
             return Err(Refusal::TooLarge("too many header fields"));
         }
+        // RFC 9110 §2.5: a later HTTP/1.x is served as the 1.1 this server speaks.
+        Err(httparse::Error::Version) if serve_as_http11(read) => {
+            return parse_head(read, max_head);
+        }
         Err(httparse::Error::Version) => return Err(Refusal::Version),
         Err(_) => return Err(Refusal::BadRequest("malformed request head")),
     };
@@ -750,6 +755,25 @@ fn parse_head(read: &mut BytesMut, max_head: usize) -> Result<Option<Head>, Refu
     }
     parts.headers = headers;
     facts.describe(parts).map(Some)
+}
+
+/// Rewrites a request line's `HTTP/1.2` to `HTTP/1.9` as `HTTP/1.1` (httparse reads only 1.0 and
+/// 1.1); `false` when the version is not one of those.
+fn serve_as_http11(read: &mut BytesMut) -> bool {
+    let line = read.iter().position(|&b| b == b'\n').unwrap_or(read.len());
+    let Some(space) = read[..line].iter().rposition(|&b| b == b' ') else {
+        return false;
+    };
+    let version = read[space + 1..line]
+        .strip_suffix(b"\r")
+        .unwrap_or(&read[space + 1..line]);
+    let later = version.len() == 8
+        && version.starts_with(b"HTTP/1.")
+        && (b'2'..=b'9').contains(&version[7]);
+    if later {
+        read[space + 8] = b'1';
+    }
+    later
 }
 
 /// What a head's fields say of its framing and its connection, gathered as they are parsed

@@ -1098,7 +1098,6 @@ async fn an_unsupported_major_version_is_505() {
 /// RFC 9110 §2.5: a recipient SHOULD process a higher minor version of a major version it
 /// implements as the highest minor version it conforms to.
 #[tokio::test]
-#[ignore = "httparse reads only HTTP/1.0 and 1.1: an HTTP/1.2 request line gets 505 (a SHOULD, not a MUST)"]
 async fn a_higher_minor_version_is_served_as_http11() {
     let s = setup().await;
     let mut conn = Conn::open(&s).await;

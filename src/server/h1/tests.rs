@@ -44,6 +44,12 @@ fn heads_past_the_limits_are_431_and_bad_versions_505() {
         head(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n").err(),
         Some(Refusal::Version)
     );
+    assert_eq!(
+        head(b"GET / HTTP/1.x\r\nHost: x\r\n\r\n").err(),
+        Some(Refusal::Version)
+    );
+    let later = parsed(b"GET / HTTP/1.2\r\nHost: x\r\n\r\n");
+    assert_eq!(later.parts.version, Version::HTTP_11, "RFC 9110 §2.5");
     for bad in [
         &b"GET /\r\n\r\n"[..],
         b"GET / HTTP/1.1 x\r\nHost: x\r\n\r\n",
