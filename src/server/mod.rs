@@ -9,18 +9,22 @@ pub mod h1;
 pub mod tls;
 pub mod tunnel;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
 
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use http::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceBuilder, ServiceExt};
 
 use self::accept::{Admission, Drain, accept_loop, spawn_connection};
 use self::connection::{ConnectionState, Http, Protocol};
@@ -450,12 +454,17 @@ impl Served {
                 client: Some(client),
                 client_cert: facts.client_cert.clone(),
             };
-            let stack = stack.clone();
-            async move {
-                stack
-                    .oneshot(arrival)
-                    .await
-                    .unwrap_or_else(|never| match never {})
+            let mut stack = stack.clone();
+            // Neither layer has readiness of its own (see PolicyService::poll_ready), so the stack
+            // is ready at once and is called here, not through tower's `Oneshot`: its state
+            // machine moved the request and then the stack's future into itself, about a
+            // thousand instructions a request.
+            let unpack =
+                |answer: Result<_, Infallible>| answer.unwrap_or_else(|never| match never {});
+            match stack.poll_ready(&mut Context::from_waker(Waker::noop())) {
+                Poll::Ready(Ok(())) => Either::Left(stack.call(arrival).map(unpack)),
+                // A layer that must wait some day is still served, through `Oneshot`.
+                Poll::Pending => Either::Right(stack.oneshot(arrival).map(unpack)),
             }
         };
         connection::serve(stream, state, &http, protocol, &limits, handle).await;
