@@ -8,7 +8,13 @@
 //! window (and not expired) is still accepted while the provider fails, unless a verdict since
 //! said otherwise: a verdict of invalid (revoked, say) replaces the stale copy with the refusal,
 //! so an outage never brings a revoked token back; it keeps being refused with 401.
+//!
+//! In front of moka, each thread keeps its own copy of the verdicts it used lately ([`Recent`]),
+//! never past moka's own expiry of them.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -17,6 +23,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use moka::Expiry;
 use moka::future::Cache;
+use thread_local::ThreadLocal;
 
 use super::{
     BearerToken, Caller, InvalidReason, Leeway, Principal, TokenDigest, ValidateError, Validator,
@@ -26,11 +33,40 @@ use crate::config::CacheSettings;
 use crate::measure;
 use crate::provider::{ClientShare, ProviderError};
 
-/// A cached verdict and how long it may be trusted.
+/// A cached verdict, how long it may be trusted, and so until when.
+#[derive(Clone)]
+struct Kept {
+    verdict: Verdict,
+    ttl: Duration,
+    /// Taken before moka stamps the entry's creation, so never later than moka's expiry of it.
+    until: Instant,
+}
+
 #[derive(Clone)]
 enum Verdict {
-    Active(Arc<Principal>, Duration),
-    Invalid(InvalidReason, Duration),
+    Active(Arc<Principal>),
+    Invalid(InvalidReason),
+}
+
+impl Kept {
+    fn new(verdict: Verdict, ttl: Duration) -> Self {
+        Kept {
+            verdict,
+            ttl,
+            // A lifetime past what an Instant can hold is kept by moka alone.
+            until: Instant::now().checked_add(ttl).unwrap_or_else(Instant::now),
+        }
+    }
+
+    /// A copy for one thread's [`Recent`], with a principal of its own: counting references to
+    /// a shared one would write a cache line that every worker writes.
+    fn for_thread(&self) -> Self {
+        let verdict = match &self.verdict {
+            Verdict::Active(p) => Verdict::Active(Arc::new(Principal::clone(p))),
+            Verdict::Invalid(r) => Verdict::Invalid(*r),
+        };
+        Kept { verdict, ..*self }
+    }
 }
 
 /// An answer shared by the waiters of one miss but not kept: an active token without `exp` (as
@@ -45,16 +81,60 @@ enum Uncached {
 /// Per-entry lifetime: each verdict carries its own.
 struct VerdictExpiry;
 
-impl Expiry<TokenDigest, Verdict> for VerdictExpiry {
-    fn expire_after_create(
-        &self,
-        _: &TokenDigest,
-        value: &Verdict,
-        _: Instant,
-    ) -> Option<Duration> {
-        Some(match value {
-            Verdict::Active(_, ttl) | Verdict::Invalid(_, ttl) => *ttl,
-        })
+impl Expiry<TokenDigest, Kept> for VerdictExpiry {
+    fn expire_after_create(&self, _: &TokenDigest, value: &Kept, _: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// The most verdicts of one cache that one thread keeps in its [`Recent`] (and no more than the
+/// cache's `max_entries`).
+const RECENT_PER_THREAD: u64 = 1024;
+
+/// One thread's copy of the verdicts it found in moka lately. A hit served from it writes nothing
+/// that another thread reads or writes. A hit in moka stamps its entry, logs the read for moka's
+/// housekeeper and counts a reference to the principal; with the same token on both workers,
+/// those cache lines crossed between the cores on every request.
+///
+/// Each entry ends at its [`Kept::until`], never later than moka's. An entry moka evicted early
+/// to make room may still be used here until then: it is the verdict moka would have given.
+/// When the table is full, expired entries go; if it is still full, it is emptied (the verdicts
+/// are still in moka).
+#[derive(Default)]
+struct Recent {
+    kept: HashMap<RecentKey, Kept, BuildHasherDefault<PrefixHasher>>,
+}
+
+/// A digest as [`Recent`]'s key, hashed by its first eight bytes.
+#[derive(PartialEq, Eq)]
+struct RecentKey(TokenDigest);
+
+impl Hash for RecentKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.prefix());
+    }
+}
+
+/// Hashes a [`RecentKey`] as its digest's prefix. A SHA-256 is already uniform, and no client
+/// can choose tokens whose digests collide in a table without finding SHA-256 preimages, so
+/// there is no flooding to defend against with a keyed hash.
+#[derive(Default)]
+struct PrefixHasher(u64);
+
+impl Hasher for PrefixHasher {
+    fn write_u64(&mut self, prefix: u64) {
+        self.0 = prefix;
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is called (RecentKey's Hash); anything else still hashes.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -87,7 +167,11 @@ pub struct CachedValidator<V> {
     /// The `provider` label of its metrics: each provider has its own caches.
     provider: String,
     inner: Arc<V>,
-    verdicts: Cache<TokenDigest, Verdict>,
+    verdicts: Cache<TokenDigest, Kept>,
+    /// Each thread's copy of its recent hits, in front of `verdicts`.
+    recent: ThreadLocal<RefCell<Recent>>,
+    /// How many entries each thread's copy holds at most.
+    recent_max: usize,
     /// The last verdict on tokens recently valid, for `stale_if_error` only.
     stale: Option<Cache<TokenDigest, (Stale, Duration)>>,
     settings: CacheSettings,
@@ -124,6 +208,8 @@ impl<V: Validator> CachedValidator<V> {
             provider: String::new(),
             inner: Arc::new(inner),
             verdicts,
+            recent: ThreadLocal::new(),
+            recent_max: settings.max_entries.min(RECENT_PER_THREAD) as usize,
             stale,
             settings,
             leeway,
@@ -157,36 +243,41 @@ impl<V: Validator> CachedValidator<V> {
         caller: Caller,
     ) -> Result<Arc<Principal>, ValidateError> {
         let digest = token.digest();
-        let verdict = match self.verdicts.get(&digest).await {
-            Some(verdict) => {
-                self.hits
-                    .get_or_init(|| {
-                        metrics::counter!(measure::CACHE_LOOKUPS, "cache" => self.name, "provider" => self.provider.clone(), "result" => "hit")
-                    })
-                    .increment(1);
-                Ok(verdict)
-            }
-            None => {
-                if let Some(share) = &self.share {
-                    share
-                        .admit(caller.client)
-                        .map_err(ValidateError::Throttled)?;
+        let verdict = if let Some(kept) = self.recent_hit(digest) {
+            self.count_hit();
+            Ok(kept.verdict)
+        } else {
+            match self.verdicts.get(&digest).await {
+                Some(kept) => {
+                    self.count_hit();
+                    self.remember(digest, &kept);
+                    Ok(kept.verdict)
                 }
-                // The miss path's state (the inner validator's call) is large: boxed apart, so
-                // that a hit, the common case, moves and allocates only its own small future.
-                Box::pin(self.fill(token, caller, digest)).await
+                None => {
+                    if let Some(share) = &self.share {
+                        share
+                            .admit(caller.client)
+                            .map_err(ValidateError::Throttled)?;
+                    }
+                    // The miss path's state (the inner validator's call) is large: boxed apart,
+                    // so that a hit, the common case, moves and allocates only its own small
+                    // future.
+                    let filled = Box::pin(self.fill(token, caller, digest)).await;
+                    if let Ok(kept) = &filled {
+                        self.remember(digest, kept);
+                    }
+                    filled.map(|kept| kept.verdict)
+                }
             }
         };
         let now = self.clock.now_unix();
         match verdict {
             // The entry never outlives `exp`, but moka's clock is coarse: check again.
-            Ok(Verdict::Active(p, _))
-                if p.expires_at.is_some_and(|e| self.leeway.expired(e, now)) =>
-            {
+            Ok(Verdict::Active(p)) if p.expires_at.is_some_and(|e| self.leeway.expired(e, now)) => {
                 Err(ValidateError::Invalid(InvalidReason::Expired))
             }
-            Ok(Verdict::Active(p, _)) => Ok(p),
-            Ok(Verdict::Invalid(r, _)) => Err(ValidateError::Invalid(r)),
+            Ok(Verdict::Active(p)) => Ok(p),
+            Ok(Verdict::Invalid(r)) => Err(ValidateError::Invalid(r)),
             Err(uncached) => match &*uncached {
                 Uncached::Active(p) => Ok(p.clone()),
                 Uncached::Invalid(r) => Err(ValidateError::Invalid(*r)),
@@ -196,13 +287,49 @@ impl<V: Validator> CachedValidator<V> {
         }
     }
 
+    fn count_hit(&self) {
+        self.hits
+            .get_or_init(|| {
+                metrics::counter!(measure::CACHE_LOOKUPS, "cache" => self.name, "provider" => self.provider.clone(), "result" => "hit")
+            })
+            .increment(1);
+    }
+
+    /// This thread's unexpired copy of the verdict on `digest`, if it kept one.
+    fn recent_hit(&self, digest: TokenDigest) -> Option<Kept> {
+        let mut recent = self.recent.get()?.borrow_mut();
+        let key = RecentKey(digest);
+        let kept = recent.kept.get(&key)?;
+        if kept.until > Instant::now() {
+            return Some(kept.clone());
+        }
+        recent.kept.remove(&key);
+        None
+    }
+
+    /// Keeps this thread's copy of a verdict moka holds.
+    fn remember(&self, digest: TokenDigest, kept: &Kept) {
+        if self.recent_max == 0 {
+            return;
+        }
+        let mut recent = self.recent.get_or_default().borrow_mut();
+        if recent.kept.len() >= self.recent_max {
+            let now = Instant::now();
+            recent.kept.retain(|_, k| k.until > now);
+            if recent.kept.len() >= self.recent_max {
+                recent.kept.clear();
+            }
+        }
+        recent.kept.insert(RecentKey(digest), kept.for_thread());
+    }
+
     /// A miss: the first waiter asks the inner validator; the others wait for its answer.
     async fn fill(
         &self,
         token: &BearerToken,
         caller: Caller,
         digest: TokenDigest,
-    ) -> Result<Verdict, Arc<Uncached>> {
+    ) -> Result<Kept, Arc<Uncached>> {
         let asked = AtomicBool::new(false);
         let verdict = self
             .verdicts
@@ -230,7 +357,7 @@ impl<V: Validator> CachedValidator<V> {
         token: &BearerToken,
         caller: Caller,
         digest: TokenDigest,
-    ) -> Result<Verdict, Uncached> {
+    ) -> Result<Kept, Uncached> {
         match self.inner.validate(token, caller).await {
             Ok(principal) => {
                 let Some(exp) = principal.expires_at else {
@@ -243,12 +370,15 @@ impl<V: Validator> CachedValidator<V> {
                     let entry = (Stale::Active(principal.clone()), window);
                     stale.insert(digest, entry).await;
                 }
-                Ok(Verdict::Active(principal, ttl))
+                Ok(Kept::new(Verdict::Active(principal), ttl))
             }
             Err(ValidateError::Invalid(reason)) => {
                 self.forget_stale(digest, reason).await;
                 if reason.cacheable() {
-                    Ok(Verdict::Invalid(reason, self.settings.negative_ttl))
+                    Ok(Kept::new(
+                        Verdict::Invalid(reason),
+                        self.settings.negative_ttl,
+                    ))
                 } else {
                     Err(Uncached::Invalid(reason))
                 }
@@ -310,3 +440,6 @@ impl<V: Validator> Validator for CachedValidator<V> {
         self.lookup(token, caller).boxed()
     }
 }
+
+#[cfg(test)]
+mod tests;

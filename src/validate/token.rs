@@ -28,6 +28,16 @@ impl BearerToken {
     }
 }
 
+impl TokenDigest {
+    /// The digest's first eight bytes: already a uniform hash of the token, which no client can
+    /// steer without a SHA-256 preimage, so a table keyed by digests may use it as the hash.
+    pub fn prefix(&self) -> u64 {
+        let mut first = [0; 8];
+        first.copy_from_slice(&self.0[..8]);
+        u64::from_le_bytes(first)
+    }
+}
+
 impl fmt::Debug for BearerToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "BearerToken(<{} bytes>)", self.0.len())
