@@ -152,7 +152,10 @@ impl Forwarder {
             Err(e) => return Either::Left(std::future::ready(Err(e))),
         };
         let asked = std::time::Instant::now();
-        let sent = tokio::time::timeout(timeout, self.pool.send(upstream, req, how));
+        // Boxed: the sending's state is about 2.2 KB, and each wrapper here (the timeout, the
+        // map, the choice) and the policy's future would otherwise move it whole.
+        let send = Box::pin(self.pool.send(upstream, req, how));
+        let sent = tokio::time::timeout(timeout, send);
         // A combinator, not an `async` block: one awaiting a future it captured would hold it
         // twice.
         Either::Right(sent.map(move |sent| {
