@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::LogFormat;
 
@@ -52,6 +52,52 @@ static ACCESS_LOG: OnceLock<AccessLog> = OnceLock::new();
 thread_local! {
     /// The line being formatted.
     static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
+    /// This thread's handle on the log's queue, cloned once: a clone per line counted a sender
+    /// on the channel every worker shares.
+    static QUEUE: RefCell<Option<tracing_appender::non_blocking::NonBlocking>> =
+        const { RefCell::new(None) };
+    /// The last timestamp: its second, and its text up to the microseconds.
+    static STAMP: RefCell<Stamp> = const { RefCell::new(Stamp { second: None, text: String::new() }) };
+}
+
+/// A timestamp as tracing-subscriber's `SystemTime` timer writes it
+/// (`2026-12-02T03:40:00.123456Z`): the date and time formatted once a second, the microseconds
+/// on every line.
+struct Stamp {
+    second: Option<u64>,
+    /// `2026-12-02T03:40:00.`, then the microseconds and `Z` of the last line.
+    text: String,
+}
+
+/// The part of [`Stamp::text`] that lasts a second: up to and with the `.`.
+const STAMP_SECOND: usize = "2026-12-02T03:40:00.".len();
+
+impl Stamp {
+    fn at(&mut self, now: SystemTime) -> &str {
+        let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        if self.second != Some(since.as_secs()) {
+            self.text.clear();
+            let whole = UNIX_EPOCH + Duration::from_secs(since.as_secs());
+            let _ = write!(self.text, "{}", humantime::format_rfc3339_seconds(whole));
+            self.text.pop(); // its `Z`
+            self.text.push('.');
+            self.second = Some(since.as_secs());
+        }
+        self.text.truncate(STAMP_SECOND);
+        zero_padded(&mut self.text, since.subsec_micros().into(), 6);
+        self.text.push('Z');
+        &self.text
+    }
+}
+
+/// `n` in decimal, with leading zeros to `width` digits.
+fn zero_padded(buf: &mut String, n: u64, width: usize) {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n);
+    for _ in digits.len()..width {
+        buf.push('0');
+    }
+    buf.push_str(digits);
 }
 
 /// Sets where access lines go and how they look; the first call in a process wins, as tracing's
@@ -73,23 +119,28 @@ pub fn write(line: &AccessLine<'_>) {
     };
     LINE.with_borrow_mut(|buf| {
         buf.clear();
-        // `2026-12-02T03:40:00.123456Z`, as tracing-subscriber's `SystemTime` timer writes it.
-        let stamp = humantime::format_rfc3339_micros(SystemTime::now());
-        match log.format {
-            LogFormat::Json => json(buf, stamp, line),
-            LogFormat::Text => text(buf, stamp, line, log.ansi),
-        }
+        STAMP.with_borrow_mut(|stamp| {
+            let stamp = stamp.at(SystemTime::now());
+            match log.format {
+                LogFormat::Json => json(buf, stamp, line),
+                LogFormat::Text => text(buf, stamp, line, log.ansi),
+            }
+        });
         buf.push('\n');
         // A failed write has nowhere to be reported but the log itself.
         let _ = match &log.sink {
-            Sink::Queue(queue) => queue.clone().write_all(buf.as_bytes()),
+            Sink::Queue(queue) => QUEUE.with_borrow_mut(|mine| {
+                mine.get_or_insert_with(|| queue.clone())
+                    .write_all(buf.as_bytes())
+            }),
             Sink::Stdout => std::io::stdout().lock().write_all(buf.as_bytes()),
         };
     });
 }
 
-fn json(buf: &mut String, stamp: impl std::fmt::Display, line: &AccessLine<'_>) {
-    let _ = write!(buf, "{{\"timestamp\":\"{stamp}");
+fn json(buf: &mut String, stamp: &str, line: &AccessLine<'_>) {
+    buf.push_str("{\"timestamp\":\"");
+    buf.push_str(stamp);
     buf.push_str("\",\"level\":\"INFO\",\"message\":\"request\"");
     json_member(buf, "api", line.api.unwrap_or("-"));
     json_member(buf, "method", line.method);
@@ -98,7 +149,8 @@ fn json(buf: &mut String, stamp: impl std::fmt::Display, line: &AccessLine<'_>) 
     json_member(buf, "reason", line.reason);
     json_member(buf, "client", line.client.unwrap_or("-"));
     json_member(buf, "client_id", line.client_id.unwrap_or("-"));
-    let _ = write!(buf, ",\"status\":{}", line.status);
+    buf.push_str(",\"status\":");
+    zero_padded(buf, line.status.into(), 0);
     if let Some(code) = line.grpc_status {
         let _ = write!(buf, ",\"grpc_status\":{code}");
     }
@@ -141,8 +193,8 @@ fn json_string(buf: &mut String, value: &str) {
 
 /// The text format tracing-subscriber writes for an event: `TIMESTAMP  INFO target: message
 /// name=value ...`, strings quoted and escaped as `Debug` does, the method and path bare.
-fn text(buf: &mut String, stamp: impl std::fmt::Display, line: &AccessLine<'_>, ansi: bool) {
-    let _ = write!(buf, "{stamp}");
+fn text(buf: &mut String, stamp: &str, line: &AccessLine<'_>, ansi: bool) {
+    buf.push_str(stamp);
     if ansi {
         buf.push_str(" \x1b[32m INFO\x1b[0m \x1b[2mtollgate::access\x1b[0m\x1b[2m:\x1b[0m request");
     } else {
@@ -157,7 +209,8 @@ fn text(buf: &mut String, stamp: impl std::fmt::Display, line: &AccessLine<'_>, 
     text_quoted(buf, "reason", line.reason);
     text_quoted(buf, "client", line.client.unwrap_or("-"));
     text_quoted(buf, "client_id", line.client_id.unwrap_or("-"));
-    let _ = write!(buf, " status={}", line.status);
+    buf.push_str(" status=");
+    zero_padded(buf, line.status.into(), 0);
     if let Some(code) = line.grpc_status {
         let _ = write!(buf, " grpc_status={code}");
     }
@@ -185,7 +238,9 @@ fn text_quoted(buf: &mut String, name: &str, value: &str) {
 /// Milliseconds with three decimals (microseconds), the precision the line needs.
 fn milliseconds(buf: &mut String, latency: Duration) {
     let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-    let _ = write!(buf, "{}.{:03}", micros / 1000, micros % 1000);
+    zero_padded(buf, micros / 1000, 0);
+    buf.push('.');
+    zero_padded(buf, micros % 1000, 3);
 }
 
 #[cfg(test)]

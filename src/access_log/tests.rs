@@ -128,3 +128,43 @@ fn the_timestamp_is_tracing_subscribers_shape() {
     );
     assert_eq!(stamp.to_string(), "2025-12-02T03:40:00.123456Z");
 }
+
+#[test]
+fn the_cached_stamp_is_humantimes_every_microsecond_and_second() {
+    let mut stamp = Stamp {
+        second: None,
+        text: String::new(),
+    };
+    let base = 1_764_646_800_000_000u64;
+    // Within a second, across seconds, back in time, and the first and last microsecond.
+    for micros in [
+        123_456,
+        0,
+        999_999,
+        1_000_000,
+        1_000_007,
+        59_999_999,
+        60_000_000,
+        5,
+        86_400_000_001,
+    ] {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_micros(base + micros);
+        let expected = humantime::format_rfc3339_micros(at).to_string();
+        assert_eq!(stamp.at(at), expected, "{micros}");
+    }
+}
+
+#[test]
+fn numbers_are_padded_only_as_asked() {
+    for (n, width, text) in [
+        (0, 0, "0"),
+        (200, 0, "200"),
+        (7, 3, "007"),
+        (1234, 3, "1234"),
+        (5, 6, "000005"),
+    ] {
+        let mut buf = String::new();
+        zero_padded(&mut buf, n, width);
+        assert_eq!(buf, text);
+    }
+}
