@@ -14,7 +14,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -100,41 +100,25 @@ const RECENT_PER_THREAD: u64 = 1024;
 /// to make room may still be used here until then: it is the verdict moka would have given.
 /// When the table is full, expired entries go; if it is still full, it is emptied (the verdicts
 /// are still in moka).
+///
+/// The table's hash is std's keyed one (SipHash with a random key per process), not the digest's
+/// bytes as they are. A refused token's verdict is kept too, so a client chooses what goes in.
+/// Finding tokens whose digests agree in the few bits that pick a table's slot takes only a
+/// thousand or so tries each, offline. With a hash it cannot know, it cannot cluster its
+/// entries and make every lookup on the thread walk them.
 #[derive(Default)]
 struct Recent {
-    kept: HashMap<RecentKey, Kept, BuildHasherDefault<PrefixHasher>>,
+    kept: HashMap<RecentKey, Kept>,
 }
 
-/// A digest as [`Recent`]'s key, hashed by its first eight bytes.
+/// A digest as [`Recent`]'s key: its first eight bytes are hashed (the digest is uniform, so
+/// they are as good as all 32), and all of it is compared.
 #[derive(PartialEq, Eq)]
 struct RecentKey(TokenDigest);
 
 impl Hash for RecentKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(self.0.prefix());
-    }
-}
-
-/// Hashes a [`RecentKey`] as its digest's prefix. A SHA-256 is already uniform, and no client
-/// can choose tokens whose digests collide in a table without finding SHA-256 preimages, so
-/// there is no flooding to defend against with a keyed hash.
-#[derive(Default)]
-struct PrefixHasher(u64);
-
-impl Hasher for PrefixHasher {
-    fn write_u64(&mut self, prefix: u64) {
-        self.0 = prefix;
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is called (RecentKey's Hash); anything else still hashes.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 

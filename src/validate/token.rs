@@ -29,12 +29,18 @@ impl BearerToken {
 }
 
 impl TokenDigest {
-    /// The digest's first eight bytes: already a uniform hash of the token, which no client can
-    /// steer without a SHA-256 preimage, so a table keyed by digests may use it as the hash.
+    /// The digest's first eight bytes: as uniform as all of it, so enough to feed a table's hash.
+    /// Not a hash to use as it is: a client can grind tokens whose prefixes agree in a few bits
+    /// (see `validate::cache::Recent`).
     pub fn prefix(&self) -> u64 {
         let mut first = [0; 8];
         first.copy_from_slice(&self.0[..8]);
         u64::from_le_bytes(first)
+    }
+
+    #[cfg(test)]
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        TokenDigest(bytes)
     }
 }
 
