@@ -62,7 +62,7 @@ async fn subject(cache: &CachedValidator<Counting>, token: &str) -> Option<Strin
 async fn a_thread_copy_ends_with_the_verdict() {
     let cache = cached(100, Duration::from_millis(300));
     assert_eq!(subject(&cache, "bad").await, None);
-    // Served from this thread's copy, then from moka's: one call either way.
+    // The refusal is kept in moka and in this thread's copy, which answers these two.
     assert_eq!(subject(&cache, "bad").await, None);
     assert_eq!(subject(&cache, "bad").await, None);
     assert_eq!(calls(&cache), 1);
