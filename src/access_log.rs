@@ -1,7 +1,7 @@
 //! The access log's line: one per request, formatted by hand into a buffer each thread reuses and
-//! queued on the same writer as every other log line (`telemetry`), in the same two formats. It is
-//! the one log line every request pays for, so it skips what a general event costs in
-//! `tracing-subscriber` (a span, field visitors, `fmt` machinery, a fresh `String`): about a
+//! appended to the same writer as every other log line ([`crate::log_writer`]), in the same two
+//! formats. It is the one log line every request pays for, so it skips what a general event costs
+//! in `tracing-subscriber` (a span, field visitors, `fmt` machinery, a fresh `String`): about a
 //! quarter of a cached request's instructions before. The filter is still tracing's: the line is
 //! written when `tollgate::access` is enabled at `INFO` (the default `level = "info"`; `warn` or
 //! `tollgate::access=off` turn it off).
@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::LogFormat;
+use crate::log_writer::LogWriter;
 
 pub const TARGET: &str = "tollgate::access";
 
@@ -37,7 +38,7 @@ pub struct AccessLine<'a> {
 
 /// Where lines go: the log's background writer, or standard output line by line.
 pub enum Sink {
-    Queue(tracing_appender::non_blocking::NonBlocking),
+    Queue(LogWriter),
     Stdout,
 }
 
@@ -45,6 +46,9 @@ struct AccessLog {
     format: LogFormat,
     ansi: bool,
     sink: Sink,
+    /// The filter's answer for `tollgate::access` at `INFO`, asked once: it is fixed for the
+    /// process's life, and asking walks its directives.
+    enabled: OnceLock<bool>,
 }
 
 static ACCESS_LOG: OnceLock<AccessLog> = OnceLock::new();
@@ -52,10 +56,6 @@ static ACCESS_LOG: OnceLock<AccessLog> = OnceLock::new();
 thread_local! {
     /// The line being formatted.
     static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
-    /// This thread's handle on the log's queue, cloned once: a clone per line counted a sender
-    /// on the channel every worker shares.
-    static QUEUE: RefCell<Option<tracing_appender::non_blocking::NonBlocking>> =
-        const { RefCell::new(None) };
     /// The last timestamp: its second, and its text up to the microseconds.
     static STAMP: RefCell<Stamp> = const { RefCell::new(Stamp { second: None, text: String::new() }) };
 }
@@ -103,16 +103,24 @@ fn zero_padded(buf: &mut String, n: u64, width: usize) {
 /// Sets where access lines go and how they look; the first call in a process wins, as tracing's
 /// global subscriber does.
 pub fn install(format: LogFormat, ansi: bool, sink: Sink) {
-    let _ = ACCESS_LOG.set(AccessLog { format, ansi, sink });
+    let _ = ACCESS_LOG.set(AccessLog {
+        format,
+        ansi,
+        sink,
+        enabled: OnceLock::new(),
+    });
 }
 
 /// Whether a line would be written: the filter allows it and a sink is installed.
 pub fn enabled() -> bool {
-    ACCESS_LOG.get().is_some() && tracing::enabled!(target: TARGET, tracing::Level::INFO)
+    ACCESS_LOG.get().is_some_and(|log| {
+        *log.enabled
+            .get_or_init(|| tracing::enabled!(target: TARGET, tracing::Level::INFO))
+    })
 }
 
 /// Writes the line; the caller asked [`enabled`] when the request arrived (the filter is fixed
-/// for the process's life). A full queue drops it and counts the drop, as for any line.
+/// for the process's life). A full buffer drops it and counts the drop, as for any line.
 pub fn write(line: &AccessLine<'_>) {
     let Some(log) = ACCESS_LOG.get() else {
         return;
@@ -127,14 +135,11 @@ pub fn write(line: &AccessLine<'_>) {
             }
         });
         buf.push('\n');
-        // A failed write has nowhere to be reported but the log itself.
-        let _ = match &log.sink {
-            Sink::Queue(queue) => QUEUE.with_borrow_mut(|mine| {
-                mine.get_or_insert_with(|| queue.clone())
-                    .write_all(buf.as_bytes())
-            }),
-            Sink::Stdout => std::io::stdout().lock().write_all(buf.as_bytes()),
-        };
+        match &log.sink {
+            Sink::Queue(writer) => writer.append(buf.as_bytes()),
+            // A failed write has nowhere to be reported but the log itself.
+            Sink::Stdout => drop(std::io::stdout().lock().write_all(buf.as_bytes())),
+        }
     });
 }
 
@@ -200,15 +205,15 @@ fn text(buf: &mut String, stamp: &str, line: &AccessLine<'_>, ansi: bool) {
     } else {
         buf.push_str("  INFO tollgate::access: request");
     }
-    text_quoted(buf, "api", line.api.unwrap_or("-"));
+    text_quoted(buf, " api=", line.api.unwrap_or("-"));
     buf.push_str(" method=");
     buf.push_str(line.method);
     buf.push_str(" path=");
     buf.push_str(line.path);
-    text_quoted(buf, "decision", line.decision);
-    text_quoted(buf, "reason", line.reason);
-    text_quoted(buf, "client", line.client.unwrap_or("-"));
-    text_quoted(buf, "client_id", line.client_id.unwrap_or("-"));
+    text_quoted(buf, " decision=", line.decision);
+    text_quoted(buf, " reason=", line.reason);
+    text_quoted(buf, " client=", line.client.unwrap_or("-"));
+    text_quoted(buf, " client_id=", line.client_id.unwrap_or("-"));
     buf.push_str(" status=");
     zero_padded(buf, line.status.into(), 0);
     if let Some(code) = line.grpc_status {
@@ -218,14 +223,14 @@ fn text(buf: &mut String, stamp: &str, line: &AccessLine<'_>, ansi: bool) {
     milliseconds(buf, line.latency);
 }
 
-fn text_quoted(buf: &mut String, name: &str, value: &str) {
-    buf.push(' ');
-    buf.push_str(name);
-    buf.push('=');
+/// ` name="value"`: `field` is ` name=`, the value quoted and escaped as `Debug` does.
+fn text_quoted(buf: &mut String, field: &str, value: &str) {
+    buf.push_str(field);
     // What `Debug` leaves alone, copied as it is (the common case: `Debug` goes char by char).
+    // Every byte is looked at, with no early exit, so the loop has no branch per byte.
     if value
         .bytes()
-        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+        .fold(true, |plain, b| plain & DEBUG_PLAIN[usize::from(b)])
     {
         buf.push('"');
         buf.push_str(value);
@@ -234,6 +239,17 @@ fn text_quoted(buf: &mut String, name: &str, value: &str) {
         let _ = write!(buf, "{value:?}");
     }
 }
+
+/// The bytes `Debug` writes as they are inside a string's quotes: printable ASCII but `"` and `\`.
+static DEBUG_PLAIN: [bool; 256] = {
+    let mut plain = [false; 256];
+    let mut b = b' ';
+    while b <= b'~' {
+        plain[b as usize] = b != b'"' && b != b'\\';
+        b += 1;
+    }
+    plain
+};
 
 /// Milliseconds with three decimals (microseconds), the precision the line needs.
 fn milliseconds(buf: &mut String, latency: Duration) {

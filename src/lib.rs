@@ -22,6 +22,7 @@ pub mod explain;
 pub mod forward;
 pub mod forwarded;
 pub mod http1;
+pub mod log_writer;
 pub mod measure;
 pub mod policy;
 pub mod provider;

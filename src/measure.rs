@@ -40,7 +40,6 @@ use std::time::Duration;
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use rustc_hash::FxHashMap;
-use tracing_appender::non_blocking::ErrorCounter;
 
 pub const REQUESTS: &str = "tollgate_requests_total";
 pub const REQUEST_DURATION: &str = "tollgate_request_duration_seconds";
@@ -76,7 +75,7 @@ const BUCKETS: [f64; 14] = [
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// The log writer's count of dropped lines, once logging runs in the background.
-static LOG_DROPS: OnceLock<ErrorCounter> = OnceLock::new();
+static LOG_DROPS: OnceLock<crate::log_writer::LogWriter> = OnceLock::new();
 
 /// How often histogram samples are folded into their buckets. Until then each sample is held
 /// (8 bytes a sample), so without this a process nobody scrapes would grow without bound.
@@ -182,7 +181,7 @@ pub fn record_request(
 }
 
 /// Exports the log writer's count of dropped lines as `tollgate_log_lines_dropped_total`.
-pub fn count_log_drops(counter: ErrorCounter) {
+pub fn count_log_drops(counter: crate::log_writer::LogWriter) {
     // The subscriber is installed once per process; so is its writer.
     let _ = LOG_DROPS.set(counter);
 }
@@ -192,7 +191,7 @@ pub fn render() -> String {
     // Copied at scrape time: the writer counts on its own, and dropping a line must cost the
     // request that logged it nothing more than an atomic increment.
     if let Some(drops) = LOG_DROPS.get() {
-        metrics::counter!(LOG_LINES_DROPPED).absolute(drops.dropped_lines() as u64);
+        metrics::counter!(LOG_LINES_DROPPED).absolute(drops.dropped());
     }
     install().map_or_else(String::new, PrometheusHandle::render)
 }

@@ -18,49 +18,46 @@ use crate::access_log::{self, AccessLine, Sink};
 use crate::arrival::Arrival;
 use crate::body::ProxyBody;
 use crate::config::{LogFormat, LogSettings};
+use crate::log_writer::{self, LogWriter};
 use crate::measure;
 use crate::policy::{GrpcRefusal, Outcome};
 
 /// Where log lines are written from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
-    /// By a dedicated thread that writes whatever lines have queued in one go: a request only
-    /// formats its line and queues it. When the queue is full (standard output is not keeping up,
-    /// or nobody reads it) the line is dropped and counted in `tollgate_log_lines_dropped_total`:
-    /// a stalled log pipeline must never stall serving. For serving.
+    /// By a dedicated thread that writes whatever lines have gathered in one go
+    /// ([`log_writer`]): a request only formats its line and appends it. When 2 MiB of lines
+    /// wait (standard output is not keeping up, or nobody reads it) further lines are dropped and
+    /// counted in `tollgate_log_lines_dropped_total`: a stalled log pipeline must never stall
+    /// serving. For serving.
     Background,
     /// By the thread that logs, line by line, in order with anything else printed. For `dev`,
     /// whose banner and logs share the terminal.
     Direct,
 }
 
-/// Keeps the background writer alive; dropping it writes out what is queued.
+/// Keeps the background writer alive; dropping it writes out what is waiting.
 pub struct LogGuard {
-    _writer: Option<tracing_appender::non_blocking::WorkerGuard>,
+    _writer: Option<log_writer::Guard>,
 }
-
-/// Lines queued for the writer thread at most, about 3 MB of JSON lines: a second of a busy
-/// gateway's access log, enough to ride out a slow write without holding tens of megabytes (the
-/// library's default is 128 000 lines) when the reader is gone.
-const QUEUED_LINES: usize = 8192;
 
 /// Installs the global subscriber. The level filter was checked when the config was compiled.
 pub fn init(settings: &LogSettings, output: Output) -> LogGuard {
     let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour only for a person at a terminal; never escape codes in a log pipeline.
     let ansi = std::io::stdout().is_terminal();
-    let (writer, guard) = match output {
-        Output::Background => {
-            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-                .lossy(true)
-                .buffered_lines_limit(QUEUED_LINES)
-                .thread_name("tollgate-log")
-                .finish(stdout_buffered());
-            measure::count_log_drops(writer.error_counter());
+    let background = match output {
+        Output::Background => LogWriter::start(stdout_unbuffered()).ok(),
+        Output::Direct => None,
+    };
+    let (writer, guard) = match background {
+        Some((writer, guard)) => {
+            measure::count_log_drops(writer.clone());
             access_log::install(settings.format, ansi, Sink::Queue(writer.clone()));
             (BoxMakeWriter::new(writer), Some(guard))
         }
-        Output::Direct => {
+        // Or the thread could not be started: line by line, as `dev` does.
+        None => {
             access_log::install(settings.format, ansi, Sink::Stdout);
             (BoxMakeWriter::new(std::io::stdout), None)
         }
@@ -83,17 +80,13 @@ pub fn init(settings: &LogSettings, output: Output) -> LogGuard {
     LogGuard { _writer: guard }
 }
 
-/// Standard output with a large buffer (the writer thread flushes it each time its queue is
-/// empty), not the line-buffered `Stdout`, which would make a system call per line.
-fn stdout_buffered() -> Box<dyn std::io::Write + Send> {
+/// Standard output without `Stdout`'s line buffering: the log writer hands it whole batches.
+fn stdout_unbuffered() -> Box<dyn std::io::Write + Send> {
     #[cfg(unix)]
     {
         use std::os::fd::AsFd;
         if let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() {
-            return Box::new(std::io::BufWriter::with_capacity(
-                64 * 1024,
-                std::fs::File::from(fd),
-            ));
+            return Box::new(std::fs::File::from(fd));
         }
     }
     Box::new(std::io::stdout())

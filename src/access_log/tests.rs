@@ -114,9 +114,11 @@ fn text_quoting_is_debugs() {
         "caf\u{e9}",
         "",
         "~ !",
+        "\u{7f}",
+        "\u{1}",
     ] {
         let mut buf = String::new();
-        text_quoted(&mut buf, "f", s);
+        text_quoted(&mut buf, " f=", s);
         assert_eq!(buf, format!(" f={s:?}"));
     }
 }
