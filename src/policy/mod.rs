@@ -73,11 +73,11 @@ pub struct PolicyService<F = Forwarder> {
     runtime: RuntimeHandle,
 }
 
-/// An allowed request, ready to forward.
+/// What lets a request go on: the request itself stays where it arrived, in the policy's future
+/// (`decide` reads and amends it in place; each move of it was a 240-byte copy).
 struct Allowed {
     api: Arc<Api>,
     principal: Option<Arc<Principal>>,
-    request: Request<ProxyBody>,
     /// Handed to the forwarder beside the request (not in its extensions: no box, no lookup).
     plan: ForwardPlan,
 }
@@ -117,14 +117,19 @@ impl<F: Forward> Service<Arrival> for PolicyService<F> {
         let forwarder = self.forwarder.clone();
         let runtime = self.runtime.current();
         Box::pin(async move {
+            let Arrival {
+                mut request,
+                client,
+                client_cert,
+            } = arrival;
             // Kept before the request is consumed: every answer of a CORS API depends on it.
-            let req = &arrival.request;
-            let origin = cors::single(req.headers(), &ORIGIN).cloned();
-            let dialect = Dialect::of(req.method(), req.headers());
-            let (api, mut outcome) = match decide(&runtime, arrival, dialect).await {
+            let origin = cors::single(request.headers(), &ORIGIN).cloned();
+            let dialect = Dialect::of(request.method(), request.headers());
+            let decided = decide(&runtime, &mut request, client, client_cert, dialect).await;
+            let (api, mut outcome) = match decided {
                 Ok(Decision::Forward(allowed)) => {
                     let api = allowed.api.clone();
-                    (api, forward(&forwarder, allowed, dialect).await)
+                    (api, forward(&forwarder, request, allowed, dialect).await)
                 }
                 // Complete as it is, CORS headers included.
                 Ok(Decision::Answered(response)) => return Ok(Outcome::rendered(response)),
@@ -150,13 +155,13 @@ impl<F: Forward> Service<Arrival> for PolicyService<F> {
 /// answer needs is taken out here, before the future, which keeps only that and the sending.
 fn forward<'a, F: Forward>(
     forwarder: &'a F,
+    request: Request<ProxyBody>,
     allowed: Allowed,
     dialect: Dialect,
 ) -> impl Future<Output = Outcome> + Send + 'a {
     let Allowed {
         api,
         principal,
-        request,
         plan,
     } = allowed;
     let client_id = principal
@@ -202,23 +207,21 @@ enum Decision {
 
 type Refusal = (Rejection, Option<Arc<Api>>);
 
-/// Everything up to the forwarding decision.
+/// Everything up to the forwarding decision. The request is amended in place: its body bounded,
+/// a form token taken out of it.
 async fn decide(
     runtime: &Runtime,
-    arrival: Arrival,
+    req: &mut Request<ProxyBody>,
+    client: Option<ClientAddr>,
+    client_cert: Option<Arc<crate::client_cert::ClientCertificate>>,
     dialect: Dialect,
 ) -> Result<Decision, Refusal> {
-    let Arrival {
-        request: req,
-        client,
-        client_cert,
-    } = arrival;
     // The caller's clock starts when it sends, so its deadline counts from arrival.
     let arrived = std::time::Instant::now();
-    check_framing(&req).map_err(|r| (r, None))?;
+    check_framing(req).map_err(|r| (r, None))?;
     check_method(req.method()).map_err(|r| (r, None))?;
     let path = normalise_path(req.uri().path()).map_err(|e| (Rejection::BadPath(e), None))?;
-    let host_value = original_host(&req);
+    let host_value = original_host(req);
     let host = host_value
         .as_ref()
         .and_then(|h| h.to_str().ok())
@@ -230,7 +233,7 @@ async fn decide(
         .ok_or((Rejection::NoRoute, None))?;
     let refuse = |r: Rejection| (r, Some(api.clone()));
     let settings = &api.settings;
-    let grpc_deadline = grpc_deadline(&req, dialect, arrived).map_err(refuse)?;
+    let grpc_deadline = grpc_deadline(req, dialect, arrived).map_err(refuse)?;
     // Fetch §3.2.2: a preflight carries no credentials, so it is answered before any rule or
     // token check, and never forwarded.
     if let Some(cors) = &settings.cors
@@ -239,7 +242,7 @@ async fn decide(
         let answer = cors::answer_preflight(cors, &api.name, req.headers());
         return Ok(Decision::Answered(answer));
     }
-    let req = bound_body(
+    bound_body(
         req,
         settings.max_body_bytes,
         runtime.listen.connection.stream_idle_timeout,
@@ -264,12 +267,12 @@ async fn decide(
     {
         return Err(refuse(Rejection::ClientCertificateRequired));
     }
-    let (req, principal) = if rule.is_some_and(|r| r.public) {
-        (req, None)
+    let principal = if rule.is_some_and(|r| r.public) {
+        None
     } else {
         let policy = rule.map_or(&settings.policy, |r| &r.policy);
         let caller = caller_of(client.as_ref());
-        let (req, token) = find_token(
+        let token = find_token(
             req,
             &api,
             query_token,
@@ -281,7 +284,7 @@ async fn decide(
             validate_and_authorize(&api, policy, &token, caller, runtime.registry.as_deref())
                 .await
                 .map_err(refuse)?;
-        (req, Some(principal))
+        Some(principal)
     };
 
     let mut plan = plan(
@@ -301,7 +304,6 @@ async fn decide(
     Ok(Decision::Forward(Allowed {
         api,
         principal,
-        request: req,
         plan: ForwardPlan {
             grpc_deadline,
             client,
@@ -334,13 +336,13 @@ fn grpc_deadline(
 /// is forwarded), else while the body streams; and bounds the gaps between its bytes. A request
 /// without a body (most of them) is left as it is, at no cost.
 fn bound_body(
-    req: Request<ProxyBody>,
+    req: &mut Request<ProxyBody>,
     limit: u64,
     stall: std::time::Duration,
-) -> Result<Request<ProxyBody>, Rejection> {
+) -> Result<(), Rejection> {
     use http_body::Body as _;
     if req.body().is_end_stream() {
-        return Ok(req);
+        return Ok(());
     }
     let declared = req
         .headers()
@@ -350,7 +352,9 @@ fn bound_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(Rejection::BodyTooLarge(limit));
     }
-    Ok(req.map(|body| BoundedBody::new(body, limit, stall).boxed()))
+    let body = std::mem::replace(req.body_mut(), crate::body::empty());
+    *req.body_mut() = BoundedBody::new(body, limit, stall).boxed();
+    Ok(())
 }
 
 /// RFC 9112 §6.3: a message with both Content-Length and Transfer-Encoding, or with several
@@ -385,18 +389,18 @@ fn original_host(req: &Request<ProxyBody>) -> Option<HeaderValue> {
 
 /// Gathers the credentials the API accepts; exactly one may be present, and it must be well-formed.
 async fn find_token(
-    req: Request<ProxyBody>,
+    req: &mut Request<ProxyBody>,
     api: &Api,
     query_token: Option<Credential>,
     stall: std::time::Duration,
-) -> Result<(Request<ProxyBody>, BearerToken), Rejection> {
+) -> Result<BearerToken, Rejection> {
     let sources = &api.settings.token_sources;
     let header_token = if sources.contains(&TokenSource::Header) {
         extract::from_header(req.headers())?
     } else {
         None
     };
-    let (req, form_token) = if sources.contains(&TokenSource::Form) && is_form_post(&req) {
+    let form_token = if sources.contains(&TokenSource::Form) && is_form_post(req) {
         // Boxed: rare, and its body-reading future would otherwise enlarge every request's.
         // The body's gaps are bounded already; this bounds the whole read, so a client trickling
         // one byte per gap cannot hold the request (and its connection) for long either.
@@ -405,7 +409,7 @@ async fn find_token(
             .await
             .map_err(|_| Rejection::RequestTimeout)??
     } else {
-        (req, None)
+        None
     };
     let mut found = [header_token, query_token, form_token]
         .into_iter()
@@ -419,7 +423,7 @@ async fn find_token(
         ));
     }
     match credential {
-        Credential::Token(token) => Ok((req, token)),
+        Credential::Token(token) => Ok(token),
         // RFC 6750 §3.1: the token is malformed; no provider is asked about it.
         Credential::Malformed => Err(Rejection::InvalidToken(InvalidReason::NotB64Token)),
     }
@@ -441,10 +445,11 @@ fn is_form_post(req: &Request<ProxyBody>) -> bool {
 
 /// Reads a (bounded) form body, takes `access_token` out of it, and re-frames what is left.
 async fn take_form_token(
-    req: Request<ProxyBody>,
+    req: &mut Request<ProxyBody>,
     limit: usize,
-) -> Result<(Request<ProxyBody>, Option<Credential>), Rejection> {
-    let (mut parts, body) = req.into_parts();
+) -> Result<Option<Credential>, Rejection> {
+    // A refusal leaves the request without its body: it is not forwarded.
+    let body = std::mem::replace(req.body_mut(), crate::body::empty());
     let bytes = Limited::new(body, limit)
         .collect()
         .await
@@ -461,17 +466,17 @@ async fn take_form_token(
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| Rejection::InvalidRequest("the form body is not UTF-8"))?;
     let (token, rest) = extract::take_access_token(text, true)?;
-    let body = match rest {
+    *req.body_mut() = match rest {
         Some(rest) => {
-            set_content_length(&mut parts.headers, rest.len());
+            set_content_length(req.headers_mut(), rest.len());
             full(rest)
         }
         None => {
-            set_content_length(&mut parts.headers, bytes.len());
+            set_content_length(req.headers_mut(), bytes.len());
             full(bytes)
         }
     };
-    Ok((Request::from_parts(parts, body), token))
+    Ok(token)
 }
 
 /// Who asks, for per-client budgets: the client address the listener found (through
