@@ -7,10 +7,11 @@
 # the test OpenID provider (tests/idp/server.mjs: one opaque-token and one JWT instance), a tiny fake
 # introspection endpoint (benches/load/fake_introspection.mjs) and release builds of tollgate, and
 # drives them with wrk. It prints, as Markdown:
-#   - req/s, p50/p99 latency and the proxy's CPU time per request (utime+stime from /proc) for
-#     (a) the upstream direct, (b) nginx proxying, (c) tollgate on a public route, (d) tollgate with
-#     a cached introspected token, (e) tollgate with a cached JWT, (f) = (d) with the access log on;
-#     medians over ROUNDS interleaved rounds, and the ratios c/b, d/b, e/b (req/s, CPU, p99);
+#   - req/s, p50/p99 latency and the proxy's CPU time per request (utime+stime from /proc, and
+#     utime alone) for (a) the upstream direct, (b) nginx proxying, (c) tollgate on a public route,
+#     (d) tollgate with a cached introspected token, (e) tollgate with a cached JWT, (f) = (d) with
+#     the access log on; medians over ROUNDS interleaved rounds, the ratios c/b, d/b, e/b (req/s,
+#     CPU, user-space CPU, p99), and f/d and e/d (the access log's and a JWT's cost);
 #   - the RSS 100 000 distinct cached tokens add, the introspection calls a stampede of 200 concurrent
 #     requests with one new token makes (introspection slowed to 100 ms), the JWKS fetches of a cold
 #     start under 200 concurrent JWT requests, and the connections opened to the provider.
@@ -222,18 +223,19 @@ for c in $CASES; do
   [[ $status == 200 ]] || die "case $c: ${URL[$c]} answered $status: $(head -c 300 "$work/probe.body")"
 done
 
-# run_wrk CASE SECONDS OUT: one wrk run; prints "requests rps p50_us p99_us non2xx errors cpu_us".
+# run_wrk CASE SECONDS OUT: one wrk run; prints
+# "requests rps p50_us p99_us non2xx errors cpu_us user_us" (user_us: the user-space part of cpu_us).
 run_wrk() {
-  local c=$1 secs=$2 out=$3 procs before after
+  local c=$1 secs=$2 out=$3 procs before after user_before user_after
   procs=$(case_pids "$c")
   local args=(-t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --latency)
   [[ -n ${HDR[$c]:-} ]] && args+=(-H "${HDR[$c]}")
   # shellcheck disable=SC2086
-  before=$(cpu_ticks $procs)
+  before=$(cpu_ticks $procs) user_before=$(user_ticks $procs)
   timeout $((secs + 30)) wrk "${args[@]}" "${URL[$c]}" >"$out" 2>&1 || die "wrk failed for case $c: $(tail -3 "$out")"
   # shellcheck disable=SC2086
-  after=$(cpu_ticks $procs)
-  echo "$(python3 "$here/report.py" wrk "$out") $(((after - before) * 1000000 / clk_tck))"
+  after=$(cpu_ticks $procs) user_after=$(user_ticks $procs)
+  echo "$(python3 "$here/report.py" wrk "$out") $(((after - before) * 1000000 / clk_tck)) $(((user_after - user_before) * 1000000 / clk_tck))"
 }
 
 read -r -a cases <<<"$CASES"
@@ -241,15 +243,15 @@ say "warm-up: ${WARMUP}s per case"
 for c in "${cases[@]}"; do run_wrk "$c" "$WARMUP" "$work/warmup-$c.txt" >/dev/null; done
 
 results=$work/results.tsv
-echo "case round requests rps p50_us p99_us cpu_us non2xx errors" >"$results"
+echo "case round requests rps p50_us p99_us cpu_us non2xx errors user_us" >"$results"
 for ((r = 1; r <= ROUNDS; r++)); do
   n=${#cases[@]}
   for ((i = 0; i < n; i++)); do
     c=${cases[$(((i + r - 1) % n))]} # each round starts one case later: no case always follows the same one
     say "round $r/$ROUNDS case $c (${DURATION}s)"
     row=$(run_wrk "$c" "$DURATION" "$work/round$r-$c.txt")
-    read -r requests rps p50 p99 non2xx errors cpu_us <<<"$row"
-    echo "$c $r $requests $rps $p50 $p99 $cpu_us $non2xx $errors" >>"$results"
+    read -r requests rps p50 p99 non2xx errors cpu_us user_us <<<"$row"
+    echo "$c $r $requests $rps $p50 $p99 $cpu_us $non2xx $errors $user_us" >>"$results"
   done
 done
 RSS_A=$(rss_kib "$PID_TOLLGATE_A")

@@ -127,16 +127,24 @@ wait_ready() {
   die "$name not ready in 30 s: $(tail -5 "$work/$name.log")"
 }
 
-# utime+stime in clock ticks, summed over the given processes (all their threads).
-cpu_ticks() {
-  local total=0 p stat f
+# proc_ticks FIELDS PID...: the given fields of /proc/PID/stat (counted from its 3rd, so 11 is
+# utime and 12 stime), in clock ticks, summed over the processes (all their threads).
+proc_ticks() {
+  local fields=$1 total=0 p stat f i
+  shift
   for p in "$@"; do
     stat=$(<"/proc/$p/stat")
     read -r -a f <<<"${stat##*) }"
-    total=$((total + f[11] + f[12]))
+    for i in $fields; do total=$((total + f[i])); done
   done
   echo "$total"
 }
+
+# utime+stime in clock ticks, summed over the given processes (all their threads).
+cpu_ticks() { proc_ticks "11 12" "$@"; }
+
+# utime alone: the user-space share of cpu_ticks.
+user_ticks() { proc_ticks 11 "$@"; }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 

@@ -48,7 +48,7 @@ def table(path):
     for line in open(path, encoding="utf-8"):
         if not line.strip() or line.startswith("case"):
             continue
-        case, rnd, requests, rps, p50, p99, cpu_us, non2xx, errors = line.split()
+        case, rnd, requests, rps, p50, p99, cpu_us, non2xx, errors, user_us = line.split()
         rows.setdefault(case, []).append(
             {
                 "round": int(rnd),
@@ -56,28 +56,33 @@ def table(path):
                 "p50": float(p50),
                 "p99": float(p99),
                 "cpu": float(cpu_us) / int(requests),
+                "user": float(user_us) / int(requests),
                 "bad": int(non2xx) + int(errors),
             }
         )
     med = {
-        case: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99", "cpu")}
+        case: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99", "cpu", "user")}
         for case, rs in rows.items()
     }
-    print("| case | req/s | p50 | p99 | proxy CPU per request | non-2xx + socket errors |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| case | req/s | p50 | p99 | proxy CPU per request | of which user space | non-2xx + socket errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for case in sorted(rows):
         m = med[case]
         cpu = "-" if case == "a" else f"{m['cpu']:.1f} µs"
+        user = "-" if case == "a" else f"{m['user']:.1f} µs"
         bad = sum(r["bad"] for r in rows[case])
         rps_all = ", ".join(f"{r['rps']:.0f}" for r in sorted(rows[case], key=lambda r: r["round"]))
         print(
             f"| {LABELS.get(case, case)} | {m['rps']:.0f} ({rps_all}) | {m['p50'] / 1e3:.2f} ms "
-            f"| {m['p99'] / 1e3:.2f} ms | {cpu} | {bad} |"
+            f"| {m['p99'] / 1e3:.2f} ms | {cpu} | {user} | {bad} |"
         )
     print()
     print("Medians over the rounds (req/s of each round in brackets). CPU: utime+stime of the proxy's")
     print("processes (nginx: master and workers; the upstream's CPU is not counted) over the requests")
-    print("wrk completed in the round. (a)'s column would be the upstream's own CPU, so it is left out.")
+    print("wrk completed in the round; user space: utime alone (the rest is the kernel's, mostly")
+    print("loopback TCP). (a)'s columns would be the upstream's own CPU, so they are left out.")
+    if "d" in med:
+        within_table(rows, med)
     if "d0" in med:
         baseline_table(rows, med)
     if "t" in med and "u" in med:
@@ -85,8 +90,8 @@ def table(path):
     if "b" not in med:
         return
     print()
-    print("| vs nginx (b) | req/s ratio (target ≥ 1.0) | CPU/request ratio (target ≤ 1.0) | p99 ratio (target ≤ 1.0) | per-round req/s ratios |")
-    print("|---|---:|---:|---:|---|")
+    print("| vs nginx (b) | req/s ratio (target ≥ 1.0) | CPU/request ratio (target ≤ 1.0) | user-space CPU ratio | p99 ratio (target ≤ 1.0) | per-round req/s ratios |")
+    print("|---|---:|---:|---:|---:|---|")
     b_by_round = {r["round"]: r for r in rows["b"]}
     for case in sorted(rows):
         if case in ("a", "b", "t", "u"):
@@ -98,8 +103,28 @@ def table(path):
             if r["round"] in b_by_round
         )
         print(
-            f"| {case}/b | {m['rps'] / b['rps']:.2f} | {m['cpu'] / b['cpu']:.2f} | {m['p99'] / b['p99']:.2f} | {paired} |"
+            f"| {case}/b | {m['rps'] / b['rps']:.2f} | {m['cpu'] / b['cpu']:.2f} | {m['user'] / b['user']:.2f} "
+            f"| {m['p99'] / b['p99']:.2f} | {paired} |"
         )
+
+
+def within_table(rows, med):
+    """The issue's two targets within tollgate: the access log (f/d) and a JWT (e/d), each ≤ 1.05."""
+    pairs = [(c, t) for c, t in (("f", "the access log on, f/d"), ("e", "a cached JWT, e/d")) if c in med]
+    if not pairs:
+        return
+    d_by_round = {r["round"]: r for r in rows["d"]}
+    print()
+    print("| against (d), the same proxy | req/s ratio | CPU/request ratio (target ≤ 1.05) | p99 ratio | per-round CPU/request ratios |")
+    print("|---|---:|---:|---:|---|")
+    for case, title in pairs:
+        m, d = med[case], med["d"]
+        paired = ", ".join(
+            f"{r['cpu'] / d_by_round[r['round']]['cpu']:.3f}"
+            for r in sorted(rows[case], key=lambda r: r["round"])
+            if r["round"] in d_by_round
+        )
+        print(f"| {title} | {m['rps'] / d['rps']:.3f} | {m['cpu'] / d['cpu']:.3f} | {m['p99'] / d['p99']:.3f} | {paired} |")
 
 
 def vs_table(rows, med, case, base, title):
