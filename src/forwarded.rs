@@ -55,7 +55,7 @@ pub fn set_forwarding_headers(
         if let Some(host) = &host {
             added.push((X_FORWARDED_HOST, host.clone()));
         }
-        if let Some(forwarded) = forwarded_value(headers, client, false, host.as_ref()) {
+        if let Some(forwarded) = hop_forwarded(headers, client, host.as_ref()) {
             added.push((FORWARDED, forwarded));
         }
         added.push((X_REAL_IP, client.client_header().clone()));
@@ -158,6 +158,26 @@ fn set_forwarded(
 }
 
 /// The `Forwarded` value [`set_forwarded`] sets.
+/// This hop's own `Forwarded` element, for a request that carried none: the connection's
+/// rendering when the host is the one it was rendered for (peer and scheme are the
+/// connection's), else a fresh one. Saves two allocations a request on a keep-alive connection.
+fn hop_forwarded(
+    headers: &HeaderMap,
+    client: &ClientAddr,
+    host: Option<&HeaderValue>,
+) -> Option<HeaderValue> {
+    let kept = client.hop_forwarded();
+    if let Some((for_host, value)) = kept.get()
+        && for_host.as_ref() == host
+    {
+        return Some(value.clone());
+    }
+    let value = forwarded_value(headers, client, false, host)?;
+    // The first request's host is kept; another host on the same connection renders its own.
+    let _ = kept.set((host.cloned(), value.clone()));
+    Some(value)
+}
+
 fn forwarded_value(
     headers: &HeaderMap,
     client: &ClientAddr,
@@ -401,6 +421,35 @@ mod tests {
             assert_eq!(shortcut, general, "{peer} trusted {trusted:?}");
             assert_eq!(shortcut.len(), 6, "{shortcut:?}");
         }
+    }
+
+    /// Requests on one connection share its rendering of `Forwarded`, for the host it was made
+    /// for only: a request for another host (or none) gets its own, never the first one's.
+    #[test]
+    fn a_connections_forwarded_element_is_reused_for_its_host_only() {
+        let trust = crate::trust::TrustedProxies::default();
+        let connection =
+            ClientAddr::for_connection("192.0.2.7:5000".parse().unwrap(), Scheme::Https, &trust);
+        let forwarded = |host: Option<&'static str>| {
+            let mut headers = HeaderMap::new();
+            let client = connection.for_request(&headers, &trust);
+            let mut added = Vec::new();
+            let host = host.map(HeaderValue::from_static);
+            set_forwarding_headers(&mut headers, &mut added, Some(&client), host);
+            let (_, value) = added.into_iter().find(|(n, _)| *n == FORWARDED).unwrap();
+            value
+        };
+        let first = forwarded(Some("shop.example"));
+        assert_eq!(first, "for=192.0.2.7;proto=https;host=shop.example");
+        assert_eq!(
+            forwarded(Some("other.example")),
+            "for=192.0.2.7;proto=https;host=other.example"
+        );
+        assert_eq!(forwarded(None), "for=192.0.2.7;proto=https");
+        let again = forwarded(Some("shop.example"));
+        assert_eq!(again, first);
+        // The same bytes, not a copy of them: the connection's rendering was reused.
+        assert_eq!(again.as_bytes().as_ptr(), first.as_bytes().as_ptr());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! the headers upstreams trust (`forwarded`); per-address limits read [`ClientAddr::client`].
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
@@ -37,6 +37,10 @@ pub struct ClientAddr {
     client: IpAddr,
     /// `client`, rendered (for `X-Real-IP`).
     client_text: HeaderValue,
+    /// This hop's `Forwarded` element as the connection's first request needed it, and the host
+    /// it names: shared by every request on the connection (they all have its peer and scheme),
+    /// so the next request for the same host clones it instead of rendering it again.
+    hop_forwarded: Arc<OnceLock<(Option<HeaderValue>, HeaderValue)>>,
 }
 
 // === impl TrustedProxies ===
@@ -127,6 +131,7 @@ impl ClientAddr {
             scheme,
             client: peer,
             client_text: peer_text,
+            hop_forwarded: Arc::default(),
         }
     }
 
@@ -171,6 +176,11 @@ impl ClientAddr {
 
     pub(crate) fn client_header(&self) -> &HeaderValue {
         &self.client_text
+    }
+
+    /// See [`ClientAddr::hop_forwarded`]: set once, by the first request that renders it.
+    pub(crate) fn hop_forwarded(&self) -> &OnceLock<(Option<HeaderValue>, HeaderValue)> {
+        &self.hop_forwarded
     }
 }
 
