@@ -157,7 +157,6 @@ fn set_forwarded(
     };
 }
 
-/// The `Forwarded` value [`set_forwarded`] sets.
 /// This hop's own `Forwarded` element, for a request that carried none: the connection's
 /// rendering when the host is the one it was rendered for (peer and scheme are the
 /// connection's), else a fresh one. Saves two allocations a request on a keep-alive connection.
@@ -178,6 +177,7 @@ fn hop_forwarded(
     Some(value)
 }
 
+/// The `Forwarded` value [`set_forwarded`] sets.
 fn forwarded_value(
     headers: &HeaderMap,
     client: &ClientAddr,
